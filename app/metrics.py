@@ -1,0 +1,109 @@
+"""Prometheus metrics: one registry per app, request metrics from a thin ASGI middleware, training-queue
+gauges collected at scrape time."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter as Tally
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.batching import BatchStats
+
+log = logging.getLogger("genserve.api")
+
+LATENCY_BUCKETS_S = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter("genserve_http_requests_total", "HTTP requests", ["method", "route", "status"],
+                                registry=r)
+        self.latency = Histogram("genserve_http_request_duration_seconds", "HTTP request latency",
+                                 ["method", "route"], buckets=LATENCY_BUCKETS_S, registry=r)
+        self.batch_rows = Histogram("genserve_batch_size_samples", "Samples per forward pass",
+                                    buckets=BATCH_BUCKETS, registry=r)
+        self.batch_requests = Histogram("genserve_batch_size_requests", "Requests per forward pass",
+                                        buckets=BATCH_BUCKETS, registry=r)
+        self.queue_wait = Histogram("genserve_batch_queue_wait_seconds", "Time a request waited for its pass",
+                                    buckets=LATENCY_BUCKETS_S, registry=r)
+        self.forward_time = Histogram("genserve_forward_seconds", "Forward pass time",
+                                      buckets=LATENCY_BUCKETS_S, registry=r)
+        self.encode_time = Histogram("genserve_encode_seconds", "Response encoding time", ["format"],
+                                     buckets=LATENCY_BUCKETS_S, registry=r)
+        self.rejected = Counter("genserve_sample_rejected_total", "Sample requests not served",
+                                ["reason"], registry=r)
+        self.samples = Counter("genserve_samples_total", "Samples generated", registry=r)
+
+    def observe_batch(self, stats: BatchStats) -> None:
+        self.batch_rows.observe(stats.rows)
+        self.batch_requests.observe(stats.requests)
+        self.forward_time.observe(stats.run_s)
+        self.samples.inc(stats.rows)
+        for wait in stats.queue_wait_s:
+            self.queue_wait.observe(wait)
+
+    def add_collector(self, collector: Collector) -> None:
+        self.registry.register(collector)
+
+
+class TrainingCollector(Collector):
+    """Queue depth and trainings by status, read when Prometheus scrapes (errors give no sample, not a 500)."""
+
+    def __init__(self, queue_depth: Callable[[], int], statuses: Callable[[], Iterable[str]]) -> None:
+        self.queue_depth = queue_depth
+        self.statuses = statuses
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterable[Metric]:
+        depth = GaugeMetricFamily("genserve_training_queue_depth", "Training jobs waiting in the RQ queue")
+        try:
+            depth.add_metric([], self.queue_depth())
+            yield depth
+        except Exception as exc:  # Redis down: leave the gauge out
+            log.debug("queue depth unavailable: %s", exc)
+        by_status = GaugeMetricFamily("genserve_trainings", "Trainings by status", labels=["status"])
+        tally = Tally(self.statuses())
+        for status in ("queued", "running", "succeeded", "failed", "canceled"):
+            by_status.add_metric([status], tally.get(status, 0))
+        yield by_status
+
+
+class RequestMetricsMiddleware:
+    """Counts and times every request by its route template (not its raw path, to bound label cardinality)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status: dict[str, Any] = {"code": 500}
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            method = scope.get("method", "")
+            self.metrics.requests.labels(method, template, str(status["code"])).inc()
+            self.metrics.latency.labels(method, template).observe(time.perf_counter() - start)

@@ -1,0 +1,154 @@
+"""The one place that turns errors into `application/problem+json` (RFC 9457) responses.
+
+Domain code raises the `models.errors` tree; only this module knows which HTTP status each one gets.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from models.errors import (
+    Conflict,
+    Forbidden,
+    GenserveError,
+    Invalid,
+    NotFound,
+    TimedOut,
+    TooLarge,
+    TrainingDiverged,
+    Unavailable,
+    UnsupportedFormat,
+)
+
+log = logging.getLogger("genserve.api")
+
+PROBLEM_JSON = "application/problem+json"
+REDIS_RETRY_AFTER_S = 5
+
+STATUS_OF: list[tuple[type[GenserveError], int]] = [
+    (NotFound, 404),
+    (Conflict, 409),
+    (Forbidden, 403),
+    (TooLarge, 413),
+    (UnsupportedFormat, 415),
+    (Invalid, 422),
+    (Unavailable, 503),
+    (TimedOut, 504),
+    (TrainingDiverged, 422),
+]
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "loc": {"type": "array", "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]}},
+                    "msg": {"type": "string"},
+                },
+            },
+        },
+    },
+}
+
+
+def problem(
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    errors: Sequence[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    if errors:
+        body["errors"] = list(errors)
+    if extra:
+        body.update(extra)
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
+
+
+def status_of(exc: GenserveError) -> int:
+    for cls, status in STATUS_OF:
+        if isinstance(exc, cls):
+            return status
+    return 400
+
+
+def from_domain_error(exc: GenserveError) -> JSONResponse:
+    status = status_of(exc)
+    errors = [{"loc": list(exc.field), "msg": exc.detail}] if exc.field else None
+    extra = {"limit": exc.limit} if exc.limit is not None else None
+    headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, Unavailable) else None
+    return problem(status, exc.title, exc.detail, errors=errors, headers=headers, extra=extra)
+
+
+def _validation_msg(err: dict[str, Any]) -> str:
+    msg = str(err.get("msg", "invalid"))
+    ctx = err.get("ctx") or {}
+    if err.get("type") == "json_invalid":
+        return f"malformed JSON: {ctx.get('error', msg)}"
+    return msg
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers that make every error body the same shape."""
+
+    @app.exception_handler(GenserveError)
+    async def _domain(_: Request, exc: GenserveError) -> JSONResponse:
+        return from_domain_error(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"loc": list(e.get("loc", ())), "msg": _validation_msg(e)} for e in exc.errors()]
+        names = ", ".join(".".join(str(p) for p in e["loc"]) for e in errors) or "request"
+        return problem(422, "Invalid input", f"invalid value for {names}: {errors[0]['msg']}", errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        title = {404: "Not found", 405: "Method not allowed", 413: "Request body too large"}.get(
+            exc.status_code, "Error"
+        )
+        limit = getattr(exc, "limit", None)
+        errors = [{"loc": ["body"], "msg": f"larger than {limit} bytes"}] if limit is not None else None
+        return problem(
+            exc.status_code,
+            title,
+            str(exc.detail),
+            headers=getattr(exc, "headers", None),
+            errors=errors,
+            extra={"limit": limit} if limit is not None else None,
+        )
+
+    @app.exception_handler(RedisConnectionError)
+    @app.exception_handler(RedisTimeoutError)
+    async def _redis(_: Request, exc: Exception) -> JSONResponse:
+        log.warning("redis unavailable: %s", exc)
+        return problem(
+            503,
+            "Service unavailable",
+            "the job queue (Redis) is not reachable; sampling from stored models still works",
+            headers={"Retry-After": str(REDIS_RETRY_AFTER_S)},
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        return problem(500, "Internal server error", "an unexpected error occurred; it has been logged")

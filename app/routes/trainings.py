@@ -1,0 +1,103 @@
+"""Trainings: asynchronous jobs on the RQ queue, with progress as JSON and as server-sent events."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
+
+from app.deps import ServicesDep
+from app.problems import PROBLEM_SCHEMA
+from app.schemas import Training, TrainingList, TrainingRequest
+from worker import events
+from worker.status import TrainingStatus
+
+router = APIRouter(prefix="/v1/trainings", tags=["trainings"])
+PROBLEM = {"content": {"application/problem+json": {"schema": PROBLEM_SCHEMA}}}
+SSE_BLOCK_MS = 15_000  # a keep-alive comment goes out when nothing happened for this long
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=Training,
+             responses={422: PROBLEM, 503: PROBLEM})
+def create_training(body: TrainingRequest, services: ServicesDep, response: Response) -> Training:
+    """Start a training: validated, recorded, and queued for a worker."""
+    training = services.trainings.create(body)
+    response.headers["Location"] = f"/v1/trainings/{training['id']}"
+    return Training(**training)
+
+
+@router.get("", response_model=TrainingList)
+def list_trainings(services: ServicesDep) -> TrainingList:
+    """All trainings, newest first."""
+    return TrainingList(items=[Training(**t) for t in services.trainings.list()])
+
+
+@router.get("/{training_id}", response_model=Training, responses={404: PROBLEM})
+def get_training(training_id: str, services: ServicesDep) -> Training:
+    """One training with its live progress."""
+    return Training(**services.trainings.get(training_id))
+
+
+@router.post("/{training_id}/cancel", status_code=status.HTTP_202_ACCEPTED, response_model=Training,
+             responses={404: PROBLEM, 409: PROBLEM})
+def cancel_training(training_id: str, services: ServicesDep) -> Training:
+    """Cancel a queued or running training; it ends as `canceled` within a few seconds."""
+    return Training(**services.trainings.cancel(training_id))
+
+
+def _sse(event: str, data: dict, event_id: str | None = None) -> bytes:
+    head = f"id: {event_id}\n" if event_id else ""
+    return f"{head}event: {event}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+@router.get(
+    "/{training_id}/events",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "Progress and status events"},
+               404: PROBLEM},
+)
+async def training_events(
+    training_id: str,
+    services: ServicesDep,
+    request: Request,
+    last_event_id: Annotated[str | None, Header()] = None,
+) -> StreamingResponse:
+    """Server-sent events (`progress`, `status`) from the start of the training (or after `Last-Event-ID`)
+    until it ends."""
+    first = await run_in_threadpool(services.trainings.get, training_id)
+    key = events.events_key(training_id)
+    aredis = services.aredis
+
+    async def stream() -> AsyncIterator[bytes]:
+        cursor = last_event_id or "0-0"
+        if TrainingStatus(first["status"]).is_terminal():
+            yield _sse("status", _final(first))
+            return
+        while not await request.is_disconnected():
+            reply = await aredis.xread({key: cursor}, block=SSE_BLOCK_MS, count=100)
+            if not reply:
+                current = await run_in_threadpool(services.trainings.get, training_id)
+                if TrainingStatus(current["status"]).is_terminal():  # e.g. a worker died without a word
+                    yield _sse("status", _final(current))
+                    return
+                yield b": keep-alive\n\n"
+                continue
+            for entry_id, fields in reply[0][1]:
+                cursor = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+                name, data = events.decode_event(fields)
+                if name == "status" and TrainingStatus(data["status"]).is_terminal():
+                    current = await run_in_threadpool(services.trainings.get, training_id)
+                    yield _sse("status", _final(current), cursor)
+                    return
+                yield _sse(name, data, cursor)
+
+    return StreamingResponse(stream(), media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+def _final(training: dict) -> dict:
+    return {k: training.get(k) for k in ("status", "model_id", "error", "metrics", "progress")}

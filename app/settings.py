@@ -1,0 +1,101 @@
+"""All GENSERVE_* settings in one class, read once through a cached getter.
+
+This module imports neither FastAPI nor RQ nor torch, so the worker can read settings without loading the web
+stack and the API can read them without loading training code.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_HOME = Path("genserve-data")
+
+
+class Settings(BaseSettings):
+    """Service configuration; every field maps to an environment variable `GENSERVE_<NAME>`."""
+
+    model_config = SettingsConfigDict(env_prefix="GENSERVE_", extra="ignore", frozen=True)
+
+    # --- wiring -------------------------------------------------------------------------------------------------
+    redis_url: str | None = Field(
+        None,
+        description="Redis URL. Unset: redis://127.0.0.1:6379/0 (and `genserve dev` starts an embedded Redis "
+        "when nothing answers there).",
+    )
+    store_dir: Path = Field(DEFAULT_HOME / "store", description="Artifact store: datasets, checkpoints, models.")
+    data_dir: Path = Field(DEFAULT_HOME / "data", description="Where built-in data (MNIST IDX files) lives.")
+    device: str = Field("auto", description="Torch device: auto (cuda if available, else cpu), cpu, cuda, cuda:N.")
+    queue_name: str = Field("genserve-training", description="RQ queue that carries training jobs.")
+    host: str = Field("127.0.0.1", description="Address `genserve serve` binds.")
+    port: int = Field(8000, ge=1, le=65535, description="Port `genserve serve` binds.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
+    mnist_url: str = Field(
+        "https://ossci-datasets.s3.amazonaws.com/mnist/",
+        description="Base URL MNIST's four IDX files are downloaded from when they are not in data_dir/mnist.",
+    )
+    download_timeout_s: float = Field(30.0, gt=0, description="Timeout for each MNIST file download.")
+
+    # --- trainings ----------------------------------------------------------------------------------------------
+    job_timeout_s: int = Field(24 * 3600, ge=10, description="RQ job timeout for one training.")
+    max_train_steps: int = Field(200_000, ge=1, description="Largest `steps` a training may ask for.")
+    max_train_batch_size: int = Field(4096, ge=1, description="Largest training `batch_size`.")
+    max_latent_dim: int = Field(512, ge=1, description="Largest `latent_dim`.")
+    progress_interval_s: float = Field(0.5, gt=0, description="How often a training reports progress.")
+    checkpoint_interval_s: float = Field(30.0, gt=0, description="How often a training checkpoints.")
+
+    # --- sampling -----------------------------------------------------------------------------------------------
+    max_samples_per_request: int = Field(1024, ge=1, description="Largest `n` in one sample request.")
+    max_batch_size: int = Field(
+        64, ge=1, description="Most samples merged into one forward pass (1 turns batching off)."
+    )
+    max_wait_ms: float = Field(
+        2.0, ge=0, description="Longest extra wait for more requests to join a batch (milliseconds)."
+    )
+    max_queue_samples: int = Field(
+        4096, ge=1, description="Most samples queued per model; beyond it sample requests get 503 + Retry-After."
+    )
+    sample_timeout_ms: int = Field(
+        30_000, ge=1, description="Default deadline of a sample request (504 when not served in time)."
+    )
+    model_cache_mb: int = Field(1024, ge=1, description="Memory budget of loaded models (LRU eviction beyond).")
+    max_interpolation_steps: int = Field(256, ge=2, description="Largest `steps` of an interpolation.")
+
+    # --- uploads and request limits ---------------------------------------------------------------------------
+    max_upload_bytes: int = Field(64 * 1024 * 1024, ge=1, description="Largest dataset upload (bytes).")
+    max_request_bytes: int = Field(
+        4 * 1024 * 1024, ge=1, description="Largest JSON request body (bytes); uploads use max_upload_bytes."
+    )
+    max_images: int = Field(100_000, ge=1, description="Most images in one upload.")
+    max_image_side: int = Field(128, ge=4, description="Largest image height or width (pixels).")
+    max_points: int = Field(1_000_000, ge=1, description="Most rows in a points upload.")
+    max_point_dims: int = Field(64, ge=1, description="Most columns in a points upload.")
+    max_zip_entries: int = Field(100_000, ge=1, description="Most entries in an uploaded zip.")
+    max_zip_ratio: float = Field(
+        200.0, gt=1, description="Largest uncompressed/compressed size ratio of a zip entry (zip bombs)."
+    )
+    max_uncompressed_bytes: int = Field(
+        512 * 1024 * 1024, ge=1, description="Largest total uncompressed size of an upload's contents."
+    )
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, value: str) -> str:
+        if value not in ("auto", "cpu", "cuda", "mps") and not value.startswith("cuda:"):
+            raise ValueError("device must be auto, cpu, cuda, cuda:N or mps")
+        return value
+
+    @property
+    def effective_redis_url(self) -> str:
+        return self.redis_url or DEFAULT_REDIS_URL
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings; tests call `get_settings.cache_clear()` after changing the environment."""
+    return Settings()

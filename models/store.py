@@ -1,0 +1,302 @@
+"""The artifact store: a directory that holds datasets, trainings, checkpoints and models.
+
+It is the source of truth (Redis only carries the queue and live progress), so it can be shared by many API
+replicas and workers on one file system. Every write is atomic: a file is written to a temporary name in the same
+directory, flushed, and renamed into place; a directory is assembled under `tmp/` and renamed into place. A crash at
+any point leaves the old state or the new one, never a torn file.
+
+Layout::
+
+    datasets/<id>/manifest.json, x.npy, y.npy      id = ds_ + sha256 of the content (content-addressed)
+    trainings/<id>/training.json                   the training record
+    trainings/<id>/checkpoint.safetensors, checkpoint.json
+    models/<id>/manifest.json, weights.safetensors
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save
+
+from models.data import ArrayDataset
+from models.errors import NotFound
+
+ID_PATTERN = re.compile(r"^(ds|tr|mdl)_[0-9a-f]{8,64}$")
+STALE_TMP_AGE_S = 3600
+
+
+def utcnow() -> str:
+    """Timestamps as ISO 8601 in UTC, the one format of every record."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(8)}"
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so that readers see the old file or the whole new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, json.dumps(obj, indent=2, sort_keys=True).encode())
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+def content_id(data: ArrayDataset) -> str:
+    """The content address of a dataset: equal data gives an equal id."""
+    h = hashlib.sha256()
+    h.update(json.dumps([data.kind, str(data.x.dtype), list(data.x.shape), data.classes]).encode())
+    h.update(np.ascontiguousarray(data.x).tobytes())
+    if data.y is not None:
+        h.update(np.ascontiguousarray(data.y, dtype=np.int64).tobytes())
+    return "ds_" + h.hexdigest()[:24]
+
+
+class ArtifactStore:
+    """Files under one root directory; safe for concurrent readers and one writer per record."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+        for sub in ("datasets", "trainings", "models", "tmp", "trash"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        self._sweep_tmp()
+
+    # --- generic helpers ----------------------------------------------------------------------------------------
+    def _dir(self, kind: str, item_id: str) -> Path:
+        """The directory of one record; ids that do not match the pattern never reach a path."""
+        if not ID_PATTERN.match(item_id):
+            raise NotFound(f"no {kind[:-1]} with id {item_id!r}")
+        return self.root / kind / item_id
+
+    def _sweep_tmp(self) -> None:
+        """Remove half-built directories a crashed writer left behind."""
+        now = time.time()
+        for sub in ("tmp", "trash"):
+            for entry in (self.root / sub).iterdir():
+                with contextlib.suppress(OSError):
+                    if sub == "trash" or now - entry.stat().st_mtime > STALE_TMP_AGE_S:
+                        shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+
+    @contextlib.contextmanager
+    def _staging(self) -> Iterator[Path]:
+        """A fresh directory to assemble a record in before it is renamed into place."""
+        tmp = Path(tempfile.mkdtemp(dir=self.root / "tmp"))
+        try:
+            yield tmp
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+
+    def _publish_dir(self, staged: Path, final: Path) -> bool:
+        """Rename a staged directory into place; False when `final` already exists."""
+        for f in staged.iterdir():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        try:
+            os.rename(staged, final)
+        except OSError:
+            if final.exists():
+                return False
+            raise
+        _fsync_dir(final.parent)
+        return True
+
+    def _remove_dir(self, path: Path) -> None:
+        """Remove a record at once (rename into trash), then delete its files."""
+        trash = self.root / "trash" / f"{path.name}-{secrets.token_hex(4)}"
+        try:
+            os.rename(path, trash)
+        except FileNotFoundError:
+            return
+        shutil.rmtree(trash, ignore_errors=True)
+
+    def _list(self, kind: str, manifest: str) -> list[dict[str, Any]]:
+        items = []
+        for entry in (self.root / kind).iterdir():
+            if not ID_PATTERN.match(entry.name):
+                continue
+            with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
+                items.append(read_json(entry / manifest))
+        return items
+
+    def is_writable(self) -> bool:
+        try:
+            atomic_write_bytes(self.root / "tmp" / f"probe-{secrets.token_hex(4)}", b"ok")
+        except OSError:
+            return False
+        for probe in (self.root / "tmp").glob("probe-*"):
+            with contextlib.suppress(OSError):
+                probe.unlink()
+        return True
+
+    # --- datasets -----------------------------------------------------------------------------------------------
+    def put_dataset(self, name: str, data: ArrayDataset) -> tuple[dict[str, Any], bool]:
+        """Store an uploaded dataset; returns (manifest, created). Equal content is stored once."""
+        dataset_id = content_id(data)
+        final = self.root / "datasets" / dataset_id
+        if (final / "manifest.json").exists():
+            return read_json(final / "manifest.json"), False
+        manifest = {
+            "id": dataset_id,
+            "name": name,
+            "kind": data.kind,
+            "shape": list(data.sample_shape),
+            "size": len(data),
+            "classes": data.classes,
+            "builtin": False,
+            "created_at": utcnow(),
+        }
+        with self._staging() as tmp:
+            np.save(tmp / "x.npy", np.ascontiguousarray(data.x), allow_pickle=False)
+            if data.y is not None:
+                np.save(tmp / "y.npy", np.ascontiguousarray(data.y, dtype=np.int64), allow_pickle=False)
+            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+            created = self._publish_dir(tmp, final)
+        if not created:
+            return read_json(final / "manifest.json"), False
+        return manifest, True
+
+    def get_dataset(self, dataset_id: str) -> dict[str, Any]:
+        path = self._dir("datasets", dataset_id) / "manifest.json"
+        try:
+            return read_json(path)
+        except FileNotFoundError:
+            raise NotFound(f"no dataset with id {dataset_id!r}") from None
+
+    def load_dataset(self, dataset_id: str) -> ArrayDataset:
+        manifest = self.get_dataset(dataset_id)
+        d = self._dir("datasets", dataset_id)
+        x = np.load(d / "x.npy", allow_pickle=False)
+        y = np.load(d / "y.npy", allow_pickle=False) if (d / "y.npy").exists() else None
+        return ArrayDataset(x=x, y=y, kind=manifest["kind"], classes=manifest["classes"])
+
+    def list_datasets(self) -> list[dict[str, Any]]:
+        return sorted(self._list("datasets", "manifest.json"), key=lambda m: m["created_at"])
+
+    def delete_dataset(self, dataset_id: str) -> None:
+        self.get_dataset(dataset_id)
+        self._remove_dir(self._dir("datasets", dataset_id))
+
+    # --- trainings ----------------------------------------------------------------------------------------------
+    def put_training(self, record: dict[str, Any]) -> None:
+        atomic_write_json(self._dir("trainings", record["id"]) / "training.json", record)
+
+    def get_training(self, training_id: str) -> dict[str, Any]:
+        try:
+            return read_json(self._dir("trainings", training_id) / "training.json")
+        except FileNotFoundError:
+            raise NotFound(f"no training with id {training_id!r}") from None
+
+    def update_training(self, training_id: str, **changes: Any) -> dict[str, Any]:
+        record = self.get_training(training_id)
+        record.update(changes)
+        self.put_training(record)
+        return record
+
+    def list_trainings(self) -> list[dict[str, Any]]:
+        return sorted(self._list("trainings", "training.json"), key=lambda r: r["created_at"], reverse=True)
+
+    def delete_training(self, training_id: str) -> None:
+        self._remove_dir(self._dir("trainings", training_id))
+
+    def save_checkpoint(self, training_id: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        """Checkpoint tensors, then the JSON that names them; the JSON is written last, so a crash between the
+        two leaves the previous checkpoint's JSON pointing at a weights file whose hash no longer matches, and
+        `load_checkpoint` rejects that pair."""
+        d = self._dir("trainings", training_id)
+        blob = save({k: v.detach().cpu().contiguous() for k, v in tensors.items()})
+        atomic_write_bytes(d / "checkpoint.safetensors", blob)
+        atomic_write_json(d / "checkpoint.json", {**meta, "sha256": hashlib.sha256(blob).hexdigest()})
+
+    def load_checkpoint(self, training_id: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
+        d = self._dir("trainings", training_id)
+        try:
+            meta = read_json(d / "checkpoint.json")
+            blob = (d / "checkpoint.safetensors").read_bytes()
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+        if hashlib.sha256(blob).hexdigest() != meta.get("sha256"):
+            return None
+        return load_file(d / "checkpoint.safetensors"), meta
+
+    def delete_checkpoint(self, training_id: str) -> None:
+        d = self._dir("trainings", training_id)
+        for name in ("checkpoint.json", "checkpoint.safetensors"):
+            with contextlib.suppress(FileNotFoundError):
+                (d / name).unlink()
+
+    # --- models -------------------------------------------------------------------------------------------------
+    def put_model(self, manifest: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+        """Publish a model: weights and manifest appear together or not at all."""
+        final = self._dir("models", manifest["id"])
+        with self._staging() as tmp:
+            blob = save({k: v.detach().cpu().contiguous() for k, v in tensors.items()})
+            (tmp / "weights.safetensors").write_bytes(blob)
+            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+            if not self._publish_dir(tmp, final):
+                raise FileExistsError(f"model {manifest['id']} already exists")
+
+    def get_model(self, model_id: str) -> dict[str, Any]:
+        try:
+            return read_json(self._dir("models", model_id) / "manifest.json")
+        except FileNotFoundError:
+            raise NotFound(f"no model with id {model_id!r}") from None
+
+    def has_model(self, model_id: str) -> bool:
+        """A cheap existence check (one stat), made before serving each request."""
+        return bool(ID_PATTERN.match(model_id)) and (self.root / "models" / model_id / "manifest.json").exists()
+
+    def load_model_tensors(self, model_id: str) -> dict[str, torch.Tensor]:
+        path = self._dir("models", model_id) / "weights.safetensors"
+        try:
+            return load_file(path)
+        except FileNotFoundError:
+            raise NotFound(f"no model with id {model_id!r}") from None
+
+    def list_models(self) -> list[dict[str, Any]]:
+        return sorted(self._list("models", "manifest.json"), key=lambda m: m["created_at"], reverse=True)
+
+    def delete_model(self, model_id: str) -> None:
+        self.get_model(model_id)
+        self._remove_dir(self._dir("models", model_id))

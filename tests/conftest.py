@@ -1,0 +1,166 @@
+"""Shared fixtures: a real Redis (GENSERVE_REDIS_URL, else the local server, else an embedded one), settings on a
+temporary artifact store, the ASGI app, and a live service (uvicorn + an RQ worker process) for end-to-end tests."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from redis import Redis
+
+from app.cli import embedded_redis, free_port, redis_answers
+from app.settings import Settings, get_settings
+
+LOCAL_REDIS = "redis://127.0.0.1:6379"
+TEST_DB = 13  # a database of its own on a shared server, flushed around each test
+SERVICE_START_TIMEOUT_S = 60.0
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    configured = os.environ.get("GENSERVE_REDIS_URL")
+    if configured:
+        yield configured
+    elif redis_answers(LOCAL_REDIS):
+        yield f"{LOCAL_REDIS}/{TEST_DB}"
+    else:
+        with embedded_redis(tmp_path_factory.mktemp("redis")) as url:
+            yield url
+
+
+@pytest.fixture
+def redis(redis_url: str) -> Iterator[Redis]:
+    client = Redis.from_url(redis_url)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+def make_settings(tmp: Path, redis_url: str, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "redis_url": redis_url,
+        "store_dir": tmp / "store",
+        "data_dir": tmp / "data",
+        "mnist_url": "http://127.0.0.1:9/",  # nothing listens there: "downloads" fail fast, offline-like
+        "download_timeout_s": 2.0,
+        "progress_interval_s": 0.1,
+        "device": "cpu",
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that gives a subprocess these settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GENSERVE_")}
+    for name, value in settings.model_dump().items():
+        if value is not None:
+            env[f"GENSERVE_{name.upper()}"] = str(value)
+    env["PYTHONPATH"] = str(ROOT)
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return env
+
+
+@pytest.fixture
+def settings(tmp_path: Path, redis_url: str, redis: Redis) -> Iterator[Settings]:
+    s = make_settings(tmp_path, redis_url)
+    yield s
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[httpx.Client]:
+    """The ASGI app in-process (lifespan included) behind a real HTTP client interface."""
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+
+    with TestClient(create_app(settings), raise_server_exceptions=False) as c:
+        yield c
+
+
+def wait_until(predicate, timeout_s: float, interval_s: float = 0.1, message: str = "condition") -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval_s)
+    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {message}")
+
+
+class LiveService:
+    """`genserve serve` and `genserve worker` as real processes on a temporary store."""
+
+    def __init__(self, settings: Settings, log_dir: Path) -> None:
+        self.settings = settings
+        self.log_dir = log_dir
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.env = settings_env(settings)
+        self.api: subprocess.Popen[bytes] | None = None
+        self.workers: list[subprocess.Popen[bytes]] = []
+
+    def _spawn(self, args: list[str], log_name: str) -> subprocess.Popen[bytes]:
+        log = open(self.log_dir / log_name, "ab")  # noqa: SIM115 (closed with the process)
+        return subprocess.Popen([sys.executable, "-m", "app.cli", *args], env=self.env, cwd=ROOT,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def start_api(self) -> None:
+        self.api = self._spawn(["serve", "--port", str(self.port)], "api.log")
+        wait_until(self._healthy, SERVICE_START_TIMEOUT_S, message="the API to answer /healthz")
+
+    def start_worker(self) -> subprocess.Popen[bytes]:
+        proc = self._spawn(["worker"], f"worker-{len(self.workers)}.log")
+        self.workers.append(proc)
+        return proc
+
+    def _healthy(self) -> bool:
+        assert self.api is not None
+        if self.api.poll() is not None:
+            raise AssertionError(f"API exited: {(self.log_dir / 'api.log').read_text()[-3000:]}")
+        try:
+            return httpx.get(f"{self.base_url}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.read_text()[-4000:]}" for p in sorted(self.log_dir.glob("*.log")))
+
+    def stop(self) -> None:
+        for proc in [*self.workers, self.api]:
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+        for proc in [*self.workers, self.api]:
+            if proc is not None:
+                try:
+                    proc.wait(20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[LiveService]:
+    """One API process and one worker process for a whole test module (trainings take seconds, not ms)."""
+    tmp = tmp_path_factory.mktemp("live")
+    Redis.from_url(redis_url).flushdb()
+    service = LiveService(make_settings(tmp, redis_url), tmp)
+    try:
+        service.start_worker()
+        service.start_api()
+        yield service
+    except BaseException:
+        print(service.logs())
+        raise
+    finally:
+        service.stop()
+        with contextlib.suppress(Exception):
+            Redis.from_url(redis_url).flushdb()
