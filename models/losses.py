@@ -1,0 +1,124 @@
+"""Losses of the VAE and the GAN, each citing the paper it comes from.
+
+Log-densities are in nats. Per-sample terms are summed over dimensions and averaged over the minibatch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+GanLoss = Literal["ns", "hinge", "wgan-gp"]
+LOG_2PI = math.log(2 * math.pi)
+
+
+# --- densities ---------------------------------------------------------------------------------------------------
+def bernoulli_log_prob(logits: Tensor, x: Tensor) -> Tensor:
+    """log Bern(x; sigmoid(logits)) summed over all but the first dimension: (n, ...) -> (n,).
+
+    For x in [0, 1] this is the usual (continuous-target) cross-entropy of VAEs on grayscale images.
+    """
+    return -F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
+
+
+def gaussian_log_prob(x: Tensor, mean: Tensor, logvar: Tensor) -> Tensor:
+    """log N(x; mean, diag(exp(logvar))) summed over all but the first dimension: (n, ...) -> (n,)."""
+    return -0.5 * (LOG_2PI + logvar + (x - mean).pow(2) * torch.exp(-logvar)).flatten(1).sum(1)
+
+
+def diag_gaussian_log_density(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
+    """log N(z; mu, diag(exp(logvar))) over the last dimension: (..., L) -> (...)."""
+    return -0.5 * (LOG_2PI + logvar + (z - mu).pow(2) * torch.exp(-logvar)).sum(-1)
+
+
+def standard_normal_log_density(z: Tensor) -> Tensor:
+    """log N(z; 0, I) over the last dimension: (..., L) -> (...)."""
+    return -0.5 * (LOG_2PI + z.pow(2)).sum(-1)
+
+
+# --- VAE -------------------------------------------------------------------------------------------------------
+def gaussian_kl(mu: Tensor, logvar: Tensor) -> Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, 1)) per sample and latent dimension, (n, L) (Kingma & Welling 2014, App. B)."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
+
+
+def neg_elbo(log_px: Tensor, kl: Tensor, *, kl_weight: float = 1.0, free_bits: float = 0.0) -> Tensor:
+    """Negative evidence lower bound, nats per sample (Kingma & Welling 2014, "Auto-Encoding Variational Bayes").
+
+    log_px (n,): log p(x|z) of one posterior sample; kl (n, L) from `gaussian_kl`. `kl_weight` is beta
+    (Higgins et al. 2017) times the warm-up factor. `free_bits` > 0 applies the free-bits objective of Kingma et al.
+    2016 ("Improved Variational Inference with Inverse Autoregressive Flow", App. C.8): the minibatch-averaged KL
+    of each latent dimension is not pushed below `free_bits` nats, which keeps latents from collapsing early.
+    """
+    kl_per_dim = kl.mean(0)  # (L,)
+    if free_bits > 0:
+        kl_per_dim = kl_per_dim.clamp(min=free_bits)
+    return -log_px.mean() + kl_weight * kl_per_dim.sum()
+
+
+def iwae_loss(log_w: Tensor) -> Tensor:
+    """Negative importance-weighted bound, nats per sample (Burda et al. 2015, "Importance Weighted Autoencoders").
+
+    log_w (k, n): log p(x, z_i) - log q(z_i|x) for k posterior samples per input. Tighter than the ELBO for k > 1.
+    """
+    k = log_w.shape[0]
+    return -(torch.logsumexp(log_w, dim=0) - math.log(k)).mean()
+
+
+# --- GAN -------------------------------------------------------------------------------------------------------
+def d_loss(real: Tensor, fake: Tensor, kind: GanLoss) -> Tensor:
+    """Discriminator loss from its outputs (logits / critic values) on real and generated data.
+
+    ns: the original minimax D loss, -log D(x) - log(1 - D(G(z))) (Goodfellow et al. 2014, "Generative
+    Adversarial Nets"). hinge: relu(1 - D(x)) + relu(1 + D(G(z))) (Lim & Ye 2017, "Geometric GAN"; Miyato et al.
+    2018). wgan-gp: the critic loss D(G(z)) - D(x) (Arjovsky et al. 2017); add `gradient_penalty`.
+    """
+    if kind == "ns":
+        return F.softplus(-real).mean() + F.softplus(fake).mean()
+    if kind == "hinge":
+        return F.relu(1.0 - real).mean() + F.relu(1.0 + fake).mean()
+    if kind == "wgan-gp":
+        return fake.mean() - real.mean()
+    raise ValueError(f"unknown GAN loss {kind!r}")
+
+
+def g_loss(fake: Tensor, kind: GanLoss) -> Tensor:
+    """Generator loss from the discriminator's outputs on generated data.
+
+    ns: the non-saturating -log D(G(z)) (Goodfellow et al. 2014, Sec. 3), strong gradients early in training.
+    hinge and wgan-gp: -D(G(z)) (Lim & Ye 2017; Gulrajani et al. 2017).
+    """
+    if kind == "ns":
+        return F.softplus(-fake).mean()
+    if kind in ("hinge", "wgan-gp"):
+        return -fake.mean()
+    raise ValueError(f"unknown GAN loss {kind!r}")
+
+
+def _grad_sq_norms(out: Tensor, inputs: Tensor) -> Tensor:
+    """||d out_j / d inputs||^2 per discriminator output j (a PacGAN output covers several input rows)."""
+    (grad,) = torch.autograd.grad(out.sum(), inputs, create_graph=True)
+    return grad.reshape(out.shape[0], -1).pow(2).sum(1)
+
+
+def gradient_penalty(
+    critic: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor, generator: torch.Generator | None = None
+) -> Tensor:
+    """(||grad D(x_hat)|| - 1)^2 at random interpolates of real and fake samples (Gulrajani et al. 2017,
+    "Improved Training of Wasserstein GANs", Eq. 3). Multiply by the penalty weight lambda."""
+    alpha = torch.rand((real.shape[0],) + (1,) * (real.dim() - 1), device=real.device, generator=generator)
+    x_hat = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
+    norms = (_grad_sq_norms(critic(x_hat), x_hat) + 1e-12).sqrt()  # eps: sqrt has no gradient at 0
+    return (norms - 1.0).pow(2).mean()
+
+
+def r1_penalty(critic: Callable[[Tensor], Tensor], real: Tensor) -> Tensor:
+    """(1/2) E ||grad D(x)||^2 on real data (Mescheder et al. 2018, "Which Training Methods for GANs do actually
+    Converge?", Eq. 9). Multiply by gamma."""
+    x = real.detach().requires_grad_(True)
+    return 0.5 * _grad_sq_norms(critic(x), x).mean()

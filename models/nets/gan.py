@@ -1,0 +1,77 @@
+"""The GAN (Goodfellow et al. 2014): a generator (the served model) and a discriminator used only in training.
+
+Conv nets follow DCGAN (Radford et al. 2016) with GroupNorm instead of BatchNorm in the generator, so that a sample
+never depends on the rest of its batch. Conditional nets: the label embedding is concatenated to z in the generator
+(Mirza & Osindero 2014); the discriminator takes it concatenated to the input (MLP) or through a projection
+(conv; Miyato & Koyama 2018). PacGAN (Lin et al. 2018): the discriminator judges `pack` samples at once.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
+
+from models.nets.layers import ConvDown, GenerativeModel, ModelSpec, he_linear, mlp, up_body
+
+
+class Generator(GenerativeModel):
+    """z (n, L) [+ label] -> sample. Images leave the net through tanh ([-1, 1]), mapped to [0, 1] by `from_net`."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__(spec)
+        self.body = up_body(spec.latent_dim + spec.cond_dim, spec)  # (n, L + cond) -> (n, *net_shape)
+        if spec.kind == "images":
+            self.set_data_transform(torch.tensor([0.5]), torch.tensor([0.5]))  # net = 2 * data - 1
+
+    def forward_net(self, z: Tensor, labels: Tensor | None) -> Tensor:
+        """Samples in net space (n, *net_shape): what the discriminator sees."""
+        out = self.body(self.condition(z, labels))
+        return torch.tanh(out) if self.spec.kind == "images" else out
+
+    def generate(self, z: Tensor, labels: Tensor | None) -> Tensor:
+        return self.from_net(self.forward_net(z, labels))
+
+
+class Discriminator(nn.Module):
+    """Net-space samples (B, *net_shape) [+ labels (B,)] -> one logit per pack of `pack` samples, (B / pack,)."""
+
+    def __init__(self, spec: ModelSpec, *, pack: int = 1, spectral_norm: bool = False) -> None:
+        super().__init__()
+        self.spec = spec
+        self.pack = pack
+        self.embed: nn.Embedding | None = None
+        if spec.architecture == "conv":
+            self.body: nn.Module = ConvDown(pack * spec.channels, spec)  # (B/m, m*C, H, W) -> (B/m, F)
+            features = self.body.out_features
+            if spec.num_classes:
+                self.embed = nn.Embedding(spec.num_classes, features)  # projection (Miyato & Koyama 2018)
+        else:
+            if spec.num_classes:
+                self.embed = nn.Embedding(spec.num_classes, spec.label_dim)  # concatenated to the input
+            in_features = pack * (spec.features + spec.cond_dim)
+            self.body = mlp(in_features, spec.width, spec.mlp_depth, nn.LeakyReLU)  # (B/m, m*(D+E)) -> (B/m, width)
+            features = spec.width
+        self.out = nn.Linear(features, 1) if spec.architecture == "conv" else he_linear(features, 1)  # (B/m, 1)
+        if spectral_norm:
+            for m in list(self.modules()):
+                if isinstance(m, nn.Linear | nn.Conv2d):
+                    _spectral_norm(m)
+
+    def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
+        b, m = x.shape[0], self.pack
+        if b % m:
+            raise ValueError(f"batch of {b} is not a multiple of pack {m}")
+        if self.embed is not None and labels is None:
+            raise ValueError("this discriminator is conditional: labels are required")
+        if self.spec.architecture == "conv":
+            h = self.body(x.reshape(b // m, m * x.shape[1], *x.shape[2:]))  # (B/m, F)
+            out = self.out(h).squeeze(1)  # (B/m,)
+            if self.embed is not None:
+                proj = self.embed(labels).view(b // m, m, -1).sum(1)  # (B/m, F)
+                out = out + (proj * h).sum(1)
+            return out
+        x = x.flatten(1)  # (B, D)
+        if self.embed is not None:
+            x = torch.cat([x, self.embed(labels)], dim=1)  # (B, D + E)
+        return self.out(self.body(x.reshape(b // m, -1))).squeeze(1)  # (B/m, m*(D+E)) -> (B/m,)

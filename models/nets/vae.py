@@ -1,0 +1,115 @@
+"""The variational autoencoder (Kingma & Welling 2014), MLP or conv, optionally class-conditional (Sohn et al. 2015).
+
+Encoder q(z|x, y) = N(mu, diag(exp(logvar))); prior p(z) = N(0, I); decoder p(x|z, y) Bernoulli (images in [0, 1])
+or Gaussian with a learned per-dimension variance (points). Conditioning: the label embedding is concatenated to z in
+the decoder and to the input in the encoder (as extra constant channels for conv nets).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from models import losses
+from models.nets.layers import ConvDown, GenerativeModel, ModelSpec, mlp, up_body
+
+LOGVAR_MIN, LOGVAR_MAX = -12.0, 8.0  # clamp of log-variances, keeps exp() finite early in training
+IW_CHUNK_DECODES = 2048  # latents decoded per forward pass when evaluating the IWAE bound
+
+
+class VAE(GenerativeModel):
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__(spec)
+        if spec.decoder not in ("bernoulli", "gaussian"):
+            raise ValueError(f"a VAE needs decoder 'bernoulli' or 'gaussian', not {spec.decoder!r}")
+        cond = spec.cond_dim
+        if spec.architecture == "conv":
+            self.encoder: nn.Module = ConvDown(spec.channels + cond, spec)  # (n, C + cond, H, W) -> (n, F)
+            enc_out = self.encoder.out_features
+        else:
+            self.encoder = mlp(spec.features + cond, spec.width, spec.mlp_depth, nn.LeakyReLU)  # (n, width)
+            enc_out = spec.width
+        self.to_posterior = nn.Linear(enc_out, 2 * spec.latent_dim)  # (n, 2L): mu, logvar
+        self.decoder = up_body(spec.latent_dim + cond, spec)  # (n, L + cond) -> (n, *net_shape)
+        if spec.decoder == "gaussian":
+            self.dec_logvar = nn.Parameter(torch.zeros(spec.net_shape))  # learned per-dimension log-variance
+
+    # --- net space ---------------------------------------------------------------------------------------------
+    def encode_net(self, x: Tensor, labels: Tensor | None) -> tuple[Tensor, Tensor]:
+        """x (n, *net_shape) -> mu, logvar (n, L)."""
+        if self.embed is not None:
+            if labels is None:
+                raise ValueError("this model is conditional: labels are required")
+            e = self.embed(labels)  # (n, label_dim)
+            if self.spec.architecture == "conv":
+                x = torch.cat([x, e[:, :, None, None].expand(-1, -1, *x.shape[2:])], dim=1)  # (n, C + E, H, W)
+            else:
+                x = torch.cat([x.flatten(1), e], dim=1)  # (n, features + E)
+        elif self.spec.architecture == "mlp":
+            x = x.flatten(1)
+        mu, logvar = self.to_posterior(self.encoder(x)).chunk(2, dim=1)
+        return mu, logvar.clamp(LOGVAR_MIN, LOGVAR_MAX)
+
+    def decode_raw(self, z: Tensor, labels: Tensor | None) -> Tensor:
+        """z (n, L) -> decoder outputs (n, *net_shape): Bernoulli logits, or the Gaussian mean before `mean()`."""
+        return self.decoder(self.condition(z, labels))
+
+    def mean(self, raw: Tensor) -> Tensor:
+        """E[x|z] in net space: probabilities for Bernoulli, sigmoid means for Gaussian images, raw for points."""
+        if self.spec.decoder == "bernoulli" or self.spec.kind == "images":
+            return torch.sigmoid(raw)
+        return raw
+
+    def log_px(self, raw: Tensor, x: Tensor) -> Tensor:
+        """log p(x|z) in nats, summed over dimensions, net space: raw (n, *net_shape), x (n, *net_shape) -> (n,)."""
+        if self.spec.decoder == "bernoulli":
+            return losses.bernoulli_log_prob(raw, x)
+        logvar = self.dec_logvar.clamp(LOGVAR_MIN, LOGVAR_MAX)
+        return losses.gaussian_log_prob(x, self.mean(raw), logvar)
+
+    def log_weights(self, x: Tensor, labels: Tensor | None, k: int, generator: torch.Generator | None) -> Tensor:
+        """Importance log-weights log p(x, z_i) - log q(z_i|x) for k posterior samples: (k, n), net space."""
+        mu, logvar = self.encode_net(x, labels)
+        eps = torch.randn((k, *mu.shape), device=mu.device, dtype=mu.dtype, generator=generator)
+        z = mu + (0.5 * logvar).exp() * eps  # (k, n, L)
+
+        def rep(t: Tensor) -> Tensor:  # (n, ...) -> (k * n, ...), sample-major like z
+            return t.expand(k, *t.shape).reshape(-1, *t.shape[1:])
+
+        raw = self.decode_raw(z.reshape(-1, mu.shape[1]), None if labels is None else rep(labels))
+        log_px = self.log_px(raw, rep(x)).view(k, -1)
+        log_pz = losses.standard_normal_log_density(z)  # (k, n)
+        log_qz = losses.diag_gaussian_log_density(z, mu, logvar)  # (k, n)
+        return log_px + log_pz - log_qz
+
+    # --- data space (the served interface) ---------------------------------------------------------------------
+    def encode(self, x: Tensor, labels: Tensor | None) -> tuple[Tensor, Tensor]:
+        """x in data space (n, *sample_shape) -> (mu, logvar), each (n, latent_dim)."""
+        return self.encode_net(self.to_net(x), labels)
+
+    def reconstruct(self, x: Tensor, labels: Tensor | None) -> Tensor:
+        """decode(mu): the deterministic reconstruction, data space."""
+        mu, _ = self.encode(x, labels)
+        return self.generate(mu, labels)
+
+    def generate(self, z: Tensor, labels: Tensor | None) -> Tensor:
+        """The decoder mean (Bernoulli probabilities for images), data space."""
+        return self.from_net(self.mean(self.decode_raw(z, labels)))
+
+    def log_likelihood_bound(
+        self, x: Tensor, labels: Tensor | None, k: int, *, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """The IWAE bound (Burda et al. 2015) on log p(x) with k samples, in nats per sample of data space: (n,).
+
+        k = 1 is the ELBO. Evaluated in chunks so that large k fit in memory.
+        """
+        xn = self.to_net(x)
+        n = xn.shape[0]
+        chunk = max(1, IW_CHUNK_DECODES // k)
+        out = []
+        for i in range(0, n, chunk):
+            lw = self.log_weights(xn[i : i + chunk], None if labels is None else labels[i : i + chunk], k, generator)
+            out.append(torch.logsumexp(lw, dim=0) - math.log(k))
+        return torch.cat(out) + self.log_det_data_to_net()

@@ -1,0 +1,562 @@
+"""The training loop: one model-agnostic loop around a family-specific step.
+
+The loop owns what every training needs: seeded minibatches from data held on the device, progress reports and
+cancellation polls on a clock, checkpoints that resume a run exactly, and recovery from non-finite losses (roll back
+to the last good state with half the learning rate). A "task" (`_VAETask`, `_GANTask`) owns the nets, their
+optimizers, and one optimization step. No Redis, no HTTP: callers report and cancel through the callbacks.
+"""
+
+from __future__ import annotations
+
+import collections
+import copy
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from models import losses
+from models.data import ArrayDataset, DatasetSplits
+from models.errors import Invalid, TrainingDiverged
+from models.nets import VAE, GenerativeModel, Generator, ModelSpec, build_discriminator, build_model, spec_for
+from models.recipes import TrainConfig, conv_supports
+
+log = logging.getLogger(__name__)
+
+STOP_POLL_INTERVAL_S = 0.2  # should_stop() may do network I/O: poll it at most this often
+SYNC_EVERY_STEPS = 20  # steps between reads of the losses to the host (each read waits for the device)
+SNAPSHOT_EVERY_STEPS = 100  # steps between in-memory copies of the last good state (divergence recovery)
+MAX_RECOVERIES = 2  # roll-backs with a halved learning rate before a training counts as diverged
+FINAL_LOSS_WINDOW_STEPS = 100  # the final training losses are means over about this many last steps
+VAE_ADAM_BETAS = (0.9, 0.999)
+GAN_ADAM_BETAS = (0.5, 0.999)  # Radford et al. 2016 (DCGAN)
+WGAN_ADAM_BETAS = (0.0, 0.9)  # Gulrajani et al. 2017, Algorithm 1
+EMA_WARMUP_STEPS = 10  # EMA decay ramps as (1 + step) / (10 + step) up to ema_decay, so early weights fade fast
+MIN_DATA_SCALE = 1e-6  # point dimensions with a smaller std are not rescaled
+METRIC_SEED = 0  # seed of the samples drawn for the end-of-training metrics
+METRIC_SAMPLES = 2000  # generated samples (and at most this many test points) for the energy distance
+MAX_ELBO_TEST_SAMPLES = 2000  # test samples for test_neg_elbo
+MAX_IW_TEST_SAMPLES = 1000  # test samples for test_nll_iw ...
+IW_EVAL_ELEMENTS_CPU = 8_000_000  # ... and at most this many decoded values (samples * k * features) on CPU,
+IW_EVAL_ELEMENTS_ACCEL = 400_000_000  # or on an accelerator
+MIN_IW_TEST_SAMPLES = 100  # but at least this many samples, whatever k
+CHECKPOINT_FORMAT = 1
+
+
+@dataclass
+class Progress:
+    step: int  # steps completed
+    total_steps: int
+    losses: dict[str, float]  # means since the previous report
+    elapsed_s: float  # training time, including the runs before a resume
+    eta_s: float | None
+
+
+class Checkpointer(Protocol):
+    interval_s: float
+
+    def load(self) -> tuple[dict[str, Tensor], dict[str, Any]] | None: ...
+
+    def save(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class TrainResult:
+    model: GenerativeModel  # eval mode, on CPU
+    spec: ModelSpec
+    metrics: dict[str, float]  # finite floats only
+    steps: int  # steps completed
+    canceled: bool
+
+
+# --- data ----------------------------------------------------------------------------------------------------------
+@dataclass
+class _Data:
+    """Training data in net space on the device; minibatches drawn (with replacement) from a seeded generator."""
+
+    x: Tensor  # (N, *net_shape)
+    y: Tensor | None  # (N,) int64 when conditional
+    gen: torch.Generator
+
+    def batch(self, n: int) -> tuple[Tensor, Tensor | None]:
+        idx = torch.randint(0, self.x.shape[0], (n,), generator=self.gen, device=self.x.device)
+        return self.x[idx], None if self.y is None else self.y[idx]
+
+    def labels(self, n: int) -> Tensor | None:
+        """Labels for generated samples, drawn from the data so that classes come in their data proportions."""
+        if self.y is None:
+            return None
+        idx = torch.randint(0, self.y.shape[0], (n,), generator=self.gen, device=self.y.device)
+        return self.y[idx]
+
+    def randn(self, *shape: int) -> Tensor:
+        return torch.randn(shape, generator=self.gen, device=self.x.device)
+
+
+# --- tasks -----------------------------------------------------------------------------------------------------------
+class _Task(Protocol):
+    modules: dict[str, nn.Module]  # everything with state, by checkpoint name
+    optimizers: dict[str, torch.optim.Optimizer]
+    base_lrs: dict[str, float]
+    loss_names: tuple[str, ...]
+
+    def step(self, step: int, data: _Data) -> Tensor: ...  # one step; the detached losses, (len(loss_names),)
+
+    def served(self) -> GenerativeModel: ...
+
+
+class _VAETask:
+    def __init__(self, config: TrainConfig, model: VAE) -> None:
+        self.c = config
+        self.model = model
+        self.modules: dict[str, nn.Module] = {"model": model}
+        self.optimizers: dict[str, torch.optim.Optimizer] = {
+            "model": torch.optim.Adam(model.parameters(), lr=config.lr, betas=VAE_ADAM_BETAS)
+        }
+        self.base_lrs = {"model": config.lr}
+        self.loss_names: tuple[str, ...] = ("loss",) if config.iwae_k > 1 else ("loss", "recon", "kl")
+
+    def kl_weight(self, step: int) -> float:
+        """beta, ramped up linearly over the warm-up steps (Bowman et al. 2016)."""
+        if self.c.kl_warmup_steps <= 0:
+            return self.c.beta
+        return self.c.beta * min(1.0, (step + 1) / self.c.kl_warmup_steps)
+
+    def step(self, step: int, data: _Data) -> Tensor:
+        x, y = data.batch(self.c.batch_size)
+        if self.c.iwae_k > 1:
+            loss = losses.iwae_loss(self.model.log_weights(x, y, self.c.iwae_k, data.gen))
+            parts = [loss]
+        else:
+            mu, logvar = self.model.encode_net(x, y)  # (n, L) each
+            z = mu + (0.5 * logvar).exp() * data.randn(*mu.shape)  # reparameterization
+            log_px = self.model.log_px(self.model.decode_raw(z, y), x)  # (n,)
+            kl = losses.gaussian_kl(mu, logvar)  # (n, L)
+            loss = losses.neg_elbo(log_px, kl, kl_weight=self.kl_weight(step), free_bits=self.c.free_bits)
+            parts = [loss, -log_px.mean(), kl.sum(1).mean()]
+        opt = self.optimizers["model"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return torch.stack(parts).detach()
+
+    def served(self) -> GenerativeModel:
+        return self.model
+
+
+class _GANTask:
+    def __init__(self, config: TrainConfig, generator: Generator, spec: ModelSpec) -> None:
+        self.c = config
+        self.g = generator
+        self.d = build_discriminator(spec, config)
+        self.ema: Generator | None = None
+        self.modules: dict[str, nn.Module] = {"g": self.g, "d": self.d}
+        if config.ema_decay > 0:
+            self.ema = copy.deepcopy(generator).requires_grad_(False)
+            self.modules["ema"] = self.ema
+        betas = WGAN_ADAM_BETAS if config.gan_loss == "wgan-gp" else GAN_ADAM_BETAS
+        self.base_lrs = {"g": config.lr, "d": config.d_lr or config.lr}
+        self.optimizers: dict[str, torch.optim.Optimizer] = {
+            "g": torch.optim.Adam(self.g.parameters(), lr=self.base_lrs["g"], betas=betas),
+            "d": torch.optim.Adam(self.d.parameters(), lr=self.base_lrs["d"], betas=betas),
+        }
+        self.loss_names: tuple[str, ...] = ("loss_d", "loss_g")
+
+    def step(self, step: int, data: _Data) -> Tensor:
+        c, n = self.c, self.c.batch_size
+        self.d.requires_grad_(True)
+        for _ in range(c.d_steps):
+            x, y = data.batch(n)
+            with torch.no_grad():
+                fake = self.g.forward_net(data.randn(n, c.latent_dim), y)
+
+            def critic(t: Tensor, y: Tensor | None = y) -> Tensor:
+                return self.d(t, y)
+
+            loss_d = losses.d_loss(critic(x), critic(fake), c.gan_loss)
+            if c.gan_loss == "wgan-gp" and c.gp_weight > 0:
+                loss_d = loss_d + c.gp_weight * losses.gradient_penalty(critic, x, fake, data.gen)
+            if c.r1_gamma > 0:
+                loss_d = loss_d + c.r1_gamma * losses.r1_penalty(critic, x)
+            self.optimizers["d"].zero_grad(set_to_none=True)
+            loss_d.backward()
+            self.optimizers["d"].step()
+
+        self.d.requires_grad_(False)  # no D gradients in the G step
+        y = data.labels(n)
+        loss_g = losses.g_loss(self.d(self.g.forward_net(data.randn(n, c.latent_dim), y), y), c.gan_loss)
+        self.optimizers["g"].zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.optimizers["g"].step()
+        if self.ema is not None:
+            self._update_ema(step)
+        return torch.stack([loss_d, loss_g]).detach()
+
+    @torch.no_grad()
+    def _update_ema(self, step: int) -> None:
+        """Exponential moving average of the generator weights (Yazici et al. 2019; Karras et al. 2018)."""
+        assert self.ema is not None
+        decay = min(self.c.ema_decay, (1 + step) / (EMA_WARMUP_STEPS + step))
+        for pe, p in zip(self.ema.parameters(), self.g.parameters(), strict=True):
+            pe.lerp_(p, 1.0 - decay)
+        for be, b in zip(self.ema.buffers(), self.g.buffers(), strict=True):
+            be.copy_(b)
+
+    def served(self) -> GenerativeModel:
+        return self.ema if self.ema is not None else self.g
+
+
+# --- state: snapshots and checkpoints ----------------------------------------------------------------------------
+def _capture(task: _Task, gen: torch.Generator, step: int, to_cpu: bool) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """Everything needed to continue the run, as flat tensors plus JSON-serializable meta. Tensors are copies
+    (never views of live weights), so safetensors can store them and later steps cannot change them."""
+
+    def own(t: Tensor) -> Tensor:
+        return t.detach().to("cpu", copy=True) if to_cpu else t.detach().clone()
+
+    tensors: dict[str, Tensor] = {"rng": gen.get_state().clone()}
+    for name, module in task.modules.items():
+        for k, v in module.state_dict().items():
+            tensors[f"module.{name}.{k}"] = own(v)
+    optim_meta: dict[str, Any] = {}
+    for name, opt in task.optimizers.items():
+        sd = opt.state_dict()
+        scalars: dict[str, dict[str, Any]] = {}
+        for idx, state in sd["state"].items():
+            for k, v in state.items():
+                if isinstance(v, Tensor):
+                    tensors[f"optim.{name}.{idx}.{k}"] = own(v)
+                else:
+                    scalars.setdefault(str(idx), {})[k] = v
+        optim_meta[name] = {"param_groups": sd["param_groups"], "scalars": scalars}
+    return tensors, {"format": CHECKPOINT_FORMAT, "step": step, "optim": optim_meta}
+
+
+def _restore(task: _Task, gen: torch.Generator, tensors: dict[str, Tensor], meta: dict[str, Any]) -> int:
+    """The inverse of `_capture`; returns the step to continue from."""
+    for name, module in task.modules.items():
+        prefix = f"module.{name}."
+        module.load_state_dict({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
+    for name, opt in task.optimizers.items():
+        prefix = f"optim.{name}."
+        state: dict[int, dict[str, Any]] = collections.defaultdict(dict)
+        for key, v in tensors.items():
+            if key.startswith(prefix):
+                idx, k = key[len(prefix) :].split(".", 1)
+                state[int(idx)][k] = v.clone()  # the optimizer adopts (and then updates) what it is given
+        for idx, values in meta["optim"][name]["scalars"].items():
+            state[int(idx)].update(values)
+        groups = copy.deepcopy(meta["optim"][name]["param_groups"])
+        opt.load_state_dict({"state": dict(state), "param_groups": groups})
+    gen.set_state(tensors["rng"].cpu())
+    return int(meta["step"])
+
+
+def _set_lr(task: _Task, scale: float) -> None:
+    for name, opt in task.optimizers.items():
+        for group in opt.param_groups:
+            group["lr"] = task.base_lrs[name] * scale
+
+
+def _first_nonfinite_tensor(tensors: Iterable[tuple[str, Tensor]]) -> str | None:
+    items = [(k, t) for k, t in tensors if t.is_floating_point()]
+    if not items:
+        return None
+    ok = torch.stack([t.isfinite().all() for _, t in items]).tolist()
+    return next((k for (k, _), good in zip(items, ok, strict=True) if not good), None)
+
+
+def _json_normal(obj: Any) -> Any:
+    return json.loads(json.dumps(obj))
+
+
+# --- the loop ----------------------------------------------------------------------------------------------------
+def train(
+    config: TrainConfig,
+    data: DatasetSplits,
+    *,
+    device: torch.device,
+    on_progress: Callable[[Progress], None] | None = None,
+    progress_interval_s: float = 0.5,
+    should_stop: Callable[[], bool] | None = None,
+    checkpointer: Checkpointer | None = None,
+) -> TrainResult:
+    """Train `config` on `data.train` and measure the result on `data.test`.
+
+    Seeded: the same config, data and seed give the same model on CPU, whether or not the run was interrupted and
+    resumed from a checkpoint. Raises `TrainingDiverged` when losses or weights stay non-finite after
+    MAX_RECOVERIES roll-backs with a halved learning rate.
+    """
+    train_set = data.train
+    if config.conditional and train_set.y is None:
+        raise Invalid("conditional training needs labels; this dataset has none", field=("body", "conditional"))
+    if len(train_set) == 0:
+        raise Invalid("the training set is empty", field=("body", "dataset"))
+    if config.architecture == "conv" and (train_set.kind != "images" or not conv_supports(train_set.sample_shape)):
+        raise Invalid(
+            f"the conv nets cannot take samples of shape {train_set.sample_shape}", field=("body", "architecture")
+        )
+    spec = spec_for(config, train_set.kind, train_set.sample_shape, train_set.num_classes)
+
+    with torch.random.fork_rng(devices=[]):  # seeded init that leaves the caller's global RNG alone
+        torch.manual_seed(config.seed)
+        model = build_model(spec)
+        x = torch.from_numpy(train_set.float_x()).to(device)
+        if spec.kind == "points":  # standardize each dimension; the model keeps the map for serving
+            scale = x.std(0) if len(x) > 1 else torch.ones_like(x[0])
+            model.set_data_transform(x.mean(0).cpu(), torch.where(scale > MIN_DATA_SCALE, scale, 1.0).cpu())
+        task: _Task
+        if isinstance(model, VAE):
+            task = _VAETask(config, model)
+        else:
+            assert isinstance(model, Generator)
+            task = _GANTask(config, model, spec)
+    for m in task.modules.values():
+        m.to(device).train()
+    with torch.no_grad():
+        x_net = model.to_net(x)
+    y = torch.from_numpy(train_set.y).long().to(device) if config.conditional and train_set.y is not None else None
+    del x
+    gen = torch.Generator(device=device)
+    gen.manual_seed(config.seed)
+    run = _Run(config, task, _Data(x_net, y, gen), on_progress, progress_interval_s, should_stop, checkpointer)
+    canceled = run.loop()
+
+    served = task.served().eval()
+    metrics: dict[str, float] = {}
+    if not canceled:
+        metrics.update(compute_metrics(served, data.test, config))
+    served.to("cpu")
+    metrics.update(run.final_losses())
+    if run.recoveries:
+        metrics["recoveries"] = float(run.recoveries)
+    metrics = {k: float(v) for k, v in metrics.items() if math.isfinite(v)}
+    return TrainResult(model=served, spec=spec, metrics=metrics, steps=run.step, canceled=canceled)
+
+
+class _Run:
+    """The mutable state of one train() call: step counter, clocks, loss accumulators, snapshot."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        task: _Task,
+        data: _Data,
+        on_progress: Callable[[Progress], None] | None,
+        progress_interval_s: float,
+        should_stop: Callable[[], bool] | None,
+        checkpointer: Checkpointer | None,
+    ) -> None:
+        self.c, self.task, self.data = config, task, data
+        self.on_progress, self.progress_interval_s = on_progress, progress_interval_s
+        self.should_stop, self.checkpointer = should_stop, checkpointer
+        self.step = 0
+        self.lr_scale = 1.0
+        self.recoveries = 0
+        self.prior_elapsed_s = 0.0
+        self.names = task.loss_names
+        self.acc = torch.zeros(len(self.names), dtype=torch.float64, device=data.x.device)  # since the last sync
+        self.acc_steps = 0
+        self.report_sum = [0.0] * len(self.names)  # since the last report
+        self.report_steps = 0
+        self.tail: collections.deque[tuple[list[float], int]] = collections.deque()  # (sums, steps) per sync
+        self.last_reported_step = -1
+        self.snapshot: tuple[dict[str, Tensor], dict[str, Any]] | None = None
+
+    # -- checkpoint I/O --
+    def _meta(self, meta: dict[str, Any]) -> dict[str, Any]:
+        return {
+            **meta,
+            "lr_scale": self.lr_scale,
+            "recoveries": self.recoveries,
+            "elapsed_s": self.elapsed(),
+            "config": self.c.to_dict(),
+        }
+
+    def resume(self) -> None:
+        loaded = self.checkpointer.load() if self.checkpointer is not None else None
+        if loaded is None:
+            return
+        tensors, meta = loaded
+        if meta.get("format") != CHECKPOINT_FORMAT or _json_normal(meta.get("config")) != _json_normal(
+            self.c.to_dict()
+        ):
+            log.warning("ignoring a checkpoint of another format or config; starting from step 0")
+            return
+        self.step = _restore(self.task, self.data.gen, tensors, meta)  # load_state_dict moves to the device
+        self.lr_scale = float(meta.get("lr_scale", 1.0))
+        self.recoveries = int(meta.get("recoveries", 0))
+        self.prior_elapsed_s = float(meta.get("elapsed_s", 0.0))
+        _set_lr(self.task, self.lr_scale)
+        log.info("resuming from the checkpoint at step %d", self.step)
+
+    def save(self) -> None:
+        assert self.checkpointer is not None
+        tensors, meta = _capture(self.task, self.data.gen, self.step, to_cpu=True)
+        self.checkpointer.save(tensors, _json_normal(self._meta(meta)))
+        self.last_save = time.monotonic()
+
+    def elapsed(self) -> float:
+        return self.prior_elapsed_s + time.monotonic() - self.t0
+
+    # -- the loop --
+    def loop(self) -> bool:
+        """Run to the last step; True when stopped by should_stop."""
+        self.t0 = time.monotonic()
+        self.resume()
+        total = self.c.steps
+        self.session_start_step = self.step
+        self.snapshot = _capture(self.task, self.data.gen, self.step, to_cpu=False)
+        self.last_save = self.last_report = time.monotonic()
+        last_poll = -math.inf
+        canceled = False
+        while self.step < total:
+            now = time.monotonic()
+            if self.should_stop is not None and now - last_poll >= STOP_POLL_INTERVAL_S:
+                last_poll = now
+                if self.should_stop():
+                    canceled = True
+                    break
+            self.acc += self.task.step(self.step, self.data)
+            self.acc_steps += 1
+            self.step += 1
+            now = time.monotonic()
+            report_due = (
+                self.step == self.session_start_step + 1
+                or self.step == total
+                or now - self.last_report >= self.progress_interval_s
+            )
+            save_due = self.checkpointer is not None and now - self.last_save >= self.checkpointer.interval_s
+            if report_due or save_due or self.step % SYNC_EVERY_STEPS == 0:
+                if not self.sync():
+                    continue  # rolled back
+                if self.step - int(self.snapshot[1]["step"]) >= SNAPSHOT_EVERY_STEPS:
+                    self.snapshot = _capture(self.task, self.data.gen, self.step, to_cpu=False)
+                if report_due:
+                    self.report()
+                if save_due:
+                    self.save()
+        if canceled:
+            if self.acc_steps and not self.sync(recover=False):
+                log.warning("non-finite state at cancel time; returning the last good state")
+            if self.checkpointer is not None and self.step > self.session_start_step:
+                self.save()
+        return canceled
+
+    def sync(self, recover: bool = True) -> bool:
+        """Read the accumulated losses; on non-finite losses or weights roll back (False), else record them."""
+        vals = self.acc.tolist()
+        steps = self.acc_steps
+        self.acc.zero_()
+        self.acc_steps = 0
+        bad = next((f"loss {n!r}" for n, v in zip(self.names, vals, strict=True) if not math.isfinite(v)), None)
+        if bad is None:
+            tensors = ((f"{name}.{k}", t) for name, m in self.task.modules.items() for k, t in m.state_dict().items())
+            where = _first_nonfinite_tensor(tensors)
+            bad = None if where is None else f"weight {where!r}"
+        if bad is None:
+            self.report_sum = [a + b for a, b in zip(self.report_sum, vals, strict=True)]
+            self.report_steps += steps
+            self.tail.append((vals, steps))
+            while len(self.tail) > 1 and sum(s for _, s in self.tail) - self.tail[0][1] >= FINAL_LOSS_WINDOW_STEPS:
+                self.tail.popleft()
+            return True
+        assert self.snapshot is not None
+        if recover and self.recoveries >= MAX_RECOVERIES:
+            raise TrainingDiverged(
+                f"training diverged: {bad} became non-finite by step {self.step} of {self.c.steps}, also after "
+                f"halving the learning rate {MAX_RECOVERIES} times; try a smaller lr"
+            )
+        failed_at = self.step
+        self.step = _restore(self.task, self.data.gen, *self.snapshot)
+        if recover:
+            self.recoveries += 1
+            self.lr_scale *= 0.5
+            _set_lr(self.task, self.lr_scale)
+            log.warning(
+                "%s became non-finite by step %d; back to step %d with lr x%g", bad, failed_at, self.step, self.lr_scale
+            )
+        self.report_sum = [0.0] * len(self.names)
+        self.report_steps = 0
+        return False
+
+    def report(self) -> None:
+        if self.on_progress is None or self.step <= self.last_reported_step or self.report_steps == 0:
+            return
+        done = self.step - self.session_start_step
+        session_s = time.monotonic() - self.t0
+        eta = session_s / done * (self.c.steps - self.step) if done > 0 else None
+        losses_now = {n: s / self.report_steps for n, s in zip(self.names, self.report_sum, strict=True)}
+        self.on_progress(Progress(self.step, self.c.steps, losses_now, self.elapsed(), eta))
+        self.last_reported_step = self.step
+        self.last_report = time.monotonic()
+        self.report_sum = [0.0] * len(self.names)
+        self.report_steps = 0
+
+    def final_losses(self) -> dict[str, float]:
+        steps = sum(s for _, s in self.tail)
+        if not steps:
+            return {}
+        return {n: sum(v[i] for v, _ in self.tail) / steps for i, n in enumerate(self.names)}
+
+
+# --- metrics -------------------------------------------------------------------------------------------------------
+def energy_distance(a: Tensor, b: Tensor) -> float:
+    """Energy distance 2E|X-Y| - E|X-X'| - E|Y-Y'| between two samples (Székely & Rizzo 2013), in data units.
+
+    Between the empirical distributions (V-statistics), so it is >= 0 and 0 only for identical samples.
+    """
+    a, b = a.double().flatten(1), b.double().flatten(1)
+    return max(0.0, float(2 * torch.cdist(a, b).mean() - torch.cdist(a, a).mean() - torch.cdist(b, b).mean()))
+
+
+@torch.no_grad()
+def compute_metrics(model: GenerativeModel, test: ArrayDataset, config: TrainConfig) -> dict[str, float]:
+    """End-of-training quality metrics on held-out data, on the model's device, seeded (METRIC_SEED).
+
+    VAE: test_neg_elbo (nats per sample), test_nll_iw (the IWAE bound with eval_iw_k samples, nats per sample,
+    on at most MAX_IW_TEST_SAMPLES test samples) and test_nll_iw_samples. Points: energy_distance between
+    METRIC_SAMPLES generated samples and up to as many test points.
+    """
+    if len(test) == 0:
+        return {}
+    device = next(model.buffers()).device
+    spec = model.spec
+    gen = torch.Generator(device=device)
+    gen.manual_seed(METRIC_SEED)
+    rng = np.random.default_rng(METRIC_SEED)
+    x_all = torch.from_numpy(test.float_x()).to(device)
+    y_all = torch.from_numpy(test.y).long().to(device) if spec.num_classes and test.y is not None else None
+    if spec.num_classes and y_all is None:
+        return {}  # a conditional model needs labeled test data
+    metrics: dict[str, float] = {}
+
+    def subset(n: int) -> tuple[Tensor, Tensor | None]:
+        idx = torch.from_numpy(np.sort(rng.permutation(len(test))[:n])).to(device)
+        return x_all[idx], None if y_all is None else y_all[idx]
+
+    if isinstance(model, VAE):
+        x, y = subset(MAX_ELBO_TEST_SAMPLES)
+        metrics["test_neg_elbo"] = -float(model.log_likelihood_bound(x, y, 1, generator=gen).mean())
+        k = config.eval_iw_k
+        budget = IW_EVAL_ELEMENTS_CPU if device.type == "cpu" else IW_EVAL_ELEMENTS_ACCEL
+        n = min(MAX_IW_TEST_SAMPLES, max(MIN_IW_TEST_SAMPLES, budget // (k * spec.features)))
+        x, y = subset(n)
+        metrics["test_nll_iw"] = -float(model.log_likelihood_bound(x, y, k, generator=gen).mean())
+        metrics["test_nll_iw_samples"] = float(x.shape[0])
+
+    if spec.kind == "points":
+        x, y = subset(METRIC_SAMPLES)
+        labels = None
+        if y_all is not None:
+            labels = y_all[torch.randint(0, len(y_all), (METRIC_SAMPLES,), generator=gen, device=device)]
+        z = torch.randn(METRIC_SAMPLES, spec.latent_dim, generator=gen, device=device)
+        metrics["energy_distance"] = energy_distance(model.generate(z, labels), x)
+    return metrics

@@ -1,0 +1,102 @@
+"""Small builders of real input files (PNGs in zips, CSVs, npz) and HTTP helpers for the tests."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import time
+import zipfile
+from typing import Any
+
+import httpx
+import numpy as np
+from PIL import Image
+
+TERMINAL = {"succeeded", "failed", "canceled"}
+
+
+def png(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def bars(kind: str, size: int, rng: np.random.Generator) -> np.ndarray:
+    """A size x size grayscale image with a bright horizontal or vertical bar at a random place."""
+    img = (rng.random((size, size)) * 40).astype(np.uint8)
+    k = int(rng.integers(1, size - 2))
+    if kind == "h":
+        img[k : k + 2, :] = 230
+    else:
+        img[:, k : k + 2] = 230
+    return img
+
+
+def bars_zip(n_per_class: int = 40, size: int = 8, seed: int = 0) -> bytes:
+    """A .zip of PNGs with a folder per class ("horizontal", "vertical")."""
+    rng = np.random.default_rng(seed)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for folder, kind in (("horizontal", "h"), ("vertical", "v")):
+            for i in range(n_per_class):
+                zf.writestr(f"{folder}/{i:03d}.png", png(bars(kind, size, rng)))
+    return buf.getvalue()
+
+
+def blobs_csv(n: int = 400, seed: int = 0) -> bytes:
+    """Two labeled Gaussian blobs in 2D, as CSV with a label column."""
+    rng = np.random.default_rng(seed)
+    lines = ["x,y,label"]
+    for i in range(n):
+        c = i % 2
+        x, y = rng.normal([-2.0 if c == 0 else 2.0, 0.0], 0.3)
+        lines.append(f"{x:.5f},{y:.5f},{'left' if c == 0 else 'right'}")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def decode_png(data: bytes) -> Image.Image:
+    img = Image.open(io.BytesIO(data))
+    img.load()
+    return img
+
+
+def decode_b64_png(data: str) -> Image.Image:
+    return decode_png(base64.b64decode(data))
+
+
+def sse_events(client: httpx.Client, url: str, timeout_s: float = 120.0) -> list[tuple[str, dict[str, Any]]]:
+    """Read a server-sent event stream to its end."""
+    out: list[tuple[str, dict[str, Any]]] = []
+    event = "message"
+    with client.stream("GET", url, timeout=timeout_s) as response:
+        assert response.status_code == 200, response.read()
+        assert response.headers["content-type"].startswith("text/event-stream")
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                event = line[len("event: ") :]
+            elif line.startswith("data: "):
+                out.append((event, json.loads(line[len("data: ") :])))
+    return out
+
+
+def wait_for_training(client: httpx.Client, training_id: str, timeout_s: float = 240.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        body = client.get(f"/v1/trainings/{training_id}").json()
+        if body["status"] in TERMINAL:
+            return body
+        time.sleep(0.2)
+    raise AssertionError(f"training {training_id} did not end within {timeout_s}s: {body}")
+
+
+def assert_problem(response: httpx.Response, status: int, field: str | None = None) -> dict[str, Any]:
+    """A problem+json response with this status that names `field` (a substring of an error's loc)."""
+    assert response.status_code == status, (response.status_code, response.text)
+    assert response.headers["content-type"].startswith("application/problem+json"), response.headers
+    body = response.json()
+    assert {"type", "title", "status", "detail"} <= body.keys() and body["status"] == status
+    if field is not None:
+        locs = [".".join(str(p) for p in e["loc"]) for e in body.get("errors", [])]
+        assert any(field in loc for loc in locs), (field, locs, body)
+    return body
