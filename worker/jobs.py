@@ -92,7 +92,7 @@ def _finish(
     return record
 
 
-def _store_model(store: ArtifactStore, record: dict[str, Any], result: TrainResult) -> str:
+def store_model(store: ArtifactStore, record: dict[str, Any], result: TrainResult) -> str:
     model_id = new_id("mdl")
     spec = result.spec
     manifest = {
@@ -163,7 +163,7 @@ def train(training_id: str, settings: Settings | None = None) -> dict[str, Any]:
         log.info("training %s: canceled at step %d", training_id, result.steps)
         record = _finish(store, reporter, training_id, TrainingStatus.canceled, progress=reporter.last)
     else:
-        model_id = _store_model(store, record, result)
+        model_id = store_model(store, record, result)
         log.info("training %s: succeeded, model %s", training_id, model_id)
         record = _finish(
             store, reporter, training_id, TrainingStatus.succeeded,
