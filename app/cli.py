@@ -13,9 +13,8 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlparse
 
-from app.settings import DEFAULT_REDIS_URL, Settings, get_settings
+from app.settings import DEFAULT_REDIS_URL, Settings, get_settings, safe_url
 
 log = logging.getLogger("genserve")
 
@@ -78,14 +77,6 @@ def embedded_redis(directory: Path, port: int | None = None) -> Iterator[str]:
             proc.kill()
 
 
-def safe_url(url: str) -> str:
-    """The URL without its password, for logs."""
-    parsed = urlparse(url)
-    if parsed.password:
-        return url.replace(f":{parsed.password}@", ":***@")
-    return url
-
-
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -108,34 +99,55 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+class _Stop(Exception):
+    """Raised by the signal handler to end `genserve dev`'s wait."""
+
+
+def _raise_stop(signum: int, frame: object) -> None:
+    raise _Stop(signal.Signals(signum).name)
+
+
+def _stop_child(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(CHILD_STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
-    """API + one worker, and an embedded Redis when GENSERVE_REDIS_URL is unset and nothing answers locally."""
+    """API + one worker (+ an embedded Redis when GENSERVE_REDIS_URL is unset and nothing answers locally), run as
+    child processes and stopped together: on SIGINT/SIGTERM, or when any of them exits."""
+    signal.signal(signal.SIGTERM, _raise_stop)
+    signal.signal(signal.SIGINT, _raise_stop)
     with contextlib.ExitStack() as stack:
         url = settings.redis_url
         if url is None:
-            if redis_answers(DEFAULT_REDIS_URL):
+            if not args.embedded_redis and redis_answers(DEFAULT_REDIS_URL):
                 url = DEFAULT_REDIS_URL
                 log.info("using the Redis at %s", url)
             else:
                 url = stack.enter_context(embedded_redis(settings.store_dir.parent / "redis"))
                 log.info("no Redis configured or running: started an embedded one at %s", url)
         env = {**os.environ, "GENSERVE_REDIS_URL": url}
-        os.environ["GENSERVE_REDIS_URL"] = url
-        get_settings.cache_clear()
-        worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env=env)
-
-        def stop_worker() -> None:
-            if worker.poll() is None:
-                worker.send_signal(signal.SIGTERM)
-                try:
-                    worker.wait(CHILD_STOP_TIMEOUT_S)
-                except subprocess.TimeoutExpired:
-                    worker.kill()
-
-        stack.callback(stop_worker)
-        log.info("API on http://%s:%d (docs at /docs); redis %s; store %s", args.host or settings.host,
-                 args.port or settings.port, safe_url(url), settings.store_dir)
-        return cmd_serve(get_settings(), args)
+        host, port = args.host or settings.host, args.port or settings.port
+        me = [sys.executable, "-m", "app.cli"]
+        worker = subprocess.Popen([*me, "worker"], env=env)
+        stack.callback(_stop_child, worker)
+        api = subprocess.Popen([*me, "serve", "--host", host, "--port", str(port), "--workers", str(args.workers)],
+                               env=env)
+        stack.callback(_stop_child, api)  # stopped first: finishes in-flight requests before the worker goes
+        log.info("API on http://%s:%d (docs at /docs); redis %s; store %s", host, port, safe_url(url),
+                 settings.store_dir)
+        try:
+            pid, status = os.waitpid(-1, 0)
+        except _Stop as stop:
+            log.info("%s: stopping API, worker and Redis", stop)
+            return 0
+        log.error("child process %d exited (status %d); stopping the rest", pid, status)
+        return 1
     return 0
 
 
@@ -147,6 +159,9 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--host", default=None, help="bind address (default GENSERVE_HOST)")
         p.add_argument("--port", type=int, default=None, help="port (default GENSERVE_PORT)")
         p.add_argument("--workers", type=int, default=1, help="API processes")
+        if name == "dev":
+            p.add_argument("--embedded-redis", action="store_true",
+                           help="start a private Redis even when one answers on localhost:6379")
     w = sub.add_parser("worker", help="run an RQ worker for trainings")
     w.add_argument("--burst", action="store_true", help="exit when the queue is empty")
     w.add_argument("--name", default=None, help="worker name (default: RQ picks one)")

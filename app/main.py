@@ -72,7 +72,9 @@ def build_services(settings: Settings) -> Services:
         encoders=ThreadPoolExecutor(thread_name_prefix="encode"),
     )
     metrics.add_collector(
-        TrainingCollector(queue_depth=lambda: len(queue), statuses=lambda: (r["status"] for r in store.list_trainings()))
+        TrainingCollector(
+            queue_depth=lambda: len(queue), statuses=lambda: (r["status"] for r in store.list_trainings())
+        )
     )
     return services
 

@@ -82,7 +82,7 @@ class ModelCache:
         self.device = device
         self.executor = executor
         self.max_bytes = max_bytes
-        self.batcher_options = {
+        self.batcher_options: dict[str, Any] = {
             "max_batch_size": max_batch_size,
             "max_wait_ms": max_wait_ms,
             "max_queue_rows": max(max_queue_rows, max_batch_size),

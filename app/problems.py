@@ -6,7 +6,8 @@ Domain code raises the `models.errors` tree; only this module knows which HTTP s
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -83,6 +84,18 @@ def problem(
     if extra:
         body.update(extra)
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
+
+
+@contextmanager
+def located_in(*prefix: str) -> Iterator[None]:
+    """Prefix the field of errors raised inside (e.g. ("file", "a.png") from a parser becomes
+    ("body", "file", "a.png")), so locations read the same as the request validation's."""
+    try:
+        yield
+    except GenserveError as exc:
+        if exc.field is not None:
+            exc.field = (*prefix, *exc.field)
+        raise
 
 
 def status_of(exc: GenserveError) -> int:

@@ -175,7 +175,9 @@ class SampleRequest(Strict):
         "null on a conditional model cycles through the classes."
     )
     z: list[LatentVector] | None = Field(None, description="n latent vectors to decode instead of seeded ones.")
-    format: Format | None = Field(None, description="png (default for images), grid, npy, or json (default for points).")
+    format: Format | None = Field(
+        None, description="png (default for images), grid, npy, or json (default for points)."
+    )
     timeout_ms: int | None = Field(None, ge=1, le=600_000, description="Give up (504) when not served in time.")
 
 

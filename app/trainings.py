@@ -27,7 +27,7 @@ from worker.status import TrainingStatus, reconcile
 
 JOB_FUNC = "worker.jobs.train"
 RESULT_TTL_S = 7 * 24 * 3600
-EMPTY_PROGRESS = {"step": 0, "total_steps": 0, "fraction": 0.0, "eta_seconds": None, "losses": {}}
+EMPTY_PROGRESS: dict[str, Any] = {"step": 0, "total_steps": 0, "fraction": 0.0, "eta_seconds": None, "losses": {}}
 
 
 @dataclass

@@ -12,6 +12,7 @@ the same bytes whether a request ran alone or batched. Two things make that true
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -63,8 +64,9 @@ class InvariantForward:
     def __init__(self, model: torch.nn.Module, device: torch.device, rule: PaddingRule | None = None) -> None:
         self.model = model
         self.device = device
-        self.latent_dim: int = model.spec.latent_dim  # type: ignore[union-attr]
-        self.num_classes: int = model.spec.num_classes  # type: ignore[union-attr]
+        spec: Any = model.spec
+        self.latent_dim: int = spec.latent_dim
+        self.num_classes: int = spec.num_classes
         self.rule = rule or self.calibrate()
 
     def _raw(self, z: Tensor, labels: Tensor | None) -> Tensor:

@@ -103,12 +103,13 @@ def _zip(entries: dict[str, bytes]) -> bytes:
 
 
 BAD_UPLOADS: list[tuple[str, dict[str, Any], dict[str, str], int, str]] = [
-    ("wrong file type", {"file": ("notes.txt", b"hello", "text/plain")}, {"name": "x"}, 415, "file"),
-    ("empty file", {"file": ("empty.csv", b"", "text/csv")}, {"name": "x"}, 422, "file"),
-    ("corrupt zip", {"file": ("broken.zip", b"PK\x03\x04garbage", "application/zip")}, {"name": "x"}, 422, "file"),
+    ("wrong file type", {"file": ("notes.txt", b"hello", "text/plain")}, {"name": "x"}, 415, "body.file"),
+    ("empty file", {"file": ("empty.csv", b"", "text/csv")}, {"name": "x"}, 422, "body.file"),
+    ("corrupt zip", {"file": ("broken.zip", b"PK\x03\x04garbage", "application/zip")}, {"name": "x"}, 422,
+     "body.file"),
     ("fake png in zip", {"file": ("a.zip", _zip({"cats/1.png": b"\x89PNG not really"}), "application/zip")},
-     {"name": "x"}, 422, "file"),
-    ("csv with text", {"file": ("t.csv", b"x,y\n1,2\n3,abc\n", "text/csv")}, {"name": "x"}, 422, "file"),
+     {"name": "x"}, 422, "body.file.cats/1.png"),
+    ("csv with text", {"file": ("t.csv", b"x,y\n1,2\n3,abc\n", "text/csv")}, {"name": "x"}, 422, "body.file"),
     ("missing name", {"file": ("ok.csv", b"x,y\n1,2\n3,4\n", "text/csv")}, {}, 422, "body.name"),
     ("missing file", {}, {"name": "x"}, 422, "body.file"),
 ]

@@ -131,7 +131,7 @@ def test_image_models_sample_in_every_format(http: httpx.Client, trainings: dict
     grid = decode_png(http.post(url, json={"n": 16, "seed": 1, "format": "grid"}).content)
     assert grid.size == (4 * 10 + 2, 4 * 10 + 2)  # 4x4 tiles of 8 px with 2 px gaps
     arr = np.load(io.BytesIO(http.post(url, json={"n": 3, "seed": 11, "format": "npy"}).content))
-    assert arr.shape == (3, 8, 8) and arr.dtype == np.float32 and 0 <= arr.min() and arr.max() <= 1
+    assert arr.shape == (3, 8, 8) and arr.dtype == np.float32 and arr.min() >= 0 and arr.max() <= 1
     as_json = http.post(url, json={"n": 3, "seed": 11, "format": "json"}).json()
     np.testing.assert_allclose(np.array(as_json["samples"]), arr, rtol=1e-6)
     first = np.asarray(images[0], dtype=np.float32) / 255
@@ -242,8 +242,10 @@ def test_health_readiness_metrics_and_docs(http: httpx.Client, trainings: dict[s
     ready = http.get("/readyz")
     assert ready.status_code == 200 and ready.json()["checks"] == {"redis": "ok", "store": "ok"}
     text = http.get("/metrics").text
-    for name in ("genserve_http_requests_total", "genserve_http_request_duration_seconds",
-                 "genserve_batch_size_samples", "genserve_training_queue_depth", 'genserve_trainings{status="succeeded"}'):
+    expected = ("genserve_http_requests_total", "genserve_http_request_duration_seconds", "genserve_samples_total",
+                "genserve_batch_size_samples", "genserve_training_queue_depth",
+                'genserve_trainings{status="succeeded"}')
+    for name in expected:
         assert name in text, name
     assert http.get("/docs").status_code == 200
     schema = http.get("/openapi.json").json()

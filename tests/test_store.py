@@ -93,7 +93,7 @@ def test_model_publish_is_all_or_nothing(tmp_path: Path) -> None:
     model_id = new_id("mdl")
     manifest = {"id": model_id, "created_at": utcnow()}
     shared = torch.zeros(4)
-    with pytest.raises(Exception):  # safetensors refuses tensors that share memory
+    with pytest.raises(RuntimeError, match="share memory"):  # safetensors refuses tensors that share memory
         store.put_model(manifest, {"a": shared, "b": shared[:2]})
     assert not store.has_model(model_id)
     assert list((tmp_path / "models").iterdir()) == []

@@ -37,11 +37,11 @@ def publish(redis: Redis, training_id: str, event: str, data: dict[str, Any]) ->
 
 def latest_progress(redis: Redis, training_id: str) -> dict[str, Any] | None:
     """The newest progress event's data, or None when there is none yet."""
-    for _id, fields in redis.xrevrange(events_key(training_id), count=20):
-        event = fields.get(b"event") or fields.get("event")
-        if event in (b"progress", "progress"):
-            raw = fields.get(b"data") or fields.get("data")
-            return json.loads(raw) if raw else None
+    entries: list[tuple[Any, dict[Any, Any]]] = redis.xrevrange(events_key(training_id), count=20)  # type: ignore[assignment]
+    for _id, fields in entries:
+        name, data = decode_event(fields)
+        if name == "progress":
+            return data
     return None
 
 

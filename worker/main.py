@@ -11,7 +11,7 @@ import logging
 from redis import Redis
 from rq import Queue, Worker
 
-from app.settings import Settings, get_settings
+from app.settings import Settings, get_settings, safe_url
 
 log = logging.getLogger("genserve.worker")
 
@@ -24,5 +24,5 @@ def run_worker(settings: Settings | None = None, *, burst: bool = False, name: s
     redis = Redis.from_url(settings.effective_redis_url)
     queue = Queue(settings.queue_name, connection=redis)
     worker = Worker([queue], connection=redis, name=name)
-    log.info("worker %s listening on queue %s at %s", worker.name, queue.name, settings.effective_redis_url)
+    log.info("worker %s listening on queue %s at %s", worker.name, queue.name, safe_url(settings.effective_redis_url))
     return worker.work(burst=burst, logging_level=settings.log_level.upper())

@@ -8,7 +8,7 @@ from fastapi import APIRouter, File, Form, Response, UploadFile, status
 from fastapi.concurrency import run_in_threadpool
 
 from app.deps import ServicesDep
-from app.problems import PROBLEM_SCHEMA
+from app.problems import PROBLEM_SCHEMA, located_in
 from app.schemas import Dataset, DatasetList
 from models.datasets import BUILTINS
 from models.errors import Conflict, Forbidden, Invalid, TooLarge
@@ -65,7 +65,8 @@ async def upload_dataset(
                        field=("body", "file"), limit=limits.max_bytes)
     if not name.isprintable() or not name.strip():
         raise Invalid("name must be printable text", field=("body", "name"))
-    data = await run_in_threadpool(parse_upload, file.filename or "", content, limits)
+    with located_in("body"):
+        data = await run_in_threadpool(parse_upload, file.filename or "", content, limits)
     manifest, created = await run_in_threadpool(services.store.put_dataset, name.strip(), data)
     response.headers["Location"] = f"/v1/datasets/{manifest['id']}"
     if not created:

@@ -16,7 +16,7 @@ from starlette.datastructures import UploadFile
 from app import sampling
 from app.deps import ServicesDep
 from app.model_cache import LoadedModel, SampleJob
-from app.problems import PROBLEM_SCHEMA
+from app.problems import PROBLEM_SCHEMA, located_in
 from app.schemas import (
     Format,
     InterpolationRequest,
@@ -145,7 +145,9 @@ async def _reconstruction_input(
     content_type = request.headers.get("content-type", "")
     if manifest["kind"] == "points":
         if not content_type.startswith("application/json"):
-            raise UnsupportedFormat("point models take JSON: {\"points\": [[...], ...]}", field=("header", "content-type"))
+            raise UnsupportedFormat(
+                'point models take JSON: {"points": [[...], ...]}', field=("header", "content-type")
+            )
         try:
             body = PointsReconstructionRequest.model_validate_json(await request.body())
         except ValidationError as exc:
@@ -170,7 +172,8 @@ async def _reconstruction_input(
     if len(content) > limits.max_bytes:
         raise TooLarge(f"the file exceeds {limits.max_bytes} bytes (GENSERVE_MAX_UPLOAD_BYTES)",
                        field=("body", "file"), limit=limits.max_bytes)
-    x = await run_in_threadpool(parse_images, upload.filename or "", content, limits)
+    with located_in("body"):
+        x = await run_in_threadpool(parse_images, upload.filename or "", content, limits)
     if list(x.shape[1:]) != list(manifest["sample_shape"]):
         raise Invalid(f"images are {list(x.shape[1:])}; this model takes {manifest['sample_shape']}",
                       field=("body", "file"), limit=manifest["sample_shape"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
@@ -79,7 +79,7 @@ async def training_events(
             yield _sse("status", _final(first))
             return
         while not await request.is_disconnected():
-            reply = await aredis.xread({key: cursor}, block=SSE_BLOCK_MS, count=100)
+            reply: Any = await aredis.xread({key: cursor}, block=SSE_BLOCK_MS, count=100)
             if not reply:
                 current = await run_in_threadpool(services.trainings.get, training_id)
                 if TrainingStatus(current["status"]).is_terminal():  # e.g. a worker died without a word
