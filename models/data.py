@@ -42,10 +42,10 @@ class ArrayDataset:
         return len(self.classes) if self.classes else 0
 
     def float_x(self) -> np.ndarray:
-        """Samples as float32; images scaled to [0, 1]."""
+        """Samples as a new, writable float32 array; images scaled to [0, 1]."""
         if self.x.dtype == np.uint8:
             return self.x.astype(np.float32) / 255.0
-        return self.x.astype(np.float32, copy=False)
+        return np.array(self.x, dtype=np.float32)
 
     def subset(self, index: np.ndarray) -> ArrayDataset:
         return ArrayDataset(

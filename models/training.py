@@ -322,7 +322,7 @@ def train(
         m.to(device).train()
     with torch.no_grad():
         x_net = model.to_net(x)
-    y = torch.from_numpy(train_set.y).long().to(device) if config.conditional and train_set.y is not None else None
+    y = torch.tensor(train_set.y, dtype=torch.long).to(device) if config.conditional and train_set.y is not None else None
     del x
     gen = torch.Generator(device=device)
     gen.manual_seed(config.seed)
@@ -533,7 +533,7 @@ def compute_metrics(model: GenerativeModel, test: ArrayDataset, config: TrainCon
     gen.manual_seed(METRIC_SEED)
     rng = np.random.default_rng(METRIC_SEED)
     x_all = torch.from_numpy(test.float_x()).to(device)
-    y_all = torch.from_numpy(test.y).long().to(device) if spec.num_classes and test.y is not None else None
+    y_all = torch.tensor(test.y, dtype=torch.long).to(device) if spec.num_classes and test.y is not None else None
     if spec.num_classes and y_all is None:
         return {}  # a conditional model needs labeled test data
     metrics: dict[str, float] = {}

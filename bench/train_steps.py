@@ -1,0 +1,78 @@
+"""Time per training step of each model family on this machine (default recipes, the training function the worker
+runs). Prints a markdown table.
+
+    python bench/train_steps.py [--steps 200] [--mnist ../shared/data/mnist] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from models.datasets import load_builtin
+from models.recipes import resolve_config
+from models.training import Progress, train
+
+CASES = [  # (dataset, family, conditional)
+    ("ring2d", "vae", False),
+    ("ring2d", "gan", False),
+    ("moons2d", "vae", True),
+    ("moons2d", "gan", True),
+    ("digits", "vae", False),
+    ("digits", "gan", True),
+    ("mnist", "vae", False),
+    ("mnist", "vae", True),
+    ("mnist", "gan", False),
+    ("mnist", "gan", True),
+]
+
+
+def time_steps(dataset: str, family: str, conditional: bool, steps: int, data_dir: Path) -> dict[str, object]:
+    splits = load_builtin(dataset, data_dir)
+    train_set = splits.train
+    config = resolve_config({"family": family, "conditional": conditional, "steps": steps, "seed": 0},
+                            dataset_id=dataset, kind=train_set.kind, sample_shape=train_set.sample_shape,
+                            num_classes=train_set.num_classes)
+    reports: list[Progress] = []
+    start = time.perf_counter()
+    train(config, splits, device=torch.device("cpu"), on_progress=reports.append, progress_interval_s=0.0)
+    total = time.perf_counter() - start
+    # steps after the first report (warm-up excluded), timed by the training's own clock
+    first, last = reports[min(5, len(reports) - 2)], reports[-1]
+    per_step = (last.elapsed_s - first.elapsed_s) / max(1, last.step - first.step)
+    return {"config": config, "ms_per_step": per_step * 1000, "total_s": total}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--mnist", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/mnist")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = Path(tmp)
+        if args.mnist.exists():
+            shutil.copytree(args.mnist, data_dir / "mnist")
+        print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+              f"{args.threads} threads, {args.steps} steps each")
+        print("| dataset | family | conditional | arch | batch | width | latent | ms/step | steps/s |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for dataset, family, conditional in CASES:
+            if dataset == "mnist" and not (data_dir / "mnist").exists():
+                continue
+            r = time_steps(dataset, family, conditional, args.steps, data_dir)
+            c = r["config"]
+            ms = float(r["ms_per_step"])  # type: ignore[arg-type]
+            print(f"| {dataset} | {family} | {conditional} | {c.architecture} | {c.batch_size} | {c.width} | "  # type: ignore[attr-defined]
+                  f"{c.latent_dim} | {ms:.2f} | {1000 / ms:.0f} |", flush=True)  # type: ignore[attr-defined]
+
+
+if __name__ == "__main__":
+    main()
