@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 BUSY_SPELL_S = 0.05  # a pass that served several requests and ended this recently means "under load"
 
@@ -34,6 +34,11 @@ class QueueFull(Exception):
 
 class DeadlineExceeded(Exception):
     """The request's deadline passed before a forward pass could take it."""
+
+
+def _expire(future: asyncio.Future[Any]) -> None:
+    if not future.done():
+        future.set_exception(DeadlineExceeded("deadline passed before the result was ready"))
 
 
 @dataclass
@@ -86,11 +91,12 @@ class Batcher(Generic[T, R]):
     def queued_rows(self) -> int:
         return self._queued_rows
 
-    async def submit(self, item: T, rows: int = 1, deadline: float | None = None) -> R:
-        """Queue one request of `rows` rows and wait for its result.
+    def enqueue(self, item: T, rows: int = 1, deadline: float | None = None) -> asyncio.Future[R]:
+        """Queue one request of `rows` rows; its future resolves with the result.
 
-        `deadline` is a `time.monotonic()` instant; a request still queued then fails with DeadlineExceeded.
-        A request larger than max_batch_size runs in a pass of its own.
+        `deadline` is a `time.monotonic()` instant: a request not served by then fails with DeadlineExceeded (a timer,
+        not a task, watches it). Cancelling the future withdraws a queued request. A request larger than
+        max_batch_size runs in a pass of its own.
         """
         if self._closed:
             raise RuntimeError("batcher is closed")
@@ -100,20 +106,24 @@ class Batcher(Generic[T, R]):
         if self._task is None:
             self._wakeup = asyncio.Event()
             self._task = loop.create_task(self._serve())
-        pending: _Pending[T, R] = _Pending(item, rows, loop.create_future(), time.monotonic(), deadline)
-        self._queue.append(pending)
+        future: asyncio.Future[R] = loop.create_future()
+        if deadline is not None:
+            timer = loop.call_at(loop.time() + (deadline - time.monotonic()), _expire, future)
+            future.add_done_callback(lambda _: timer.cancel())
+        self._queue.append(_Pending(item, rows, future, time.monotonic(), deadline))
         self._queued_rows += rows
         self._idle.clear()
         assert self._wakeup is not None
         self._wakeup.set()
+        return future
+
+    async def submit(self, item: T, rows: int = 1, deadline: float | None = None) -> R:
+        """Queue one request and wait for its result (see `enqueue`)."""
+        future = self.enqueue(item, rows, deadline)
         try:
-            if deadline is None:
-                return await pending.future
-            return await asyncio.wait_for(pending.future, max(0.0, deadline - time.monotonic()))
-        except TimeoutError:
-            raise DeadlineExceeded("deadline passed before the result was ready") from None
+            return await future
         except asyncio.CancelledError:
-            pending.future.cancel()
+            future.cancel()
             raise
 
     async def close(self, drain: bool = True) -> None:

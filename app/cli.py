@@ -77,9 +77,16 @@ def embedded_redis(directory: Path, port: int | None = None) -> Iterator[str]:
             proc.kill()
 
 
+def _exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
+    # uvicorn finishes in-flight requests on SIGTERM (up to timeout_graceful_shutdown), then re-raises the signal
+    # under the handler that was there before it: this one, so a graceful stop exits 0 instead of dying by signal.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     uvicorn.run(
         "app.main:create_app",
         factory=True,
@@ -87,6 +94,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         port=args.port or settings.port,
         workers=args.workers,
         log_level=settings.log_level,
+        access_log=settings.access_log,
         timeout_graceful_shutdown=30,
     )
     return 0

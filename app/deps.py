@@ -33,7 +33,8 @@ class Services:
     encoders: ThreadPoolExecutor  # PNG encoding, off the event loop and in parallel
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    """Async on purpose: FastAPI runs sync dependencies in its thread pool, a thread hop on every request."""
     return request.app.state.services  # type: ignore[no-any-return]
 
 

@@ -7,12 +7,17 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import math
+import struct
+import zlib
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 PNG_COMPRESS_LEVEL = 1  # small images: fast encoding matters more than a few bytes
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 GRID_PADDING_PX = 2
 SCATTER_SIZE_PX = 512
 SCATTER_MARGIN = 0.05
@@ -23,13 +28,27 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
     return (np.clip(images, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
 def png_bytes(image: np.ndarray) -> bytes:
-    """One image (H, W) or (H, W, 3), uint8, as PNG."""
-    buf = io.BytesIO()
-    Image.fromarray(image, mode="L" if image.ndim == 2 else "RGB").save(
-        buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL
-    )
-    return buf.getvalue()
+    """One image (H, W) or (H, W, 3), uint8, as PNG (8-bit grayscale or RGB, no filtering, zlib level 1).
+
+    Written directly (signature, IHDR, IDAT, IEND) rather than through Pillow: for small images the per-image
+    overhead of a general encoder is most of the cost, and this path serves every sample request.
+    """
+    h, w = image.shape[:2]
+    color_type = 0 if image.ndim == 2 else 2
+    rows = np.zeros((h, 1 + w * (1 if image.ndim == 2 else 3)), dtype=np.uint8)  # filter byte 0 per row
+    rows[:, 1:] = image.reshape(h, -1)
+    header = struct.pack(">IIBBBBB", w, h, 8, color_type, 0, 0, 0)
+    return b"".join((
+        PNG_SIGNATURE,
+        _chunk(b"IHDR", header),
+        _chunk(b"IDAT", zlib.compress(rows.tobytes(), PNG_COMPRESS_LEVEL)),
+        PNG_END,
+    ))
 
 
 def png_base64_list(images: np.ndarray) -> list[str]:
@@ -52,6 +71,9 @@ def grid_png(images: np.ndarray, columns: int | None = None) -> bytes:
         y, x = pad + r * (h + pad), pad + c * (w + pad)
         canvas[y : y + h, x : x + w] = data[i]
     return png_bytes(canvas)
+
+
+PNG_END = _chunk(b"IEND", b"")
 
 
 def scatter_png(points: np.ndarray) -> bytes:
@@ -78,3 +100,26 @@ def npy_bytes(samples: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.lib.format.write_array(buf, arr, allow_pickle=False)
     return buf.getvalue()
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """A response body, ready to send."""
+
+    body: bytes
+    media_type: str
+    seed: int | None = None
+
+
+def encode(samples: np.ndarray, fmt: str, kind: str, seed: int | None) -> Encoded:
+    """The body of a sample response in format png | grid | npy | json (see the API contract)."""
+    if fmt == "png":
+        body = json.dumps({"images": png_base64_list(samples), "seed": seed}).encode()
+        return Encoded(body, "application/json", seed)
+    if fmt == "grid":
+        return Encoded(scatter_png(samples) if kind == "points" else grid_png(samples), "image/png", seed)
+    if fmt == "npy":
+        return Encoded(npy_bytes(samples), "application/octet-stream", seed)
+    if fmt == "json":
+        return Encoded(json.dumps({"samples": samples.tolist(), "seed": seed}).encode(), "application/json", seed)
+    raise ValueError(f"unknown format {fmt!r}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -13,17 +15,18 @@ from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 from rq import Queue
 
-from app import problems
+from app import model_events, problems
 from app.deps import Services
-from app.limits import BodyLimitMiddleware
-from app.metrics import Metrics, RequestMetricsMiddleware, TrainingCollector
-from app.model_cache import ModelCache
-from app.routes import datasets, health, models, trainings
-from app.settings import Settings, get_settings
+from app.edge import EdgeMiddleware
+from app.metrics import Metrics, TrainingCollector
+from app.model_cache import ModelCache, ServingOptions
+from app.routes import bench, datasets, health, models, trainings
+from app.settings import Settings, get_settings, safe_url
 from app.trainings import Trainings
 from models.catalog import Catalog
 from models.devices import resolve_device
 from models.store import ArtifactStore
+from worker.watchdog import Watchdog
 
 log = logging.getLogger("genserve.api")
 
@@ -49,16 +52,25 @@ def build_services(settings: Settings) -> Services:
     aredis = AsyncRedis.from_url(url, socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S)
     queue = Queue(settings.queue_name, connection=redis)
     metrics = Metrics()
-    inference = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+    device = resolve_device(settings.device)
+    on_cuda = device.type == "cuda"
+    encode_threads = settings.encode_threads or len(os.sched_getaffinity(0))
+    encoders = ThreadPoolExecutor(max_workers=encode_threads, thread_name_prefix="encode")
     cache = ModelCache(
         store,
-        resolve_device(settings.device),
-        executor=inference,
+        device,
+        executor=ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference"),
+        encoders=encoders,
         max_bytes=settings.model_cache_mb * 1024 * 1024,
-        max_batch_size=settings.max_batch_size,
-        max_wait_ms=settings.max_wait_ms,
-        max_queue_rows=settings.max_queue_samples,
-        on_batch=metrics.observe_batch,
+        options=ServingOptions(
+            max_batch_size=settings.max_batch_size,
+            max_wait_ms=settings.max_wait_ms,
+            max_queue_rows=settings.max_queue_samples,
+            encode_threads=encode_threads,
+            pin_memory=settings.pin_memory == "on" or (settings.pin_memory == "auto" and on_cuda),
+            compile=settings.compile == "on" or (settings.compile == "auto" and on_cuda),
+        ),
+        metrics=metrics,
     )
     services = Services(
         settings=settings,
@@ -69,7 +81,7 @@ def build_services(settings: Settings) -> Services:
         trainings=Trainings(store, catalog, redis, queue, settings),
         models=cache,
         metrics=metrics,
-        encoders=ThreadPoolExecutor(thread_name_prefix="encode"),
+        encoders=encoders,
     )
     metrics.add_collector(
         TrainingCollector(
@@ -79,6 +91,16 @@ def build_services(settings: Settings) -> Services:
     return services
 
 
+async def watch(watchdog: Watchdog) -> None:
+    """Re-queue (or fail) trainings whose worker was lost, every GENSERVE_WATCHDOG_INTERVAL_S (worker/watchdog.py)."""
+    while True:
+        await asyncio.sleep(watchdog.settings.watchdog_interval_s)
+        try:
+            await asyncio.to_thread(watchdog.run_once)
+        except Exception:  # a bad round must not end the watch
+            log.exception("watchdog: round failed")
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     services = build_services(settings)
@@ -86,8 +108,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.info("genserve API: store %s, redis %s, device %s (pid %d)", settings.store_dir,
-                 settings.effective_redis_url, services.models.device, os.getpid())
+                 safe_url(settings.effective_redis_url), services.models.device, os.getpid())
+        preload = [p.strip() for p in settings.preload_models.split(",") if p.strip()]
+        preload_all = preload == ["all"]
+        if preload_all:
+            preload = [m["id"] for m in services.store.list_models()]
+        await services.models.preload(preload)
+        listener = asyncio.create_task(model_events.listen(services.aredis, services.models, preload_all))
+        watchdog = asyncio.create_task(watch(Watchdog(services.store, services.redis, services.trainings.queue,
+                                                      settings)))
         yield
+        for task in (listener, watchdog):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await services.models.close()
         services.models.executor.shutdown(wait=False)  # type: ignore[attr-defined]
         services.encoders.shutdown(wait=False)
@@ -103,10 +137,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.services = services
     problems.install(app)
-    for module in (health, datasets, trainings, models):
+    if settings.bench_routes:
+        app.include_router(bench.router)
+    # Routes match in order: the sampling routes (the hot path) first.
+    for module in (models, health, datasets, trainings):
         app.include_router(module.router)
-    app.add_middleware(RequestMetricsMiddleware, metrics=services.metrics)
     app.add_middleware(
-        BodyLimitMiddleware, json_limit=settings.max_request_bytes, upload_limit=settings.max_upload_bytes
+        EdgeMiddleware,
+        stats=services.metrics.requests,
+        json_limit=settings.max_request_bytes,
+        upload_limit=settings.max_upload_bytes,
     )
     return app

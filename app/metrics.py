@@ -1,20 +1,18 @@
-"""Prometheus metrics: one registry per app, request metrics from a thin ASGI middleware, training-queue
-gauges collected at scrape time."""
+"""Prometheus metrics: one registry per app; request metrics come from the edge middleware (app/edge.py),
+training-queue gauges are collected at scrape time."""
 
 from __future__ import annotations
 
 import logging
-import time
 from collections import Counter as Tally
 from collections.abc import Callable, Iterable
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.batching import BatchStats
+from app.edge import RequestStats
 
 log = logging.getLogger("genserve.api")
 
@@ -26,10 +24,8 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.requests = Counter("genserve_http_requests_total", "HTTP requests", ["method", "route", "status"],
-                                registry=r)
-        self.latency = Histogram("genserve_http_request_duration_seconds", "HTTP request latency",
-                                 ["method", "route"], buckets=LATENCY_BUCKETS_S, registry=r)
+        self.requests = RequestStats(LATENCY_BUCKETS_S)
+        r.register(self.requests)
         self.batch_rows = Histogram("genserve_batch_size_samples", "Samples per forward pass",
                                     buckets=BATCH_BUCKETS, registry=r)
         self.batch_requests = Histogram("genserve_batch_size_requests", "Requests per forward pass",
@@ -47,7 +43,6 @@ class Metrics:
     def observe_batch(self, stats: BatchStats) -> None:
         self.batch_rows.observe(stats.rows)
         self.batch_requests.observe(stats.requests)
-        self.forward_time.observe(stats.run_s)
         self.samples.inc(stats.rows)
         for wait in stats.queue_wait_s:
             self.queue_wait.observe(wait)
@@ -78,32 +73,3 @@ class TrainingCollector(Collector):
         for status in ("queued", "running", "succeeded", "failed", "canceled"):
             by_status.add_metric([status], tally.get(status, 0))
         yield by_status
-
-
-class RequestMetricsMiddleware:
-    """Counts and times every request by its route template (not its raw path, to bound label cardinality)."""
-
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        status: dict[str, Any] = {"code": 500}
-
-        async def send_wrapper(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status["code"] = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_wrapper)
-        finally:
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
-            method = scope.get("method", "")
-            self.metrics.requests.labels(method, template, str(status["code"])).inc()
-            self.metrics.latency.labels(method, template).observe(time.perf_counter() - start)

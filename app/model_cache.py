@@ -1,15 +1,16 @@
 """Loaded models, one batcher each, in an LRU cache bounded by a memory budget.
 
-The store is the source of truth: a model is loaded from its safetensors weights on first use, and a model whose
-manifest has disappeared (deleted through any API replica) is dropped from the cache on its next request.
+The store is the source of truth: a model is loaded from its safetensors weights on first use (or at start, from
+the preload list, or when a worker announces it), and a model whose manifest has disappeared (deleted through any API
+replica) is dropped on its next request. Evicting a model lets its queued requests finish first.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import OrderedDict
-from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +18,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from app.batching import Batcher, BatchStats
+from app.batching import Batcher
+from app.encoding import Encoded, encode
+from app.metrics import Metrics
 from models.errors import NotFound
 from models.nets import ModelSpec, build_model
 from models.sampling import InvariantForward, latents, to_numpy
@@ -28,9 +31,10 @@ log = logging.getLogger("genserve.api")
 
 @dataclass(frozen=True)
 class SampleJob:
-    """One request's rows: seeded latents (or given ones) and labels."""
+    """One request's rows (seeded or given latents, labels) and the format its response body takes."""
 
     n: int
+    fmt: str
     seed: int | None = None
     z: torch.Tensor | None = None
     labels: torch.Tensor | None = None
@@ -42,27 +46,72 @@ class SampleJob:
         return latents(self.seed, self.n, latent_dim)
 
 
+@dataclass(frozen=True)
+class ServingOptions:
+    """How models are run: batching bounds, encoding threads, and the accelerator knobs."""
+
+    max_batch_size: int = 64
+    max_wait_ms: float = 2.0
+    max_queue_rows: int = 4096
+    encode_threads: int = 1
+    pin_memory: bool = False
+    compile: bool = False
+
+
 @dataclass
 class LoadedModel:
     manifest: dict[str, Any]
     model: torch.nn.Module
     forward: InvariantForward
-    batcher: Batcher[SampleJob, np.ndarray]
     nbytes: int
+    encoders: Executor
+    options: ServingOptions
+    metrics: Metrics | None
+    batcher: Batcher[SampleJob, Encoded] | None = None
 
     @property
     def id(self) -> str:
         return str(self.manifest["id"])
 
-    def run_batch(self, jobs: list[SampleJob]) -> list[np.ndarray]:
-        """One forward pass for all jobs (runs in the inference executor)."""
+    @property
+    def kind(self) -> str:
+        return str(self.manifest["kind"])
+
+    def run_batch(self, jobs: list[SampleJob]) -> list[Encoded]:
+        """One forward pass for all jobs, then each job's response body (runs in the inference thread)."""
+        start = time.perf_counter()
         d = self.forward.latent_dim
         z = torch.cat([j.latents(d) for j in jobs])
         labels = None
         if self.forward.num_classes:
             labels = torch.cat([j.labels for j in jobs if j.labels is not None])
         out = to_numpy(self.forward(z, labels))
-        return np.split(out, np.cumsum([j.n for j in jobs])[:-1])
+        parts = np.split(out, np.cumsum([j.n for j in jobs])[:-1])
+        mid = time.perf_counter()
+        encoded = self._encode_all(parts, jobs)
+        if self.metrics is not None:
+            self.metrics.forward_time.observe(mid - start)
+            self.metrics.encode_time.labels(jobs[0].fmt if len(jobs) == 1 else "batch").observe(
+                time.perf_counter() - mid
+            )
+        return encoded
+
+    def _encode_all(self, parts: list[np.ndarray], jobs: list[SampleJob]) -> list[Encoded]:
+        """Encode each job's samples; spread over the encoding threads when there are several cores to use."""
+        if self.options.encode_threads > 1 and len(jobs) > 1:
+            return list(self.encoders.map(lambda pj: encode(pj[0], pj[1].fmt, self.kind, pj[1].seed),
+                                          zip(parts, jobs, strict=True)))
+        return [encode(p, j.fmt, self.kind, j.seed) for p, j in zip(parts, jobs, strict=True)]
+
+    def reconstruct(self, x: np.ndarray, labels: torch.Tensor | None, fmt: str) -> Encoded:
+        """Encode and decode inputs (VAE), then the response body (runs in the inference thread)."""
+        with torch.inference_mode():
+            device = self.forward.device
+            out = self.model.reconstruct(  # type: ignore[operator]
+                torch.from_numpy(x).to(device), None if labels is None else labels.to(device)
+            )
+            samples = out.float().cpu().numpy()
+        return encode(samples, fmt, self.kind, None)
 
 
 class ModelCache:
@@ -72,22 +121,18 @@ class ModelCache:
         device: torch.device,
         *,
         executor: Executor,
+        encoders: Executor,
         max_bytes: int,
-        max_batch_size: int,
-        max_wait_ms: float,
-        max_queue_rows: int,
-        on_batch: Callable[[BatchStats], None] | None = None,
+        options: ServingOptions,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.device = device
         self.executor = executor
+        self.encoders = encoders
         self.max_bytes = max_bytes
-        self.batcher_options: dict[str, Any] = {
-            "max_batch_size": max_batch_size,
-            "max_wait_ms": max_wait_ms,
-            "max_queue_rows": max(max_queue_rows, max_batch_size),
-        }
-        self.on_batch = on_batch
+        self.options = options
+        self.metrics = metrics
         self._models: OrderedDict[str, LoadedModel] = OrderedDict()
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -99,40 +144,64 @@ class ModelCache:
     def used_bytes(self) -> int:
         return sum(m.nbytes for m in self._models.values())
 
-    def _load(self, model_id: str) -> tuple[dict[str, Any], torch.nn.Module, InvariantForward, int]:
+    def _load(self, model_id: str) -> LoadedModel:
         manifest = self.store.get_model(model_id)
         tensors = self.store.load_model_tensors(model_id)
         model = build_model(ModelSpec.from_dict(manifest["spec"]))
         model.load_state_dict(tensors)
         model.to(self.device).eval()
         nbytes = sum(t.numel() * t.element_size() for t in model.state_dict().values())
-        forward = InvariantForward(model, self.device)
+        forward = InvariantForward(model, self.device, pin_memory=self.options.pin_memory,
+                                   compile=self.options.compile)
         log.info("model %s loaded on %s (%.1f MB, %s)", model_id, self.device, nbytes / 1e6, forward.rule.describe())
-        return manifest, model, forward, nbytes
+        return LoadedModel(manifest, model, forward, nbytes, self.encoders, self.options, self.metrics)
+
+    def _batcher(self, loaded: LoadedModel) -> Batcher[SampleJob, Encoded]:
+        o = self.options
+        return Batcher(
+            loaded.run_batch,
+            max_batch_size=o.max_batch_size,
+            max_wait_ms=o.max_wait_ms,
+            max_queue_rows=max(o.max_queue_rows, o.max_batch_size),
+            executor=self.executor,
+            on_batch=None if self.metrics is None else self.metrics.observe_batch,
+        )
+
+    def cached(self, model_id: str) -> LoadedModel | None:
+        """The loaded model if it is in memory and still in the store (one stat), else None."""
+        loaded = self._models.get(model_id)
+        if loaded is not None and self.store.has_model(model_id):
+            self._models.move_to_end(model_id)
+            return loaded
+        return None
 
     async def get(self, model_id: str) -> LoadedModel:
         """The loaded model, loading it on first use; NotFound when the store no longer has it."""
+        loaded = self.cached(model_id)
+        if loaded is not None:
+            return loaded
         if not self.store.has_model(model_id):
             await self.evict(model_id)
             raise NotFound(f"no model with id {model_id!r}")
-        loaded = self._models.get(model_id)
-        if loaded is not None:
-            self._models.move_to_end(model_id)
-            return loaded
         lock = self._locks.setdefault(model_id, asyncio.Lock())
         async with lock:
             loaded = self._models.get(model_id)
             if loaded is None:
                 loop = asyncio.get_running_loop()
-                manifest, model, forward, nbytes = await loop.run_in_executor(self.executor, self._load, model_id)
-                loaded = LoadedModel(manifest, model, forward, None, nbytes)  # type: ignore[arg-type]
-                loaded.batcher = Batcher(
-                    loaded.run_batch, executor=self.executor, on_batch=self.on_batch, **self.batcher_options
-                )
+                loaded = await loop.run_in_executor(self.executor, self._load, model_id)
+                loaded.batcher = self._batcher(loaded)
                 self._models[model_id] = loaded
                 await self._enforce_budget(keep=model_id)
         self._locks.pop(model_id, None)
         return loaded
+
+    async def preload(self, model_ids: list[str]) -> None:
+        """Load models ahead of their first request; unknown ids are logged, not fatal."""
+        for model_id in model_ids:
+            try:
+                await self.get(model_id)
+            except NotFound:
+                log.warning("preload: no model %s in the store", model_id)
 
     async def _enforce_budget(self, keep: str) -> None:
         while self.used_bytes > self.max_bytes and len(self._models) > 1:
@@ -140,12 +209,14 @@ class ModelCache:
             if oldest == keep:
                 self._models.move_to_end(oldest)
                 continue
+            log.info("model cache over %d MB: evicting %s", self.max_bytes // 2**20, oldest)
             await self.evict(oldest)
 
     async def evict(self, model_id: str) -> None:
+        """Drop a model; requests already queued for it are served first."""
         loaded = self._models.pop(model_id, None)
-        if loaded is not None:
-            await loaded.batcher.close()
+        if loaded is not None and loaded.batcher is not None:
+            await loaded.batcher.close(drain=True)
             log.info("model %s evicted", model_id)
 
     async def close(self) -> None:

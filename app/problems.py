@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -67,6 +67,13 @@ PROBLEM_SCHEMA: dict[str, Any] = {
         },
     },
 }
+
+
+class ClientDisconnected(Exception):
+    """The client went away before its answer was ready; nobody is left to read one."""
+
+
+CLIENT_CLOSED_REQUEST = 499  # nginx's status for "the client closed the connection first" (only seen in logs)
 
 
 def problem(
@@ -127,6 +134,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(GenserveError)
     async def _domain(_: Request, exc: GenserveError) -> JSONResponse:
         return from_domain_error(exc)
+
+    @app.exception_handler(ClientDisconnected)
+    async def _gone(_: Request, exc: ClientDisconnected) -> Response:
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -4,25 +4,26 @@ encode it in the asked format."""
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 import time
-from concurrent.futures import Executor
 from typing import Any
 
-import numpy as np
 import torch
+from fastapi import Request
 from fastapi.responses import Response
 
 from app.batching import DeadlineExceeded, QueueFull
-from app.encoding import grid_png, npy_bytes, png_base64_list, scatter_png
+from app.encoding import Encoded
 from app.metrics import Metrics
 from app.model_cache import LoadedModel, SampleJob
+from app.problems import ClientDisconnected
 from app.schemas import SEED_MAX, Format
 from models.errors import Invalid, TimedOut, Unavailable
 
 SEED_HEADER = "X-Genserve-Seed"
 QUEUE_FULL_RETRY_AFTER_S = 1
+DISCONNECT_WATCH_AFTER_S = 0.05
+CLIENT_GONE = "client disconnected"
 
 
 def draw_seed() -> int:
@@ -67,41 +68,55 @@ def latent_tensor(z: list[list[float]], latent_dim: int, field: tuple[str, ...])
 
 
 async def run(
-    loaded: LoadedModel, job: SampleJob, timeout_ms: float, metrics: Metrics
-) -> np.ndarray:
-    """The samples of one request, from a forward pass shared with whatever else is queued."""
-    deadline = time.monotonic() + timeout_ms / 1000.0
+    loaded: LoadedModel, job: SampleJob, timeout_ms: float, metrics: Metrics, request: Request | None = None
+) -> Encoded:
+    """The response body of one request, from a forward pass shared with whatever else is queued.
+
+    The request is dropped from the queue when its deadline passes (504) or its client goes away. Watching for the
+    disconnect costs a task, so it starts only for requests still waiting after DISCONNECT_WATCH_AFTER_S.
+    """
+    assert loaded.batcher is not None
     try:
-        return await loaded.batcher.submit(job, rows=job.n, deadline=deadline)
+        future = loaded.batcher.enqueue(job, rows=job.n, deadline=time.monotonic() + timeout_ms / 1000.0)
     except QueueFull as exc:
         metrics.rejected.labels("queue_full").inc()
         raise Unavailable(f"model {loaded.id} is busy ({exc}); retry shortly",
                           retry_after_s=QUEUE_FULL_RETRY_AFTER_S) from None
+    watch = None
+    if request is not None:
+        watch = asyncio.get_running_loop().call_later(DISCONNECT_WATCH_AFTER_S, _watch, future, request)
+    try:
+        return await future
     except DeadlineExceeded:
         metrics.rejected.labels("timeout").inc()
         raise TimedOut(f"not served within {timeout_ms:g} ms", field=("body", "timeout_ms")) from None
+    except asyncio.CancelledError as exc:
+        if exc.args == (CLIENT_GONE,):
+            metrics.rejected.labels("disconnected").inc()
+            raise ClientDisconnected() from None
+        future.cancel()
+        raise
+    finally:
+        if watch is not None:
+            watch.cancel()
 
 
-async def encode(
-    samples: np.ndarray, fmt: Format, manifest: dict[str, Any], seed: int | None, executor: Executor,
-    metrics: Metrics,
-) -> Response:
-    """The response body for `samples` in format `fmt` (PNG work runs in the encoding threads)."""
-    start = time.perf_counter()
-    headers = {SEED_HEADER: str(seed)} if seed is not None else {}
-    loop = asyncio.get_running_loop()
-    if fmt is Format.png:
-        images = await loop.run_in_executor(executor, png_base64_list, samples)
-        response: Response = Response(json.dumps({"images": images, "seed": seed}),
-                                      media_type="application/json", headers=headers)
-    elif fmt is Format.grid:
-        draw = scatter_png if manifest["kind"] == "points" else grid_png
-        response = Response(await loop.run_in_executor(executor, draw, samples), media_type="image/png",
-                            headers=headers)
-    elif fmt is Format.npy:
-        response = Response(npy_bytes(samples), media_type="application/octet-stream", headers=headers)
-    else:
-        body = json.dumps({"samples": samples.tolist(), "seed": seed})
-        response = Response(body, media_type="application/json", headers=headers)
-    metrics.encode_time.labels(fmt.value).observe(time.perf_counter() - start)
-    return response
+def _watch(future: asyncio.Future[Encoded], request: Request) -> None:
+    """Start a task that withdraws the request when its client disconnects before the result is ready."""
+    if future.done():
+        return
+    watcher = asyncio.ensure_future(_cancel_on_disconnect(future, request))
+    future.add_done_callback(lambda _: watcher.cancel())
+
+
+async def _cancel_on_disconnect(future: asyncio.Future[Encoded], request: Request) -> None:
+    """Returns when the client disconnects (the body has been read, so the next message is the disconnect)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+    if not future.done():
+        future.cancel(msg=CLIENT_GONE)
+
+
+def response(encoded: Encoded) -> Response:
+    headers = {SEED_HEADER: str(encoded.seed)} if encoded.seed is not None else None
+    return Response(encoded.body, media_type=encoded.media_type, headers=headers)

@@ -49,6 +49,15 @@ class Settings(BaseSettings):
     max_latent_dim: int = Field(512, ge=1, description="Largest `latent_dim`.")
     progress_interval_s: float = Field(0.5, gt=0, description="How often a training reports progress.")
     checkpoint_interval_s: float = Field(30.0, gt=0, description="How often a training checkpoints.")
+    max_attempts: int = Field(
+        3, ge=1, description="Attempts of a training whose worker is lost (killed, crashed) before it fails."
+    )
+    lease_ttl_s: float = Field(
+        15.0, ge=1, description="Liveness lease of a running training; its work horse renews it every third of this."
+    )
+    watchdog_interval_s: float = Field(
+        5.0, gt=0, description="How often the watchdog (in every API and worker process) looks for lost trainings."
+    )
 
     # --- sampling -----------------------------------------------------------------------------------------------
     max_samples_per_request: int = Field(1024, ge=1, description="Largest `n` in one sample request.")
@@ -65,6 +74,20 @@ class Settings(BaseSettings):
         30_000, ge=1, description="Default deadline of a sample request (504 when not served in time)."
     )
     model_cache_mb: int = Field(1024, ge=1, description="Memory budget of loaded models (LRU eviction beyond).")
+    preload_models: str = Field(
+        "", description="Models to load at start: comma-separated ids, or `all` (then new models load when announced)."
+    )
+    encode_threads: int | None = Field(
+        None, ge=1, description="Threads that encode responses in parallel; unset: the CPUs this process may use."
+    )
+    pin_memory: Literal["auto", "on", "off"] = Field(
+        "auto", description="Pinned host buffers + non-blocking copies for GPU inference (auto: on with CUDA)."
+    )
+    compile: Literal["auto", "on", "off"] = Field(
+        "auto", description="torch.compile the generators (CUDA graphs on GPU); auto: on with CUDA, off on CPU."
+    )
+    access_log: bool = Field(False, description="Log every HTTP request (uvicorn's access log).")
+    bench_routes: bool = Field(False, description="Expose POST /_bench/floor, the HTTP floor of the benchmark.")
     max_interpolation_steps: int = Field(256, ge=2, description="Largest `steps` of an interpolation.")
 
     # --- uploads and request limits ---------------------------------------------------------------------------

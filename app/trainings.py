@@ -1,6 +1,7 @@
 """Training requests: validate, record in the store, enqueue on RQ, report, cancel.
 
-The API never trains: it enqueues `worker.jobs.train` by dotted path and reads what workers write.
+The API never trains: it enqueues `worker.jobs.train` by dotted path (worker/dispatch.py) and reads what workers
+write. Each enqueue gets its own RQ job id, recorded in the training record as `job_id` (see worker/dispatch.py).
 """
 
 from __future__ import annotations
@@ -22,11 +23,9 @@ from models.errors import Conflict, Invalid, NotFound
 from models.mnist import ensure_mnist
 from models.recipes import resolve_config
 from models.store import ArtifactStore, new_id, utcnow
-from worker import events
+from worker import dispatch, events, lease
 from worker.status import TrainingStatus, reconcile
 
-JOB_FUNC = "worker.jobs.train"
-RESULT_TTL_S = 7 * 24 * 3600
 EMPTY_PROGRESS: dict[str, Any] = {"step": 0, "total_steps": 0, "fraction": 0.0, "eta_seconds": None, "losses": {}}
 
 
@@ -91,21 +90,16 @@ class Trainings:
             "model_id": None,
             "error": None,
             "attempts": 0,
+            "job_id": dispatch.job_id_for(training_id, 1),
+            "enqueues": 1,
+            "lost_workers": 0,
             "created_at": utcnow(),
             "started_at": None,
             "finished_at": None,
         }
         self.store.put_training(record)
         try:
-            self.queue.enqueue(
-                JOB_FUNC,
-                training_id,
-                job_id=training_id,
-                job_timeout=self.settings.job_timeout_s,
-                result_ttl=RESULT_TTL_S,
-                failure_ttl=RESULT_TTL_S,
-                description=f"train {config.family} on {req.dataset}",
-            )
+            dispatch.enqueue(self.queue, record, self.settings)
             events.publish(self.redis, training_id, "status", {"status": TrainingStatus.queued.value})
         except RedisError:
             self.store.delete_training(training_id)  # nothing half-written: no record without a job
@@ -113,25 +107,26 @@ class Trainings:
         return self.view(record)
 
     # --- read -------------------------------------------------------------------------------------------------------
-    def _rq_status(self, training_id: str) -> str | None:
+    def _live_state(self, record: dict[str, Any]) -> tuple[str | None, bool]:
+        """RQ's state of the record's current job (None: no such job) and whether a horse holds its lease."""
+        job_id = dispatch.current_job_id(record)
         try:
-            return Job.fetch(training_id, connection=self.redis).get_status(refresh=False).value
+            rq_status = Job.fetch(job_id, connection=self.redis).get_status(refresh=False).value
         except NoSuchJobError:
-            return None
+            rq_status = None
+        holder = lease.holders(self.redis, [record["id"]])[record["id"]]
+        return rq_status, holder is not None and holder.get("job_id") == job_id
 
     def view(self, record: dict[str, Any]) -> dict[str, Any]:
-        """The record as the API shows it: status reconciled with RQ, live progress from Redis."""
+        """The record as the API shows it: status reconciled with RQ and the lease, live progress from Redis."""
         out = dict(record)
-        status = TrainingStatus(record["status"])
-        if not status.is_terminal():
+        if not TrainingStatus(record["status"]).is_terminal():
             try:
-                status, reason = reconcile(record["status"], self._rq_status(record["id"]))
+                verdict = reconcile(record["status"], *self._live_state(record))
                 live = events.latest_progress(self.redis, record["id"])
             except RedisError:
-                reason, live = None, None  # Redis down: report what the store knows
-            out["status"] = status.value
-            if reason:
-                out["error"] = reason
+                return out  # Redis down: report what the store knows
+            out["status"] = verdict.status.value
             if live:
                 out["progress"] = live
         return out
@@ -156,16 +151,22 @@ class Trainings:
             raise Conflict(f"training {training_id} has already ended ({status.value})")
         events.request_cancel(self.redis, training_id)  # a running job sees this within a second
         if status is TrainingStatus.queued:
+            job_id = dispatch.current_job_id(current)
             try:
-                job = Job.fetch(training_id, connection=self.redis)
+                job = Job.fetch(job_id, connection=self.redis)
                 if job.get_status() == "queued":
                     job.cancel()
-                    record = self.store.update_training(
-                        training_id, status=TrainingStatus.canceled.value, finished_at=utcnow()
+                    record = self.store.update_training_if(
+                        training_id,
+                        lambda r: dispatch.current_job_id(r) == job_id and r["status"] == TrainingStatus.queued.value,
+                        status=TrainingStatus.canceled.value,
+                        finished_at=utcnow(),
                     )
-                    events.publish(self.redis, training_id, "status", {"status": TrainingStatus.canceled.value})
-                    return self.view(record)
+                    if record is not None:
+                        self.store.delete_checkpoint(training_id)  # of an earlier, preempted attempt
+                        events.publish(self.redis, training_id, "status", {"status": TrainingStatus.canceled.value})
+                        return self.view(record)
             except (NoSuchJobError, InvalidJobOperation):
-                pass  # already picked up by a worker, which will honour the flag
+                pass  # picked up by a worker, which honours the flag (or lost: the watchdog honours it)
         return self.get(training_id)
 

@@ -5,12 +5,13 @@ the same bytes whether a request ran alone or batched. Two things make that true
 
 1. Latents come from the request's own seeded CPU generator (`latents`), never from a shared RNG.
 2. Matrix kernels may reduce in a different order for different batch sizes (on CPU, MKL takes other code paths
-   for 1-3 rows than for 4 or more). `InvariantForward` calibrates, per model and device, a padding rule under
-   which every row's output is independent of the batch around it, and pads every pass accordingly.
+   for 1-3 rows than for 4 or more). `InvariantForward` calibrates, per model and device, the cheapest padding rule
+   under which every row's output is independent of the batch around it, and applies it to every pass.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +21,6 @@ from torch import Tensor
 
 SEED_BOUND = 2**31  # seeds are in [0, 2**31)
 CALIBRATION_ROWS = (1, 2, 3, 4, 5, 7, 8, 13, 16, 31, 64, 100, 256)
-MAX_MIN_ROWS = 16  # pad single requests to at most this many rows; beyond it, run fixed-size chunks
 
 
 def latents(seed: int, n: int, latent_dim: int) -> Tensor:
@@ -47,35 +47,118 @@ def slerp(a: Tensor, b: Tensor, steps: int) -> Tensor:
 class PaddingRule:
     """How to shape a forward pass so rows do not depend on their neighbours.
 
-    `min_rows`: pad passes with fewer rows up to this many. `chunk`: when set, every pass runs in chunks of exactly
-    this many rows (the fallback when no small minimum works, as on GPUs whose kernels change with the batch size).
+    `linear_min_rows`: pad the input of every Linear layer with fewer rows up to this many (cheap: on CPU only the
+    matrix multiplies take other code paths for tiny batches, and convolutions often do not). `min_rows`: pad the
+    whole pass. `chunk`: run every pass in chunks of exactly this many rows (the fallback when no minimum works,
+    as on GPUs whose kernels change with the batch size).
     """
 
+    linear_min_rows: int = 1
     min_rows: int = 1
     chunk: int | None = None
 
     def describe(self) -> str:
-        return f"chunk={self.chunk}" if self.chunk else f"min_rows={self.min_rows}"
+        if self.chunk:
+            return f"chunk={self.chunk}"
+        if self.min_rows > 1:
+            return f"min_rows={self.min_rows}"
+        return f"linear_min_rows={self.linear_min_rows}"
+
+
+# Cheapest first: the first rule under which every row agrees across batch sizes is the one used.
+CANDIDATE_RULES = (
+    PaddingRule(),
+    *(PaddingRule(linear_min_rows=k) for k in (2, 4, 8, 16)),
+    *(PaddingRule(min_rows=k) for k in (2, 3, 4, 5, 8, 16)),
+    *(PaddingRule(chunk=c) for c in (64, 128, 256)),
+    PaddingRule(chunk=1),  # always exact: every row alone
+)
+
+
+class _LinearPadding:
+    """Forward hooks that pad each Linear layer's input to at least `rows` rows and drop the padding after."""
+
+    def __init__(self, model: torch.nn.Module, rows: int) -> None:
+        self.rows = rows
+        self._pending: list[int] = []
+        self._handles = []
+        for module in model.modules():
+            if isinstance(module, torch.nn.Linear):
+                self._handles.append(module.register_forward_pre_hook(self._pad))
+                self._handles.append(module.register_forward_hook(self._unpad))
+
+    def _pad(self, module: torch.nn.Module, args: tuple[Tensor, ...]) -> tuple[Tensor, ...] | None:
+        x = args[0]
+        n = x.shape[0]
+        self._pending.append(n)
+        if n >= self.rows:
+            return None
+        return (torch.cat([x, x.new_zeros(self.rows - n, *x.shape[1:])]), *args[1:])
+
+    def _unpad(self, module: torch.nn.Module, args: tuple[Tensor, ...], out: Tensor) -> Tensor:
+        return out[: self._pending.pop()]
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
 
 
 class InvariantForward:
     """Runs `model.generate` on a batch so that each row's output equals running it alone."""
 
-    def __init__(self, model: torch.nn.Module, device: torch.device, rule: PaddingRule | None = None) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        device: torch.device,
+        rule: PaddingRule | None = None,
+        *,
+        pin_memory: bool = False,
+        compile: bool = False,
+    ) -> None:
         self.model = model
         self.device = device
         spec: Any = model.spec
         self.latent_dim: int = spec.latent_dim
         self.num_classes: int = spec.num_classes
-        self.rule = rule or self.calibrate()
+        # Pinned host buffers make host<->GPU copies asynchronous; on CPU they only cost.
+        self.pin_memory = pin_memory and device.type == "cuda"
+        self.compile = compile
+        self._hooks: _LinearPadding | None = None
+        self._generate: Callable[..., Tensor] = model.generate  # type: ignore[assignment]
+        self.rule = PaddingRule()
+        self.use(rule or self.calibrate())
+
+    def use(self, rule: PaddingRule) -> None:
+        """Switch to `rule` (installing or removing the Linear padding hooks)."""
+        if self._hooks is not None:
+            self._hooks.remove()
+            self._hooks = None
+        if rule.linear_min_rows > 1:
+            self._hooks = _LinearPadding(self.model, rule.linear_min_rows)
+        generate: Callable[..., Tensor] = self.model.generate  # type: ignore[assignment]
+        if self.compile:
+            # One compiled graph per padded shape; on CUDA, "reduce-overhead" replays CUDA graphs for them.
+            mode = "reduce-overhead" if self.device.type == "cuda" else "default"
+            generate = torch.compile(generate, mode=mode, dynamic=False)
+        self._generate = generate
+        self.rule = rule
 
     def _raw(self, z: Tensor, labels: Tensor | None) -> Tensor:
         with torch.inference_mode():
-            out = self.model.generate(  # type: ignore[operator]
+            if self.pin_memory:
+                z = z.pin_memory()
+                labels = None if labels is None else labels.pin_memory()
+            out = self._generate(
                 z.to(self.device, non_blocking=True),
                 None if labels is None else labels.to(self.device, non_blocking=True),
-            )
-            return out.float().cpu()
+            ).float()
+            if self.device.type == "cpu":
+                return out
+            host = torch.empty(out.shape, dtype=out.dtype, pin_memory=self.pin_memory)
+            host.copy_(out, non_blocking=self.pin_memory)
+            if self.pin_memory:
+                torch.cuda.current_stream(self.device).synchronize()
+            return host
 
     def _padded(self, z: Tensor, labels: Tensor | None, rows: int) -> Tensor:
         n = z.shape[0]
@@ -99,16 +182,13 @@ class InvariantForward:
         return torch.cat(parts)
 
     def calibrate(self) -> PaddingRule:
-        """Find the smallest padding under which rows agree across batch sizes, by running the model."""
+        """The cheapest rule under which rows agree across batch sizes, found by running the model."""
         gen = torch.Generator().manual_seed(1234)
         big = max(CALIBRATION_ROWS)
         z = torch.randn(big, self.latent_dim, generator=gen)
-        labels = (
-            torch.randint(0, self.num_classes, (big,), generator=gen) if self.num_classes else None
-        )
+        labels = torch.randint(0, self.num_classes, (big,), generator=gen) if self.num_classes else None
 
-        def rows_agree(rule: PaddingRule) -> bool:
-            self.rule = rule
+        def rows_agree() -> bool:
             ref = self(z, labels)
             for m in CALIBRATION_ROWS:
                 for start in (0, big - m):
@@ -117,14 +197,11 @@ class InvariantForward:
                         return False
             return True
 
-        for min_rows in range(1, MAX_MIN_ROWS + 1):
-            if rows_agree(PaddingRule(min_rows=min_rows)):
-                return PaddingRule(min_rows=min_rows)
-        for chunk in (64, 128, 256):
-            if rows_agree(PaddingRule(chunk=chunk)):
-                return PaddingRule(chunk=chunk)
-        # No rule found (should not happen on CPU): fall back to exact per-sample passes.
-        return PaddingRule(chunk=1)
+        for rule in CANDIDATE_RULES:
+            self.use(rule)
+            if rows_agree():
+                return rule
+        return CANDIDATE_RULES[-1]
 
 
 def to_numpy(samples: Tensor) -> np.ndarray:

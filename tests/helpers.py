@@ -100,3 +100,27 @@ def assert_problem(response: httpx.Response, status: int, field: str | None = No
         locs = [".".join(str(p) for p in e["loc"]) for e in body.get("errors", [])]
         assert any(field in loc for loc in locs), (field, locs, body)
     return body
+
+
+def store_untrained_model(store_dir: Any, *, family: str = "gan", kind: str = "points",
+                          shape: tuple[int, ...] = (2,), classes: list[str] | None = None, width: int = 16,
+                          latent_dim: int = 4) -> str:
+    """A freshly initialized (untrained) model stored as the worker stores models: fast, for serving tests."""
+    import torch
+
+    from models.nets import build_model, spec_for
+    from models.recipes import resolve_config
+    from models.store import ArtifactStore, new_id, utcnow
+    from models.training import TrainResult
+    from worker.jobs import store_model
+
+    num_classes = len(classes or [])
+    config = resolve_config({"family": family, "conditional": num_classes > 0, "width": width,
+                             "latent_dim": latent_dim, "seed": 0},
+                            dataset_id="upload", kind=kind, sample_shape=shape, num_classes=num_classes)  # type: ignore[arg-type]
+    spec = spec_for(config, kind, shape, num_classes)  # type: ignore[arg-type]
+    torch.manual_seed(0)
+    model = build_model(spec).eval()
+    record = {"id": new_id("tr"), "request": {"dataset": "upload"}, "classes": classes, "config": config.to_dict(),
+              "created_at": utcnow()}
+    return store_model(ArtifactStore(store_dir), record, TrainResult(model, spec, {}, 0, False))

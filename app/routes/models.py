@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import numpy as np
-import torch
 from fastapi import APIRouter, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
+from redis.exceptions import RedisError
 from starlette.datastructures import UploadFile
 
 from app import sampling
@@ -28,7 +29,9 @@ from app.schemas import (
 from models.errors import Invalid, TooLarge, UnsupportedFormat
 from models.sampling import latents, slerp
 from models.uploads import UploadLimits, parse_images
+from worker.events import publish_model_event
 
+log = logging.getLogger("genserve.api")
 router = APIRouter(prefix="/v1/models", tags=["models"])
 PROBLEM = {"content": {"application/problem+json": {"schema": PROBLEM_SCHEMA}}}
 SAMPLE_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -51,6 +54,31 @@ def _public(manifest: dict[str, Any]) -> Model:
     return Model(**{k: v for k, v in manifest.items() if k in Model.model_fields})
 
 
+# The sampling route comes first: routes match in order, and this is the hot path.
+@router.post("/{model_id}/samples", responses=SAMPLE_RESPONSES, response_class=Response)
+async def create_samples(model_id: str, body: SampleRequest, services: ServicesDep, request: Request) -> Response:
+    """Draw n samples. Same seed, n and labels give the same samples, batched with others or not."""
+    limit = services.settings.max_samples_per_request
+    n = len(body.z) if body.z is not None and "n" not in body.model_fields_set else body.n
+    if n > limit:
+        raise Invalid(f"n is {n}; the limit is {limit} (GENSERVE_MAX_SAMPLES_PER_REQUEST)",
+                      field=("body", "n"), limit=limit)
+    loaded = services.models.cached(model_id) or await services.models.get(model_id)
+    manifest = loaded.manifest
+    fmt = sampling.resolve_format(body.format, manifest, ("body", "format"))
+    labels = sampling.labels_tensor(body.labels, n, manifest, ("body", "labels"))
+    if body.z is not None:
+        if len(body.z) != n:
+            raise Invalid(f"z has {len(body.z)} vectors; n is {n}", field=("body", "z"), limit=n)
+        z = sampling.latent_tensor(body.z, manifest["latent_dim"], ("body", "z"))
+        job = SampleJob(n=n, fmt=fmt.value, z=z, labels=labels)
+    else:
+        seed = body.seed if body.seed is not None else sampling.draw_seed()
+        job = SampleJob(n=n, fmt=fmt.value, seed=seed, labels=labels)
+    timeout_ms = float(body.timeout_ms or services.settings.sample_timeout_ms)
+    return sampling.response(await sampling.run(loaded, job, timeout_ms, services.metrics, request))
+
+
 @router.get("", response_model=ModelList)
 def list_models(services: ServicesDep) -> ModelList:
     """All stored models, newest first."""
@@ -68,39 +96,17 @@ async def delete_model(model_id: str, services: ServicesDep) -> Response:
     """Delete a model and its weights; sampling from it then answers 404."""
     await run_in_threadpool(services.store.delete_model, model_id)
     await services.models.evict(model_id)
+    try:  # other replicas evict it now rather than on its next request
+        await run_in_threadpool(publish_model_event, services.redis, "deleted", model_id)
+    except RedisError as exc:
+        log.warning("model %s deleted, but the other replicas were not told: %s", model_id, exc)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-def _timeout_ms(requested: int | None, services: ServicesDep) -> float:
-    return float(requested or services.settings.sample_timeout_ms)
-
-
-@router.post("/{model_id}/samples", responses=SAMPLE_RESPONSES, response_class=Response)
-async def create_samples(model_id: str, body: SampleRequest, services: ServicesDep) -> Response:
-    """Draw n samples. Same seed, n and labels give the same samples, batched with others or not."""
-    limit = services.settings.max_samples_per_request
-    n = len(body.z) if body.z is not None and "n" not in body.model_fields_set else body.n
-    if n > limit:
-        raise Invalid(f"n is {n}; the limit is {limit} (GENSERVE_MAX_SAMPLES_PER_REQUEST)",
-                      field=("body", "n"), limit=limit)
-    loaded = await services.models.get(model_id)
-    manifest = loaded.manifest
-    fmt = sampling.resolve_format(body.format, manifest, ("body", "format"))
-    labels = sampling.labels_tensor(body.labels, n, manifest, ("body", "labels"))
-    if body.z is not None:
-        if len(body.z) != n:
-            raise Invalid(f"z has {len(body.z)} vectors; n is {n}", field=("body", "z"), limit=n)
-        job = SampleJob(n=n, z=sampling.latent_tensor(body.z, manifest["latent_dim"], ("body", "z")), labels=labels)
-        seed = None
-    else:
-        seed = body.seed if body.seed is not None else sampling.draw_seed()
-        job = SampleJob(n=n, seed=seed, labels=labels)
-    samples = await sampling.run(loaded, job, _timeout_ms(body.timeout_ms, services), services.metrics)
-    return await sampling.encode(samples, fmt, manifest, seed, services.encoders, services.metrics)
-
-
 @router.post("/{model_id}/interpolations", responses=SAMPLE_RESPONSES, response_class=Response)
-async def create_interpolation(model_id: str, body: InterpolationRequest, services: ServicesDep) -> Response:
+async def create_interpolation(
+    model_id: str, body: InterpolationRequest, services: ServicesDep, request: Request
+) -> Response:
     """`steps` samples along the spherical path between two seeds' (or two given) latent vectors."""
     limit = services.settings.max_interpolation_steps
     if body.steps > limit:
@@ -119,18 +125,9 @@ async def create_interpolation(model_id: str, body: InterpolationRequest, servic
         seed, z = getattr(body, f"seed_{end}"), getattr(body, f"z_{end}")
         ends.append(latents(seed, 1, d)[0] if seed is not None
                     else sampling.latent_tensor([z], d, ("body", f"z_{end}"))[0])
-    job = SampleJob(n=body.steps, z=slerp(ends[0], ends[1], body.steps), labels=labels)
-    samples = await sampling.run(loaded, job, float(services.settings.sample_timeout_ms), services.metrics)
-    return await sampling.encode(samples, fmt, manifest, None, services.encoders, services.metrics)
-
-
-def _reconstruct(loaded: LoadedModel, x: np.ndarray, labels: torch.Tensor | None) -> np.ndarray:
-    with torch.inference_mode():
-        device = loaded.forward.device
-        out = loaded.model.reconstruct(  # type: ignore[operator]
-            torch.from_numpy(x).to(device), None if labels is None else labels.to(device)
-        )
-        return out.float().cpu().numpy()
+    job = SampleJob(n=body.steps, fmt=fmt.value, z=slerp(ends[0], ends[1], body.steps), labels=labels)
+    timeout_ms = float(services.settings.sample_timeout_ms)
+    return sampling.response(await sampling.run(loaded, job, timeout_ms, services.metrics, request))
 
 
 def _validation_error(exc: ValidationError) -> RequestValidationError:
@@ -230,5 +227,5 @@ async def create_reconstructions(model_id: str, request: Request, services: Serv
         raise Invalid("labels (one per input) are required for a conditional model", field=("body", "labels"))
     labels = sampling.labels_tensor(labels_list, len(x), manifest, ("body", "labels"))
     loop = asyncio.get_running_loop()
-    out = await loop.run_in_executor(services.models.executor, _reconstruct, loaded, x, labels)
-    return await sampling.encode(out, fmt, manifest, None, services.encoders, services.metrics)
+    encoded = await loop.run_in_executor(services.models.executor, loaded.reconstruct, x, labels, fmt.value)
+    return sampling.response(encoded)

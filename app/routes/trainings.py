@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -9,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
+from redis.exceptions import RedisError
 
 from app.deps import ServicesDep
 from app.problems import PROBLEM_SCHEMA
@@ -19,6 +21,7 @@ from worker.status import TrainingStatus
 router = APIRouter(prefix="/v1/trainings", tags=["trainings"])
 PROBLEM = {"content": {"application/problem+json": {"schema": PROBLEM_SCHEMA}}}
 SSE_BLOCK_MS = 15_000  # a keep-alive comment goes out when nothing happened for this long
+SSE_REDIS_RETRY_S = 1.0  # while Redis is down, the stream checks the store this often
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
@@ -79,7 +82,11 @@ async def training_events(
             yield _sse("status", _final(first))
             return
         while not await request.is_disconnected():
-            reply: Any = await aredis.xread({key: cursor}, block=SSE_BLOCK_MS, count=100)
+            try:
+                reply: Any = await aredis.xread({key: cursor}, block=SSE_BLOCK_MS, count=100)
+            except RedisError:  # Redis down: follow the store (the final status lands there) until it answers
+                reply = None
+                await asyncio.sleep(SSE_REDIS_RETRY_S)
             if not reply:
                 current = await run_in_threadpool(services.trainings.get, training_id)
                 if TrainingStatus(current["status"]).is_terminal():  # e.g. a worker died without a word

@@ -1,0 +1,139 @@
+"""What every HTTP request goes through first, in one lean ASGI middleware: the request body limit (enforced while
+the body streams in, so a lying or missing Content-Length cannot dodge it) and the request metrics.
+
+One middleware instead of two, and metrics kept in plain dicts rather than prometheus-client's locked children:
+on the sampling path, per-request overhead is what stands between the service and the hardware limit.
+"""
+
+from __future__ import annotations
+
+import bisect
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.problems import problem
+
+MULTIPART_OVERHEAD = 64 * 1024  # form boundaries and the other fields around an uploaded file
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+class BodyTooLarge(HTTPException):
+    """An HTTPException, so that FastAPI's body parsing passes it on instead of turning it into a 400."""
+
+    def __init__(self, limit: int, setting: str) -> None:
+        super().__init__(413, f"the request body exceeds {limit} bytes ({setting})")
+        self.limit = limit
+
+
+class RequestStats(Collector):
+    """Request counts and latency histograms by method, route template and status, exported at scrape time.
+
+    Written only by the event loop's thread; read by the scrape through atomic copies.
+    """
+
+    def __init__(self, buckets: tuple[float, ...]) -> None:
+        self.buckets = buckets
+        self.counts: dict[tuple[str, str, str], int] = {}
+        self.histograms: dict[tuple[str, str], list[float]] = {}  # per-bucket counts, then +Inf, then the sum
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        key = (method, route, str(status))
+        self.counts[key] = self.counts.get(key, 0) + 1
+        hist = self.histograms.get((method, route))
+        if hist is None:
+            hist = self.histograms[(method, route)] = [0.0] * (len(self.buckets) + 2)
+        hist[bisect.bisect_left(self.buckets, seconds)] += 1
+        hist[-1] += seconds
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterable[Metric]:
+        counter = CounterMetricFamily("genserve_http_requests", "HTTP requests", labels=["method", "route", "status"])
+        for (method, route, status), n in list(self.counts.items()):
+            counter.add_metric([method, route, status], n)
+        yield counter
+        latency = HistogramMetricFamily("genserve_http_request_duration_seconds", "HTTP request latency",
+                                        labels=["method", "route"])
+        for (method, route), hist in list(self.histograms.items()):
+            cumulative, total = [], 0.0
+            for bound, in_bucket in zip((*self.buckets, float("inf")), hist[:-1], strict=True):
+                total += in_bucket
+                cumulative.append((str(bound) if bound != float("inf") else "+Inf", total))
+            latency.add_metric([method, route], cumulative, sum_value=hist[-1])
+        yield latency
+
+
+class EdgeMiddleware:
+    def __init__(self, app: ASGIApp, *, stats: RequestStats, json_limit: int, upload_limit: int) -> None:
+        self.app = app
+        self.stats = stats
+        self.json_limit = json_limit
+        self.upload_limit = upload_limit + MULTIPART_OVERHEAD
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        state: dict[str, Any] = {"status": 500}
+
+        async def send_and_note(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                state["status"] = message["status"]
+            await send(message)
+
+        try:
+            if scope["method"] in BODY_METHODS:
+                await self._limited(scope, receive, send_and_note)
+            else:
+                await self.app(scope, receive, send_and_note)
+        finally:
+            route = scope.get("route")
+            self.stats.observe(scope["method"], getattr(route, "path", "unmatched"), state["status"],
+                               time.perf_counter() - start)
+
+    async def _limited(self, scope: Scope, receive: Receive, send: Send) -> None:
+        multipart, declared = False, None
+        for name, value in scope["headers"]:
+            if name == b"content-type":
+                multipart = value.startswith(b"multipart/")
+            elif name == b"content-length":
+                declared = value
+        limit = self.upload_limit if multipart else self.json_limit
+        setting = "GENSERVE_MAX_UPLOAD_BYTES" if multipart else "GENSERVE_MAX_REQUEST_BYTES"
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await _reject(scope, receive, send, limit, setting)
+            return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge(limit, setting)
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except BodyTooLarge:  # raised outside FastAPI's handlers (e.g. while a response was not started yet)
+            await _reject(scope, receive, send, limit, setting)
+
+
+async def _reject(scope: Scope, receive: Receive, send: Send, limit: int, setting: str) -> None:
+    response = problem(
+        413,
+        "Request body too large",
+        f"the request body exceeds {limit} bytes ({setting})",
+        errors=[{"loc": ["body"], "msg": f"larger than {limit} bytes"}],
+        extra={"limit": limit},
+    )
+    await response(scope, receive, send)

@@ -1,0 +1,54 @@
+"""Hot reload across API replicas: model created/deleted announcements over Redis pub/sub.
+
+Deletions are also caught without this (every request checks the store), so a lost message only delays an eviction
+or a preload; the listener reconnects with backoff while Redis is down and never takes the API with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+from redis.asyncio import Redis as AsyncRedis
+from redis.exceptions import RedisError
+
+from app.model_cache import ModelCache
+from worker.events import MODELS_CHANNEL
+
+log = logging.getLogger("genserve.api")
+
+RECONNECT_MAX_S = 30.0
+
+
+async def listen(aredis: AsyncRedis, cache: ModelCache, preload_new: bool) -> None:
+    """Evict deleted models; load new ones ahead of their first request when `preload_new`."""
+    backoff = 0.5
+    while True:
+        try:
+            async with aredis.pubsub() as pubsub:
+                await pubsub.subscribe(MODELS_CHANNEL)
+                backoff = 0.5
+                async for message in pubsub.listen():
+                    if message.get("type") != "message":
+                        continue
+                    await _handle(message["data"], cache, preload_new)
+        except asyncio.CancelledError:
+            raise
+        except (RedisError, OSError) as exc:
+            log.debug("model events: redis unavailable (%s); retrying in %.1fs", exc, backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, RECONNECT_MAX_S)
+
+
+async def _handle(raw: bytes | str, cache: ModelCache, preload_new: bool) -> None:
+    try:
+        event = json.loads(raw)
+        model_id = str(event["id"])
+    except (ValueError, KeyError, TypeError):
+        log.warning("model events: ignoring malformed message %r", raw)
+        return
+    if event.get("event") == "deleted":
+        await cache.evict(model_id)
+    elif event.get("event") == "created" and preload_new:
+        await cache.preload([model_id])

@@ -1,0 +1,283 @@
+"""Sampling throughput and latency: genserve beside its own baselines, on the same machine, same client, same model.
+
+The server is pinned to one core and the load generator (wrk, from Debian's packages) to another. For each
+concurrency it prints requests/s, samples/s, p50/p99 latency and errors of:
+  (a)  raw: the model's forward pass + PNG encoding in-process, one thread, at each batch size (the best is `a`);
+  (b)  floor: a trivial endpoint returning a response of the same size — genserve's (/_bench/floor, behind all of
+       genserve's middleware) and a plain FastAPI app's (b0);
+  (c)  genserve with batching off (GENSERVE_MAX_BATCH_SIZE=1);
+  (d)  genserve with batching on (GENSERVE_MAX_BATCH_SIZE=64);
+  (e)  a hand-written unbatched FastAPI endpoint (forward + encode inline).
+For one core, the physical limit of single-sample requests is L = 1 / (1/a + 1/b).
+
+    python bench/serve.py [--mnist ../shared/data/mnist] [--duration 10] [--concurrency 1,8,64] [--out FILE]
+    python bench/serve.py --device cuda --server-cores 0-7 --client-cores 8-15   # on a GPU machine
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+WRK_SCRIPT = ROOT / "bench" / "wrk_post.lua"
+RAW_BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+RAW_SECONDS_PER_SIZE = 2.0
+WARMUP_S = 2
+
+
+# --- model ----------------------------------------------------------------------------------------------------------
+def prepare_model(store_dir: Path, mnist: Path | None, steps: int) -> str:
+    """An MNIST-sized conv GAN generator (the product's default MNIST recipe), briefly trained so its samples
+    (and therefore PNG sizes) look like digits, stored the way the worker stores models."""
+    import torch
+
+    from models.data import ArrayDataset, DatasetSplits
+    from models.datasets import load_builtin
+    from models.recipes import resolve_config
+    from models.store import ArtifactStore, new_id, utcnow
+    from models.training import train
+    from worker.jobs import store_model
+
+    if mnist is not None and mnist.exists():
+        data_dir = store_dir.parent / "data"
+        shutil.copytree(mnist, data_dir / "mnist", dirs_exist_ok=True)
+        splits = load_builtin("mnist", data_dir)
+    else:
+        import numpy as np
+
+        x = (np.random.default_rng(0).random((512, 28, 28)) * 255).astype(np.uint8)
+        splits = DatasetSplits(ArrayDataset(x, None, "images"), ArrayDataset(x[:64], None, "images"))
+        print("MNIST not found: training on noise images (throughput is what is measured)", file=sys.stderr)
+    config = resolve_config({"family": "gan", "steps": steps, "seed": 0}, dataset_id="mnist", kind="images",
+                            sample_shape=(28, 28), num_classes=0)
+    result = train(config, splits, device=torch.device("cpu"))
+    record = {"id": new_id("tr"), "request": {"dataset": "mnist"}, "classes": None, "config": config.to_dict(),
+              "created_at": utcnow()}
+    return store_model(ArtifactStore(store_dir), record, result)
+
+
+def raw_limit(store_dir: Path, model_id: str, device: str) -> dict[str, Any]:
+    """(a): forward + PNG encoding in this process, one thread, at each batch size."""
+    import torch
+
+    from app.encoding import png_base64_list
+    from models.nets import ModelSpec, build_model
+    from models.store import ArtifactStore
+
+    torch.set_num_threads(1)
+    store = ArtifactStore(store_dir)
+    manifest = store.get_model(model_id)
+    model = build_model(ModelSpec.from_dict(manifest["spec"]))
+    model.load_state_dict(store.load_model_tensors(model_id))
+    dev = torch.device(device)
+    model.to(dev).eval()
+    gen = torch.Generator().manual_seed(0)
+    out: dict[str, Any] = {"samples_per_s": {}, "forward_only_per_s": {}}
+    for bs in RAW_BATCH_SIZES:
+        for with_encode in (True, False):
+            done, start = 0, time.perf_counter()
+            while time.perf_counter() - start < RAW_SECONDS_PER_SIZE:
+                z = torch.randn(bs, manifest["latent_dim"], generator=gen)
+                with torch.inference_mode():
+                    images = model.generate(z.to(dev), None).float().cpu().numpy()
+                if with_encode:
+                    png_base64_list(images)
+                done += bs
+            rate = done / (time.perf_counter() - start)
+            out["samples_per_s" if with_encode else "forward_only_per_s"][bs] = rate
+    z = torch.randn(1, manifest["latent_dim"], generator=gen)
+    with torch.inference_mode():
+        one = png_base64_list(model.generate(z.to(dev), None).float().cpu().numpy())
+    out["png_response_bytes"] = len(json.dumps({"images": one, "seed": 1234567890}))
+    return out
+
+
+# --- servers and load ------------------------------------------------------------------------------------------------
+class Server:
+    def __init__(self, cmd: list[str], env: dict[str, str], port: int, log: Path) -> None:
+        self.port = port
+        self.log = log
+        self.proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=open(log, "wb"), stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        deadline = time.monotonic() + 120
+        import httpx
+
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {log.read_text()[-2000:]}")
+            try:
+                if httpx.post(f"http://127.0.0.1:{port}/_ping", timeout=1).status_code in (200, 404, 405):
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        raise RuntimeError("server did not start")
+
+    def stop(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+def wrk(url: str, body: str, seeded: bool, concurrency: int, duration: int, cores: str) -> dict[str, Any]:
+    env = {**os.environ, "BENCH_BODY": body, "BENCH_SEEDED": "1" if seeded else "0"}
+    cmd = ["taskset", "-c", cores, "wrk", "-t1", f"-c{concurrency}", f"-d{duration}s", "--timeout", "10s",
+           "-s", str(WRK_SCRIPT), url]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+    line = next(ln for ln in out.splitlines() if ln.startswith("WRKJSON "))
+    result: dict[str, Any] = json.loads(line[len("WRKJSON ") :])
+    result["errors"] = sum(v for k, v in result.items() if k.startswith("errors_"))
+    return result
+
+
+def measure(url: str, body: str, seeded: bool, concurrency: int, args: argparse.Namespace) -> dict[str, Any]:
+    wrk(url, body, seeded, concurrency, WARMUP_S, args.client_cores)
+    return wrk(url, body, seeded, concurrency, args.duration, args.client_cores)
+
+
+# --- main -----------------------------------------------------------------------------------------------------------
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mnist", type=Path, default=ROOT.parent / "shared" / "data" / "mnist")
+    parser.add_argument("--train-steps", type=int, default=300)
+    parser.add_argument("--duration", type=int, default=10, help="seconds per measured point")
+    parser.add_argument("--concurrency", default="1,8,64")
+    parser.add_argument("--server-cores", default="0")
+    parser.add_argument("--client-cores", default="1")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--max-wait-ms", default=None, help="GENSERVE_MAX_WAIT_MS for (d) (default: the setting's)")
+    parser.add_argument("--only", default="", help="comma-separated subset: raw,floor,c,d,e,n64,npy")
+    parser.add_argument("--out", type=Path, default=None, help="write all results as JSON here")
+    parser.add_argument("--raw-json", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--store", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--model", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.raw_json:  # the pinned child process of (a)
+        args.raw_json.write_text(json.dumps(raw_limit(args.store, args.model, args.device)))
+        return
+
+    only = set(filter(None, args.only.split(","))) or {"raw", "floor", "c", "d", "e", "n64", "npy"}
+    levels = [int(c) for c in args.concurrency.split(",")]
+    tmp = Path(tempfile.mkdtemp(prefix="genserve-bench-"))
+    store = tmp / "store"
+    print(f"# bench/serve.py — {platform.machine()}, {os.cpu_count()} cores; server on cores {args.server_cores}, "
+          f"wrk on {args.client_cores}; {args.duration}s per point; device {args.device}", flush=True)
+    model_id = prepare_model(store, args.mnist, args.train_steps)
+    results: dict[str, Any] = {"model": model_id, "points": []}
+
+    raw_file = tmp / "raw.json"
+    subprocess.run(["taskset", "-c", args.server_cores, sys.executable, __file__, "--raw-json", str(raw_file),
+                    "--store", str(store), "--model", model_id, "--device", args.device],
+                   check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    raw = json.loads(raw_file.read_text())
+    results["raw"] = raw
+    a = max(raw["samples_per_s"].values())
+    best_bs = max(raw["samples_per_s"], key=lambda k: raw["samples_per_s"][k])
+    size = raw["png_response_bytes"]
+    print("\n## (a) raw limit: forward + PNG encode, in-process, one thread")
+    print("| batch | samples/s (forward + PNG) | samples/s (forward only) |\n|---|---|---|")
+    for bs in raw["samples_per_s"]:
+        print(f"| {bs} | {raw['samples_per_s'][bs]:.0f} | {raw['forward_only_per_s'][bs]:.0f} |")
+    print(f"a = {a:.0f} samples/s at batch {best_bs}; a single-sample png response is {size} bytes", flush=True)
+
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith("GENSERVE_")}
+    base_env.update({"OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "GENSERVE_STORE_DIR": str(store),
+                     "GENSERVE_DEVICE": args.device, "GENSERVE_BENCH_ROUTES": "true", "GENSERVE_LOG_LEVEL": "warning",
+                     "GENSERVE_PRELOAD_MODELS": model_id, "GENSERVE_MAX_QUEUE_SAMPLES": "100000",
+                     "BENCH_STORE": str(store), "BENCH_MODEL": model_id})
+    if os.environ.get("GENSERVE_REDIS_URL"):
+        base_env["GENSERVE_REDIS_URL"] = os.environ["GENSERVE_REDIS_URL"]
+    port = 18000 + os.getpid() % 1000
+    sample_path = f"/v1/models/{model_id}/samples"
+    png1 = '{"n": 1, "seed": %d, "format": "png"}'
+    png64 = '{"n": 64, "seed": %d, "format": "png"}'
+    npy1 = '{"n": 1, "seed": %d, "format": "npy"}'
+    npy64 = '{"n": 64, "seed": %d, "format": "npy"}'
+
+    def service(max_batch: int) -> Server:
+        env = {**base_env, "GENSERVE_MAX_BATCH_SIZE": str(max_batch)}
+        if args.max_wait_ms is not None:
+            env["GENSERVE_MAX_WAIT_MS"] = args.max_wait_ms
+        cmd = ["taskset", "-c", args.server_cores, sys.executable, "-m", "app.cli", "serve", "--port", str(port)]
+        return Server(cmd, env, port, tmp / f"service-{max_batch}.log")
+
+    def plain() -> Server:
+        cmd = ["taskset", "-c", args.server_cores, sys.executable, "-m", "uvicorn", "bench.plain_app:app",
+               "--port", str(port), "--no-access-log", "--log-level", "warning"]
+        return Server(cmd, base_env, port, tmp / "plain.log")
+
+    def run(name: str, server: Server, path: str, body: str, seeded: bool, conc: list[int], n: int) -> None:
+        for c in conc:
+            r = measure(f"http://127.0.0.1:{server.port}{path}", body, seeded, c, args)
+            r.update(name=name, concurrency=c, n=n, samples_per_s=r["rps"] * n)
+            results["points"].append(r)
+            print(f"| {name} | {c} | {r['rps']:.0f} | {r['samples_per_s']:.0f} | {r['p50_ms']:.2f} | "
+                  f"{r['p99_ms']:.2f} | {r['errors']} |", flush=True)
+
+    print("\n## HTTP\n| config | clients | requests/s | samples/s | p50 ms | p99 ms | errors |\n|---|---|---|---|---|---|---|")
+    srv = plain()
+    try:
+        if "floor" in only:
+            run("(b0) plain FastAPI floor", srv, f"/floor?size={size}", '{"n": 1, "seed": 1}', False, levels, 1)
+        if "e" in only:
+            run("(e) plain FastAPI, unbatched", srv, "/samples", png1, True, levels, 1)
+    finally:
+        srv.stop()
+    for max_batch, label in ((1, "(c) genserve, batching off"), (64, "(d) genserve, batching on")):
+        key = "c" if max_batch == 1 else "d"
+        srv = service(max_batch)
+        try:
+            if max_batch == 64 and "floor" in only:
+                run("(b) genserve floor", srv, f"/_bench/floor?size={size}", '{"n": 1, "seed": 1}', False, levels, 1)
+            if key in only:
+                run(label, srv, sample_path, png1, True, levels, 1)
+            if "n64" in only:
+                run(f"{label}, n=64", srv, sample_path, png64, True, [1, 64], 64)
+            if "npy" in only:
+                run(f"{label}, npy", srv, sample_path, npy1, True, [1, 64], 1)
+                run(f"{label}, npy n=64", srv, sample_path, npy64, True, [64], 64)
+        finally:
+            srv.stop()
+
+    def point(name: str, c: int) -> dict[str, Any] | None:
+        return next((p for p in results["points"] if p["name"] == name and p["concurrency"] == c), None)
+
+    b = point("(b) genserve floor", max(levels))
+    d = point("(d) genserve, batching on", max(levels))
+    if b and d:
+        limit = 1 / (1 / a + 1 / b["rps"])
+        results["L"] = limit
+        print(f"\nL = 1/(1/a + 1/b) = 1/(1/{a:.0f} + 1/{b['rps']:.0f}) = {limit:.0f} requests/s; "
+              f"(d) at {max(levels)} clients = {d['rps']:.0f} = {100 * d['rps'] / limit:.1f}% of L "
+              f"(errors: {d['errors']})")
+    b0 = point("(b0) plain FastAPI floor", max(levels))
+    if b and b0:
+        print(f"genserve floor / plain FastAPI floor at {max(levels)} clients: {b['rps']:.0f} / {b0['rps']:.0f} "
+              f"= {100 * b['rps'] / b0['rps']:.1f}%")
+    c1, d1 = point("(c) genserve, batching off", 1), point("(d) genserve, batching on", 1)
+    if c1 and d1:
+        print(f"1 client p50: batching on {d1['p50_ms']:.3f} ms vs off {c1['p50_ms']:.3f} ms "
+              f"({100 * (d1['p50_ms'] / c1['p50_ms'] - 1):+.1f}%)")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2))
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
