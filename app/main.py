@@ -10,12 +10,15 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 from rq import Queue
 
 from app import model_events, problems
+from app.auth import Guard, load_keys
 from app.deps import Services
 from app.edge import EdgeMiddleware
 from app.metrics import Metrics, TrainingCollector
@@ -101,6 +104,18 @@ async def watch(watchdog: Watchdog) -> None:
             log.exception("watchdog: round failed")
 
 
+def add_guarded_docs(app: FastAPI) -> None:
+    """/openapi.json and /docs as API routes, so that the app-level key check covers them too."""
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi_schema() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="genserve")
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     services = build_services(settings)
@@ -128,13 +143,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await services.aredis.aclose()
         services.redis.close()
 
+    keys = load_keys(settings.api_keys.get_secret_value(), settings.api_keys_file)
+    guarded = bool(keys)
+    hide_docs = guarded and not settings.public_docs  # then the docs are routes of their own, behind the keys
     app = FastAPI(
         title="genserve",
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
         responses={422: {"description": "Invalid input (problem+json)"}},
+        dependencies=[Depends(Guard(keys, settings.rate_limit_per_s, settings.rate_limit_burst))] if guarded else [],
+        docs_url=None if hide_docs else "/docs",
+        redoc_url=None if hide_docs else "/redoc",
+        openapi_url=None if hide_docs else "/openapi.json",
     )
+    if hide_docs:
+        add_guarded_docs(app)
+    if not guarded:
+        log.warning("no API keys configured (GENSERVE_API_KEYS): the API is open to anyone who can reach it")
     app.state.services = services
     problems.install(app)
     if settings.bench_routes:

@@ -23,9 +23,11 @@ from models.errors import (
     GenserveError,
     Invalid,
     NotFound,
+    RateLimited,
     TimedOut,
     TooLarge,
     TrainingDiverged,
+    Unauthorized,
     Unavailable,
     UnsupportedFormat,
 )
@@ -38,7 +40,9 @@ REDIS_RETRY_AFTER_S = 5
 STATUS_OF: list[tuple[type[GenserveError], int]] = [
     (NotFound, 404),
     (Conflict, 409),
+    (Unauthorized, 401),
     (Forbidden, 403),
+    (RateLimited, 429),
     (TooLarge, 413),
     (UnsupportedFormat, 415),
     (Invalid, 422),
@@ -116,7 +120,11 @@ def from_domain_error(exc: GenserveError) -> JSONResponse:
     status = status_of(exc)
     errors = [{"loc": list(exc.field), "msg": exc.detail}] if exc.field else None
     extra = {"limit": exc.limit} if exc.limit is not None else None
-    headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, Unavailable) else None
+    headers = None
+    if isinstance(exc, Unavailable | RateLimited):
+        headers = {"Retry-After": str(exc.retry_after_s)}
+    elif isinstance(exc, Unauthorized):
+        headers = {"WWW-Authenticate": "Bearer"}
     return problem(status, exc.title, exc.detail, errors=errors, headers=headers, extra=extra)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -106,6 +106,17 @@ class Settings(BaseSettings):
     max_uncompressed_bytes: int = Field(
         512 * 1024 * 1024, ge=1, description="Largest total uncompressed size of an upload's contents."
     )
+
+    # --- access -------------------------------------------------------------------------------------------------
+    api_keys: SecretStr = Field(
+        SecretStr(""), description="API keys as comma-separated `<token>:<scope>[+<scope>]` (scopes: sample, train)."
+    )
+    api_keys_file: Path | None = Field(None, description="A file of API keys, one `<token>:<scopes>` per line.")
+    rate_limit_per_s: float = Field(
+        50.0, ge=0, description="Requests per second per API key and API process (0: no limit; keys only)."
+    )
+    rate_limit_burst: int = Field(200, ge=1, description="Requests a key may send at once before the rate applies.")
+    public_docs: bool = Field(False, description="With API keys: serve /docs and /openapi.json without a key.")
 
     @field_validator("device")
     @classmethod

@@ -41,6 +41,22 @@ class Forbidden(GenserveError):
     title = "Forbidden"
 
 
+class Unauthorized(GenserveError):
+    """No valid credentials."""
+
+    title = "Unauthorized"
+
+
+class RateLimited(GenserveError):
+    """More requests than the caller's rate allows; retrying after `retry_after_s` helps."""
+
+    title = "Too many requests"
+
+    def __init__(self, detail: str, *, retry_after_s: int, **kwargs: Any) -> None:
+        super().__init__(detail, **kwargs)
+        self.retry_after_s = retry_after_s
+
+
 class Invalid(GenserveError):
     """The input is well-formed but breaks a rule or a limit."""
 

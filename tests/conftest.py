@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pydantic import SecretStr
 from redis import Redis
 
 from app.cli import embedded_redis, free_port, redis_answers
@@ -63,6 +64,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
     """The environment that gives a subprocess these settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GENSERVE_")}
     for name, value in settings.model_dump().items():
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
         if value is not None:
             env[f"GENSERVE_{name.upper()}"] = str(value)
     env["PYTHONPATH"] = str(ROOT)
