@@ -155,11 +155,15 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        title = {404: "Not found", 405: "Method not allowed", 413: "Request body too large"}.get(
+        title = {400: "Bad request", 404: "Not found", 405: "Method not allowed", 413: "Request body too large"}.get(
             exc.status_code, "Error"
         )
         limit = getattr(exc, "limit", None)
-        errors = [{"loc": ["body"], "msg": f"larger than {limit} bytes"}] if limit is not None else None
+        errors = None
+        if limit is not None:
+            errors = [{"loc": ["body"], "msg": f"larger than {limit} bytes"}]
+        elif exc.status_code == 400:  # FastAPI could not parse the body at all (e.g. JSON nested too deep)
+            errors = [{"loc": ["body"], "msg": str(exc.detail)}]
         return problem(
             exc.status_code,
             title,

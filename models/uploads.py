@@ -634,6 +634,9 @@ def _decode_image(data: bytes, field: tuple[str, ...], what: str, limits: Upload
     """uint8 pixels (H, W) or (H, W, 3) and whether the image is in color; sizes checked before decoding."""
     try:
         img = Image.open(io.BytesIO(data))  # reads the header only
+    except Image.DecompressionBombError as exc:  # Pillow's own guard fires on a header claiming a huge picture
+        raise _limit(f"{what} declares a picture of over {2 * Image.MAX_IMAGE_PIXELS} pixels", limits,
+                     "max_image_side", field) from exc
     except _PILLOW_ERRORS as exc:
         raise Invalid(f"{what} is not a readable PNG or JPEG image ({exc})", field=field) from exc
     with img:
