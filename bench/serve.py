@@ -110,8 +110,8 @@ class Server:
     def __init__(self, cmd: list[str], env: dict[str, str], port: int, log: Path) -> None:
         self.port = port
         self.log = log
-        self.proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=open(log, "wb"), stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=open(log, "wb"),  # noqa: SIM115
+                                     stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 120
         import httpx
 
@@ -229,7 +229,8 @@ def main() -> None:
             print(f"| {name} | {c} | {r['rps']:.0f} | {r['samples_per_s']:.0f} | {r['p50_ms']:.2f} | "
                   f"{r['p99_ms']:.2f} | {r['errors']} |", flush=True)
 
-    print("\n## HTTP\n| config | clients | requests/s | samples/s | p50 ms | p99 ms | errors |\n|---|---|---|---|---|---|---|")
+    print("\n## HTTP\n| config | clients | requests/s | samples/s | p50 ms | p99 ms | errors |")
+    print("|---|---|---|---|---|---|---|")
     srv = plain()
     try:
         if "floor" in only:
