@@ -120,7 +120,7 @@ class Guard:
             return
         key = self.identify(request.headers.get("authorization"))
         route = request.scope.get("route")
-        scope = required_scope(request.method, getattr(route, "path", request.scope["path"]))
+        scope = required_scope(request.method, str(getattr(route, "path", request.scope["path"])))
         if scope not in key.scopes:
             raise Forbidden(f"this key lacks the `{scope}` scope that {request.method} {getattr(route, 'path', '')}"
                                " needs", field=("header", "authorization"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -129,6 +130,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if preload_all:
             preload = [m["id"] for m in services.store.list_models()]
         await services.models.preload(preload)
+        # Everything built so far lives as long as the process: keep it out of the collector's scans, which
+        # otherwise walk the model and library objects again and again under load.
+        gc.collect()
+        gc.freeze()
         listener = asyncio.create_task(model_events.listen(services.aredis, services.models, preload_all))
         watchdog = asyncio.create_task(watch(Watchdog(services.store, services.redis, services.trainings.queue,
                                                       settings)))

@@ -23,7 +23,7 @@ from app.encoding import Encoded, encode
 from app.metrics import Metrics
 from models.errors import NotFound
 from models.nets import ModelSpec, build_model
-from models.sampling import InvariantForward, latents, to_numpy
+from models.sampling import InvariantForward, latents, prepare_for_inference, to_numpy
 from models.store import ArtifactStore
 
 log = logging.getLogger("genserve.api")
@@ -149,7 +149,7 @@ class ModelCache:
         tensors = self.store.load_model_tensors(model_id)
         model = build_model(ModelSpec.from_dict(manifest["spec"]))
         model.load_state_dict(tensors)
-        model.to(self.device).eval()
+        model = prepare_for_inference(model, self.device)
         nbytes = sum(t.numel() * t.element_size() for t in model.state_dict().values())
         forward = InvariantForward(model, self.device, pin_memory=self.options.pin_memory,
                                    compile=self.options.compile)

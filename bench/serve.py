@@ -75,6 +75,7 @@ def raw_limit(store_dir: Path, model_id: str, device: str) -> dict[str, Any]:
 
     from app.encoding import png_base64_list
     from models.nets import ModelSpec, build_model
+    from models.sampling import prepare_for_inference
     from models.store import ArtifactStore
 
     torch.set_num_threads(1)
@@ -83,7 +84,7 @@ def raw_limit(store_dir: Path, model_id: str, device: str) -> dict[str, Any]:
     model = build_model(ModelSpec.from_dict(manifest["spec"]))
     model.load_state_dict(store.load_model_tensors(model_id))
     dev = torch.device(device)
-    model.to(dev).eval()
+    model = prepare_for_inference(model, dev)  # the same layout the service runs
     gen = torch.Generator().manual_seed(0)
     out: dict[str, Any] = {"samples_per_s": {}, "forward_only_per_s": {}}
     for bs in RAW_BATCH_SIZES:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -202,6 +202,18 @@ class InvariantForward:
             if rows_agree():
                 return rule
         return CANDIDATE_RULES[-1]
+
+
+M = TypeVar("M", bound=torch.nn.Module)
+
+
+def prepare_for_inference(model: M, device: torch.device) -> M:
+    """The model on `device`, in eval mode; conv models in channels-last layout, which the CPU (oneDNN) and GPU
+    (cuDNN) convolution kernels run markedly faster for these small generators. Modifies the model in place."""
+    model.to(device).eval()
+    if any(isinstance(m, torch.nn.Conv2d | torch.nn.ConvTranspose2d) for m in model.modules()):
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    return model
 
 
 def to_numpy(samples: Tensor) -> np.ndarray:

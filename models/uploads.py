@@ -635,8 +635,8 @@ def _decode_image(data: bytes, field: tuple[str, ...], what: str, limits: Upload
     try:
         img = Image.open(io.BytesIO(data))  # reads the header only
     except Image.DecompressionBombError as exc:  # Pillow's own guard fires on a header claiming a huge picture
-        raise _limit(f"{what} declares a picture of over {2 * Image.MAX_IMAGE_PIXELS} pixels", limits,
-                     "max_image_side", field) from exc
+        raise _limit(f"{what} declares a picture too large to decode ({exc})", limits, "max_image_side",
+                     field) from exc
     except _PILLOW_ERRORS as exc:
         raise Invalid(f"{what} is not a readable PNG or JPEG image ({exc})", field=field) from exc
     with img:
