@@ -11,6 +11,7 @@ the same bytes whether a request ran alone or batched. Two things make that true
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -18,6 +19,8 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 from torch import Tensor
+
+log = logging.getLogger("genserve.sampling")
 
 SEED_BOUND = 2**31  # seeds are in [0, 2**31)
 CALIBRATION_ROWS = (1, 2, 3, 4, 5, 7, 8, 13, 16, 31, 64, 100, 256)
@@ -135,13 +138,25 @@ class InvariantForward:
             self._hooks = None
         if rule.linear_min_rows > 1:
             self._hooks = _LinearPadding(self.model, rule.linear_min_rows)
-        generate: Callable[..., Tensor] = self.model.generate  # type: ignore[assignment]
-        if self.compile:
-            # One compiled graph per padded shape; on CUDA, "reduce-overhead" replays CUDA graphs for them.
-            mode = "reduce-overhead" if self.device.type == "cuda" else "default"
-            generate = torch.compile(generate, mode=mode, dynamic=False)
-        self._generate = generate
+        self._generate = self.model.generate  # type: ignore[assignment]
         self.rule = rule
+        if self.compile:
+            self._compile()
+
+    def _compile(self) -> None:
+        """Compile for the rule's one pass shape (a fixed chunk); CUDA replays it as a CUDA graph. Any failure
+        falls back to eager execution: compilation is an optimization, never a reason not to serve."""
+        eager = self._generate
+        mode = "reduce-overhead" if self.device.type == "cuda" else "default"
+        try:
+            self._generate = torch.compile(eager, mode=mode, dynamic=False)
+            rows = self.rule.chunk or 1
+            self._raw(torch.zeros(rows, self.latent_dim),
+                      torch.zeros(rows, dtype=torch.int64) if self.num_classes else None)
+        except Exception as exc:
+            log.warning("torch.compile failed (%s: %s); serving this model eagerly", type(exc).__name__, exc)
+            self.compile = False
+            self._generate = eager
 
     def _raw(self, z: Tensor, labels: Tensor | None) -> Tensor:
         with torch.inference_mode():
@@ -197,7 +212,9 @@ class InvariantForward:
                         return False
             return True
 
-        for rule in CANDIDATE_RULES:
+        # A compiled model gets one graph per shape: only fixed-size chunks keep that to one graph.
+        candidates = [r for r in CANDIDATE_RULES if r.chunk] if self.compile else CANDIDATE_RULES
+        for rule in candidates:
             self.use(rule)
             if rows_agree():
                 return rule

@@ -77,3 +77,24 @@ def test_linear_padding_hooks_come_off_when_the_rule_changes() -> None:
     forward.use(PaddingRule())
     forward(latents(1, 1, forward.latent_dim), None)
     assert seen == [4, 1]
+
+
+@pytest.mark.slow
+def test_compiled_forward_runs_fixed_chunks_and_stays_invariant() -> None:
+    model = model_for("ring2d", "points", (2,), 0, "gan")
+    forward = InvariantForward(model, torch.device("cpu"), compile=True)
+    assert forward.compile and forward.rule.chunk is not None  # one shape, one graph
+    alone = forward(latents(1, 3, forward.latent_dim), None)
+    merged = forward(torch.cat([latents(1, 3, forward.latent_dim), latents(2, 70, forward.latent_dim)]), None)
+    assert torch.equal(alone, merged[:3])
+
+
+def test_a_failing_compile_falls_back_to_eager(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object, **kwargs: object) -> object:
+        raise RuntimeError("no compiler here")
+
+    monkeypatch.setattr(torch, "compile", broken)
+    model = model_for("ring2d", "points", (2,), 0, "gan")
+    forward = InvariantForward(model, torch.device("cpu"), compile=True)
+    assert not forward.compile
+    assert forward(latents(1, 2, forward.latent_dim), None).shape == (2, 2)
