@@ -24,7 +24,7 @@ from app.deps import Services
 from app.edge import EdgeMiddleware
 from app.metrics import Metrics, TrainingCollector
 from app.model_cache import ModelCache, ServingOptions
-from app.routes import bench, datasets, health, models, trainings
+from app.routes import bench, datasets, health, models, scores, trainings
 from app.settings import Settings, get_settings, safe_url
 from app.trainings import Trainings
 from models.catalog import Catalog
@@ -173,6 +173,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Routes match in order: the sampling routes (the hot path) first.
     for module in (models, health, datasets, trainings):
         app.include_router(module.router)
+    app.include_router(scores.router)  # POST /v1/models/{id}/scores
     app.add_middleware(
         EdgeMiddleware,
         stats=services.metrics.requests,

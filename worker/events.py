@@ -59,3 +59,11 @@ def decode_event(fields: dict[Any, Any]) -> tuple[str, dict[str, Any]]:
     raw = fields.get(b"data") or fields.get("data") or b"{}"
     name = event.decode() if isinstance(event, bytes) else event
     return name, json.loads(raw)
+
+
+MODELS_CHANNEL = f"{KEY_PREFIX}:models"  # pub/sub: {"event": "created" | "deleted", "id": model_id}
+
+
+def publish_model_event(redis: Redis, event: str, model_id: str) -> None:
+    """Tell every API replica that a model appeared or went away (they preload or evict it)."""
+    redis.publish(MODELS_CHANNEL, json.dumps({"event": event, "id": model_id}))

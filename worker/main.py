@@ -1,28 +1,133 @@
-"""`genserve worker`: an RQ worker on the training queue.
+"""`genserve worker`: an RQ worker on the training queue, plus the watchdog, surviving Redis outages.
 
 RQ forks a work horse per job; the parent never touches CUDA (it imports torch only to make job start-up fast, which
 does not initialize CUDA), so a GPU job initializes CUDA inside its own horse.
+
+What `GenserveWorker` changes in RQ's worker:
+- SIGTERM (warm shutdown): RQ would wait for the running job to finish, hours for a training. The parent forwards the
+  signal to the horse, whose handler (worker/preempt.py) makes the training checkpoint at its next step and go back
+  on the queue; the horse then ends and the parent exits 0, within seconds. A second SIGTERM kills the horse (RQ's
+  cold shutdown); the watchdog then re-queues the training as a lost one.
+- Redis outages: RQ retries while it waits for a job, but gives up (exits) when Redis fails anywhere else. Heartbeats
+  while a horse trains ignore Redis errors (the horse goes on; the watchdog reads the horse's own lease), and
+  `run_worker` starts the loop again once Redis answers, so the process outlives the outage.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import signal
+import threading
+from types import FrameType
+from typing import Any
 
 from redis import Redis
+from redis.exceptions import RedisError
 from rq import Queue, Worker
+from rq.exceptions import StopRequested
 
 from app.settings import Settings, get_settings, safe_url
+from worker import preempt
+from worker.watchdog import Watchdog, run_in_thread
 
 log = logging.getLogger("genserve.worker")
 
+RECONNECT_MIN_S = 0.5
+RECONNECT_MAX_S = 5.0
+
+
+class GenserveWorker(Worker):
+    max_connection_wait_time = RECONNECT_MAX_S  # RQ's retry cap while Redis is down (default 60 s)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.stopping = False
+
+    def request_stop(self, signum: int, frame: FrameType | None) -> None:
+        self.stopping = True
+        if self.horse_pid:
+            log.info("worker %s: %s: the training checkpoints and goes back on the queue",
+                     self.name, signal.Signals(signum).name)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.horse_pid, signal.SIGTERM)
+        super().request_stop(signum, frame)
+
+    def setup_work_horse_signals(self) -> None:
+        super().setup_work_horse_signals()
+        preempt.install_handler()
+
+    def maintain_heartbeats(self, job: Any, execution: Any) -> None:
+        try:
+            super().maintain_heartbeats(job, execution)
+        except RedisError as exc:
+            self.log.warning("Worker %s: heartbeat failed (%s); the training goes on", self.name, exc)
+
+
+def _wait_for_redis(redis: Redis, stop: threading.Event) -> None:
+    """Block until Redis answers PING, with backoff; return early when `stop` is set (SIGTERM/SIGINT)."""
+    delay = RECONNECT_MIN_S
+    while not stop.is_set():
+        try:
+            if redis.ping():
+                return
+        except RedisError:
+            pass
+        stop.wait(delay)
+        delay = min(delay * 2, RECONNECT_MAX_S)
+
+
+def _stop_pubsub(worker: Worker) -> None:
+    """End the command listener thread of a worker whose teardown did not get that far (Redis failed first)."""
+    thread = getattr(worker, "pubsub_thread", None)
+    if thread is not None:
+        thread.stop()
+        thread.join(timeout=1)
+    if worker.pubsub is not None:
+        with contextlib.suppress(Exception):  # closing a connection to a dead server may fail any way it likes
+            worker.pubsub.close()
+
 
 def run_worker(settings: Settings | None = None, *, burst: bool = False, name: str | None = None) -> bool:
-    """Serve training jobs until stopped (or, with burst, until the queue is empty)."""
+    """Serve training jobs until stopped (or, with burst, until the queue is empty). Returns whether any ran."""
     settings = settings or get_settings()
     import models.training  # noqa: F401  (preload: CPU-only import, no CUDA initialization)
 
     redis = Redis.from_url(settings.effective_redis_url)
     queue = Queue(settings.queue_name, connection=redis)
-    worker = Worker([queue], connection=redis, name=name)
-    log.info("worker %s listening on queue %s at %s", worker.name, queue.name, safe_url(settings.effective_redis_url))
-    return worker.work(burst=burst, logging_level=settings.log_level.upper())
+    stop = threading.Event()
+    watching = threading.Event()
+    if not burst:
+        run_in_thread(Watchdog.from_settings(settings), watching)
+    worked = False
+    try:
+        while True:
+            worker = GenserveWorker([queue], connection=redis, name=name)
+            log.info("worker %s listening on queue %s at %s", worker.name, queue.name,
+                     safe_url(settings.effective_redis_url))
+            try:
+                worked = worker.work(burst=burst, logging_level=settings.log_level.upper()) or worked
+            except RedisError as exc:  # start-up or teardown met a Redis outage
+                log.warning("worker %s: Redis unavailable (%s)", worker.name, exc)
+            except StopRequested:
+                return worked
+            if burst or worker.stopping:
+                return worked
+
+            def on_signal(signum: int, frame: FrameType | None) -> None:
+                stop.set()
+
+            signal.signal(signal.SIGTERM, on_signal)
+            signal.signal(signal.SIGINT, on_signal)
+            log.warning("worker %s: the work loop ended (Redis unavailable?); restarting when Redis answers",
+                        worker.name)
+            _stop_pubsub(worker)
+            stop.wait(RECONNECT_MIN_S)
+            _wait_for_redis(redis, stop)
+            if stop.is_set():
+                return worked
+            with contextlib.suppress(RedisError):
+                worker.register_death()  # so that a worker of the same name can register again
+    finally:
+        watching.set()

@@ -1,11 +1,13 @@
 """The one status enum of trainings, and the one place that maps RQ's job states onto it.
 
-The artifact store's training record holds the status that the API and the worker write; RQ's job state is only
-consulted to notice what the record cannot know by itself (a work horse that died without writing anything).
+The artifact store's training record holds the status that the API and the worker write; Redis is consulted to
+notice what the record cannot know by itself: whether a work horse still holds the training's liveness lease, and
+whether RQ still has the job at all (a Redis restarted without persistence has forgotten every job).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 
 
@@ -20,18 +22,46 @@ class TrainingStatus(StrEnum):
         return self in (TrainingStatus.succeeded, TrainingStatus.failed, TrainingStatus.canceled)
 
 
-# RQ job states (rq.job.JobStatus values) that mean "the job is over, whatever it managed to write".
+class Liveness(StrEnum):
+    """What the watchdog makes of a training: whether anyone is, or will be, working on it."""
+
+    ended = "ended"  # the record is terminal: nothing to watch
+    alive = "alive"  # a work horse holds the lease for the record's current job
+    waiting = "waiting"  # RQ holds the job in a queue (or deferred/scheduled): a worker will take it
+    lost = "lost"  # a worker took the job (RQ: started or ended) and nobody holds the lease: killed or crashed
+    missing = "missing"  # RQ has no such job: Redis lost its data (a restart without persistence)
+
+    def needs_action(self) -> bool:
+        return self in (Liveness.lost, Liveness.missing)
+
+
+# RQ job states (rq.job.JobStatus values).
+RQ_WAITING = {"queued", "deferred", "scheduled", "created", "rate_limited", "ready_to_enqueue"}
 RQ_ENDED = {"finished", "failed", "stopped", "canceled"}
 
 
-def reconcile(recorded: str, rq_status: str | None) -> tuple[TrainingStatus, str | None]:
-    """The status to report given the record's and RQ's view; the second item explains a correction.
+@dataclass(frozen=True)
+class Verdict:
+    status: TrainingStatus  # what to report now
+    liveness: Liveness  # what the watchdog should do about it
 
-    A record still `queued`/`running` whose RQ job has ended (or vanished while running) lost its worker.
+
+def reconcile(recorded: str, rq_status: str | None, leased: bool) -> Verdict:
+    """The status to report and the training's liveness, from the record, RQ's job state (None: no such job) and
+    whether a work horse holds the lease for the record's current job.
+
+    A lost or missing training keeps its recorded status: the watchdog re-queues it (or, after
+    GENSERVE_MAX_ATTEMPTS lost workers, fails it with the reason), so nothing is reported as failed before it is.
     """
     status = TrainingStatus(recorded)
     if status.is_terminal():
-        return status, None
-    if rq_status in RQ_ENDED:
-        return TrainingStatus.failed, f"the worker stopped without finishing the training (job {rq_status})"
-    return status, None
+        return Verdict(status, Liveness.ended)
+    if leased:
+        return Verdict(TrainingStatus.running, Liveness.alive)
+    if rq_status is None:
+        return Verdict(status, Liveness.missing)
+    if rq_status in RQ_WAITING:
+        return Verdict(status, Liveness.waiting)
+    # "started" without a lease (the horse died, or has not taken the lease yet: the watchdog waits a grace period
+    # before acting), or ended while the record says otherwise (the horse died without writing its outcome).
+    return Verdict(status, Liveness.lost)
