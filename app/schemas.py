@@ -130,7 +130,11 @@ class Training(BaseModel):
     metrics: dict[str, float]
     model_id: str | None
     error: str | None
-    attempts: int = 0
+    attempts: int = Field(0, description="Times a worker started this training.")
+    lost_workers: int = Field(0, description="Workers that died while running it (it was re-queued each time).")
+    preemptions: int = Field(0, description="Times a stopping worker checkpointed it and put it back on the queue.")
+    resumed_from_step: int | None = Field(None, description="The checkpoint step the latest run resumed from.")
+    job_id: str | None = Field(None, description="The RQ job of the current attempt.")
     created_at: str
     started_at: str | None
     finished_at: str | None
