@@ -79,6 +79,17 @@ class TrainingRequest(Strict):
         None, description="auto: conv for images with sides divisible by 4, else MLP."
     )
     width: int | None = Field(None, ge=8, le=2048, description="Hidden width (MLP) or base channels (conv).")
+    depth: int | None = Field(None, ge=1, le=8, description="Hidden layers of the MLPs.")
+    activation: Literal["default", "elu", "silu", "gated"] | None = Field(
+        None, description="MLP hidden activation: default (ReLU / LeakyReLU), elu, silu, or gated linear units."
+    )
+    lr_decay: Literal["none", "linear", "cosine"] | None = Field(
+        None, description="Decay of the learning rates to 0 at the last step, from lr_decay_start on."
+    )
+    lr_decay_start: float | None = Field(None, ge=0, lt=1, allow_inf_nan=False,
+                                         description="Fraction of the steps after which lr_decay begins.")
+    binarize: bool | None = Field(None, description="Images: dynamic binarization (a fresh Bernoulli draw of "
+                                  "every pixel for every minibatch), as in the MNIST likelihood literature.")
     # VAE options
     beta: float | None = Field(None, gt=0, le=100, allow_inf_nan=False, description="VAE: KL weight β.")
     decoder: Literal["bernoulli", "gaussian"] | None = Field(None, description="VAE: decoder likelihood.")
@@ -119,6 +130,10 @@ class Progress(BaseModel):
     fraction: float = 0.0
     eta_seconds: float | None = None
     losses: dict[str, float] = Field(default_factory=dict)
+    phase: Literal["train", "metrics"] = Field(
+        "train", description="'train', then 'metrics' while the end-of-training quality metrics are computed."
+    )
+    detail: str | None = Field(None, description="During 'metrics': the metric being computed.")
 
 
 class Training(BaseModel):

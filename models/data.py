@@ -66,3 +66,5 @@ class DatasetSplits:
 
     train: ArrayDataset
     test: ArrayDataset
+    # A Gaussian mixture of known components (means (K, D), std), for mode-coverage metrics; None for other data.
+    mixture: tuple[np.ndarray, float] | None = None

@@ -150,6 +150,7 @@ def _generated(dataset_id: str) -> DatasetSplits:
         return DatasetSplits(
             train=_points(_mixture(means, std, MIXTURE_TRAIN_SIZE, train_seed)),
             test=_points(_mixture(means, std, MIXTURE_TEST_SIZE, test_seed)),
+            mixture=(means, std),
         )
     if dataset_id == "moons2d":
         train_seed, test_seed = _SEEDS[dataset_id]

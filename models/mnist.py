@@ -15,8 +15,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import http.client
-import os
-import tempfile
 import urllib.error
 import urllib.request
 import zlib
@@ -26,6 +24,7 @@ import numpy as np
 
 from models.data import ArrayDataset, DatasetSplits
 from models.errors import Invalid, Unavailable
+from models.store import atomic_write_bytes
 
 MNIST_SUBDIR = "mnist"
 MNIST_CLASSES = [str(i) for i in range(10)]
@@ -158,19 +157,6 @@ def _gunzip_capped(data: bytes) -> bytes:
     return out
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def ensure_mnist(data_dir: Path, base_url: str | None, timeout_s: float) -> dict[str, Path]:
     """Return the four files; download the missing ones from base_url when it is given.
 
@@ -221,7 +207,7 @@ def ensure_mnist(data_dir: Path, base_url: str | None, timeout_s: float) -> dict
     try:
         directory.mkdir(parents=True, exist_ok=True)
         for key, (target, body) in fetched.items():
-            _write_atomic(target, body)
+            atomic_write_bytes(target, body)
             found[key] = target
     except OSError as exc:
         raise Unavailable(f"{_where(directory, missing_names)}; they were downloaded but cannot be written "

@@ -23,7 +23,9 @@ from torch import Tensor
 log = logging.getLogger("genserve.sampling")
 
 SEED_BOUND = 2**31  # seeds are in [0, 2**31)
-CALIBRATION_ROWS = (1, 2, 3, 4, 5, 7, 8, 13, 16, 31, 64, 100, 256)
+# Batch sizes compared in calibration: every small size, then odd and power-of-two neighbours, where CPU matrix
+# kernels switch code paths (an MLP decoder agreed at 1..16 and 64 yet differed at 43, 47, 49, ...).
+CALIBRATION_ROWS = (*range(1, 18), 19, 23, 31, 32, 33, 43, 47, 53, 61, 64, 77, 97, 100, 127, 128, 129, 200, 255, 256)
 
 
 def latents(seed: int, n: int, latent_dim: int) -> Tensor:
@@ -52,26 +54,33 @@ class PaddingRule:
 
     `linear_min_rows`: pad the input of every Linear layer with fewer rows up to this many (cheap: on CPU only the
     matrix multiplies take other code paths for tiny batches, and convolutions often do not). `min_rows`: pad the
-    whole pass. `chunk`: run every pass in chunks of exactly this many rows (the fallback when no minimum works,
-    as on GPUs whose kernels change with the batch size).
+    whole pass. `multiple`: pad the whole pass up to a multiple of this many rows (some CPU convolution kernels
+    treat an odd batch's last row apart). `chunk`: run every pass in chunks of exactly this many rows (the
+    fallback when nothing else works, as on GPUs whose kernels change with the batch size).
     """
 
     linear_min_rows: int = 1
     min_rows: int = 1
+    multiple: int = 1
     chunk: int | None = None
+
+    def rows_for(self, n: int) -> int:
+        """The rows a pass of n rows runs with (n plus padding), outside chunking."""
+        return max(self.min_rows, -(-n // self.multiple) * self.multiple)
 
     def describe(self) -> str:
         if self.chunk:
             return f"chunk={self.chunk}"
-        if self.min_rows > 1:
-            return f"min_rows={self.min_rows}"
-        return f"linear_min_rows={self.linear_min_rows}"
+        parts = [f"{name}={getattr(self, name)}" for name in ("linear_min_rows", "min_rows", "multiple")
+                 if getattr(self, name) > 1]
+        return ", ".join(parts) or "none"
 
 
 # Cheapest first: the first rule under which every row agrees across batch sizes is the one used.
 CANDIDATE_RULES = (
     PaddingRule(),
     *(PaddingRule(linear_min_rows=k) for k in (2, 4, 8, 16)),
+    *(PaddingRule(linear_min_rows=k, multiple=m) for m in (2, 4, 8) for k in (8, 16)),
     *(PaddingRule(min_rows=k) for k in (2, 3, 4, 5, 8, 16)),
     *(PaddingRule(chunk=c) for c in (64, 128, 256)),
     PaddingRule(chunk=1),  # always exact: every row alone
@@ -177,7 +186,7 @@ class InvariantForward:
 
     def _padded(self, z: Tensor, labels: Tensor | None, rows: int) -> Tensor:
         n = z.shape[0]
-        if n >= rows:
+        if n == rows:
             return self._raw(z, labels)
         pad = rows - n
         z = torch.cat([z, torch.zeros(pad, z.shape[1], dtype=z.dtype)])
@@ -188,7 +197,7 @@ class InvariantForward:
     def __call__(self, z: Tensor, labels: Tensor | None) -> Tensor:
         """Samples for rows z (n, latent_dim) with labels (n,) or None, on CPU as float32."""
         if self.rule.chunk is None:
-            return self._padded(z, labels, self.rule.min_rows)
+            return self._padded(z, labels, self.rule.rows_for(z.shape[0]))
         c = self.rule.chunk
         parts = [
             self._padded(z[i : i + c], None if labels is None else labels[i : i + c], c)

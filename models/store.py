@@ -8,14 +8,17 @@ any point leaves the old state or the new one, never a torn file.
 Layout::
 
     datasets/<id>/manifest.json, x.npy, y.npy      id = ds_ + sha256 of the content (content-addressed)
-    trainings/<id>/training.json                   the training record
-    trainings/<id>/checkpoint.safetensors, checkpoint.json
+    trainings/<id>/training.json                   the training record (read-modify-write under a lock file)
+    trainings/<id>/checkpoint.safetensors          tensors + JSON meta (in the safetensors header), one file
     models/<id>/manifest.json, weights.safetensors
+    classifiers/<key>/manifest.json, weights.safetensors   feature classifiers of labeled image datasets
+    classifiers/<key>.lock                          held while one worker trains that classifier
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -24,20 +27,38 @@ import secrets
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save
+from safetensors import SafetensorError
+from safetensors.torch import load, load_file, save
 
 from models.data import ArrayDataset
 from models.errors import NotFound
 
 ID_PATTERN = re.compile(r"^(ds|tr|mdl)_[0-9a-f]{8,64}$")
+CLASSIFIER_KEY_PATTERN = re.compile(r"^clf_[0-9a-f]{8,64}$")
 STALE_TMP_AGE_S = 3600
+CHECKPOINT_META_KEY = "genserve_meta"  # the checkpoint's JSON meta, in the safetensors header's __metadata__
+
+# Record lock files this process holds open. A flock belongs to the open file, which a fork() shares with the child:
+# a work horse forked while another thread held a record's lock would hold it for as long as it lives. The child
+# closes its copies at once, so the lock stays the parent's alone.
+_HELD_LOCK_FDS: set[int] = set()
+
+
+def _close_inherited_lock_fds() -> None:
+    for fd in list(_HELD_LOCK_FDS):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _HELD_LOCK_FDS.clear()
+
+
+os.register_at_fork(after_in_child=_close_inherited_lock_fds)
 
 
 def utcnow() -> str:
@@ -98,7 +119,7 @@ class ArtifactStore:
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
-        for sub in ("datasets", "trainings", "models", "tmp", "trash"):
+        for sub in ("datasets", "trainings", "models", "classifiers", "tmp", "trash"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         self._sweep_tmp()
 
@@ -228,11 +249,41 @@ class ArtifactStore:
         except FileNotFoundError:
             raise NotFound(f"no training with id {training_id!r}") from None
 
+    @contextlib.contextmanager
+    def _training_lock(self, training_id: str) -> Iterator[None]:
+        """An exclusive advisory lock (flock) on one training record: API replicas, workers and watchdogs update
+        the same record, and a read-modify-write must not lose another's change."""
+        path = self._dir("trainings", training_id) / ".lock"
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:
+            raise NotFound(f"no training with id {training_id!r}") from None
+        _HELD_LOCK_FDS.add(fd)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            _HELD_LOCK_FDS.discard(fd)
+            os.close(fd)  # releases the lock
+
     def update_training(self, training_id: str, **changes: Any) -> dict[str, Any]:
-        record = self.get_training(training_id)
-        record.update(changes)
-        self.put_training(record)
-        return record
+        with self._training_lock(training_id):
+            record = self.get_training(training_id)
+            record.update(changes)
+            self.put_training(record)
+            return record
+
+    def update_training_if(
+        self, training_id: str, check: Callable[[dict[str, Any]], bool], **changes: Any
+    ) -> dict[str, Any] | None:
+        """Apply `changes` only when `check(record)` holds, atomically (a compare-and-set); None when it does not."""
+        with self._training_lock(training_id):
+            record = self.get_training(training_id)
+            if not check(record):
+                return None
+            record.update(changes)
+            self.put_training(record)
+            return record
 
     def list_trainings(self) -> list[dict[str, Any]]:
         return sorted(self._list("trainings", "training.json"), key=lambda r: r["created_at"], reverse=True)
@@ -241,24 +292,36 @@ class ArtifactStore:
         self._remove_dir(self._dir("trainings", training_id))
 
     def save_checkpoint(self, training_id: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-        """Checkpoint tensors, then the JSON that names them; the JSON is written last, so a crash between the
-        two leaves the previous checkpoint's JSON pointing at a weights file whose hash no longer matches, and
-        `load_checkpoint` rejects that pair."""
+        """Checkpoint tensors and their JSON meta as one file (the meta rides in the safetensors header), replaced
+        atomically: a crash at any point leaves the previous checkpoint or this one, never a mismatched pair."""
         d = self._dir("trainings", training_id)
-        blob = save({k: v.detach().cpu().contiguous() for k, v in tensors.items()})
+        blob = save(
+            {k: v.detach().cpu().contiguous() for k, v in tensors.items()},
+            metadata={CHECKPOINT_META_KEY: json.dumps(meta)},
+        )
         atomic_write_bytes(d / "checkpoint.safetensors", blob)
-        atomic_write_json(d / "checkpoint.json", {**meta, "sha256": hashlib.sha256(blob).hexdigest()})
+        with contextlib.suppress(FileNotFoundError):
+            (d / "checkpoint.json").unlink()  # the two-file format of earlier versions
 
     def load_checkpoint(self, training_id: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
         d = self._dir("trainings", training_id)
         try:
-            meta = read_json(d / "checkpoint.json")
             blob = (d / "checkpoint.safetensors").read_bytes()
-        except (FileNotFoundError, json.JSONDecodeError):
+        except FileNotFoundError:
             return None
-        if hashlib.sha256(blob).hexdigest() != meta.get("sha256"):
+        try:
+            header_len = int.from_bytes(blob[:8], "little")
+            header = json.loads(blob[8 : 8 + header_len])
+            raw_meta = (header.get("__metadata__") or {}).get(CHECKPOINT_META_KEY)
+            if raw_meta is not None:
+                meta = json.loads(raw_meta)
+            else:  # an earlier version's pair: checkpoint.json names the weights by hash
+                meta = read_json(d / "checkpoint.json")
+                if hashlib.sha256(blob).hexdigest() != meta.get("sha256"):
+                    return None
+            return load(blob), meta
+        except (ValueError, AttributeError, OSError, SafetensorError):  # torn or foreign: no usable checkpoint
             return None
-        return load_file(d / "checkpoint.safetensors"), meta
 
     def delete_checkpoint(self, training_id: str) -> None:
         d = self._dir("trainings", training_id)
@@ -300,3 +363,43 @@ class ArtifactStore:
     def delete_model(self, model_id: str) -> None:
         self.get_model(model_id)
         self._remove_dir(self._dir("models", model_id))
+
+    # --- feature classifiers (models/classifier.py) ---------------------------------------------------------
+    def _classifier_dir(self, key: str) -> Path:
+        if not CLASSIFIER_KEY_PATTERN.match(key):
+            raise NotFound(f"no classifier with key {key!r}")
+        return self.root / "classifiers" / key
+
+    def load_classifier(self, key: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
+        """The cached classifier (weights, manifest), or None when there is none yet."""
+        d = self._classifier_dir(key)
+        try:
+            return load_file(d / "weights.safetensors"), read_json(d / "manifest.json")
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+
+    def put_classifier(self, key: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> bool:
+        """Publish a classifier (weights + manifest, atomically); False when one was there first (it wins)."""
+        final = self._classifier_dir(key)
+        with self._staging() as tmp:
+            (tmp / "weights.safetensors").write_bytes(save({k: v.detach().cpu().contiguous()
+                                                            for k, v in tensors.items()}))
+            (tmp / "manifest.json").write_text(json.dumps({**meta, "created_at": utcnow()}, indent=2,
+                                                          sort_keys=True))
+            return self._publish_dir(tmp, final)
+
+    @contextlib.contextmanager
+    def classifier_lock(self, key: str) -> Iterator[None]:
+        """An exclusive lock (flock) on one classifier key, so that concurrent workers train it once; where the
+        file system has no locks this degrades to first-writer-wins in `put_classifier`."""
+        path = self._classifier_dir(key).with_suffix(".lock")
+        with open(path, "a+b") as f:
+            locked = False
+            with contextlib.suppress(OSError):
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+                locked = True
+            try:
+                yield
+            finally:
+                if locked:
+                    fcntl.flock(f.fileno(), fcntl.LOCK_UN)

@@ -23,8 +23,10 @@ import torch
 from torch import Tensor, nn
 
 from models import losses
+from models.classifier import ClassifierCache, classifier_for
 from models.data import ArrayDataset, DatasetSplits
 from models.errors import Invalid, TrainingDiverged
+from models.metrics import energy_distance, frechet_distance, iw_log_likelihood, label_accuracy, mmd_rbf, mode_metrics
 from models.nets import VAE, GenerativeModel, Generator, ModelSpec, build_discriminator, build_model, spec_for
 from models.recipes import TrainConfig, conv_supports
 
@@ -47,6 +49,10 @@ MAX_IW_TEST_SAMPLES = 1000  # test samples for test_nll_iw ...
 IW_EVAL_ELEMENTS_CPU = 8_000_000  # ... and at most this many decoded values (samples * k * features) on CPU,
 IW_EVAL_ELEMENTS_ACCEL = 400_000_000  # or on an accelerator
 MIN_IW_TEST_SAMPLES = 100  # but at least this many samples, whatever k
+MODE_METRIC_SAMPLES = 2500  # generated samples for the mode metrics of known mixtures (PacGAN's protocol)
+MAX_FD_SAMPLES = 5000  # generated and test images for the Fréchet distance (and label accuracy)
+FD_GENERATE_BATCH = 500  # images generated per forward pass for it
+BINARIZE_TEST_SEED = 0  # the one binarization of the test images of dynamically binarized trainings
 CHECKPOINT_FORMAT = 1
 
 
@@ -57,6 +63,8 @@ class Progress:
     losses: dict[str, float]  # means since the previous report
     elapsed_s: float  # training time, including the runs before a resume
     eta_s: float | None
+    phase: str = "train"  # "train", then "metrics" while the end-of-training metrics are computed
+    detail: str | None = None  # during "metrics": which one, e.g. "test_nll_iw" or "classifier"
 
 
 class Checkpointer(Protocol):
@@ -84,10 +92,15 @@ class _Data:
     x: Tensor  # (N, *net_shape)
     y: Tensor | None  # (N,) int64 when conditional
     gen: torch.Generator
+    binarize: tuple[float, float] | None = None  # (loc, scale) of images in net space: binarize each batch
 
     def batch(self, n: int) -> tuple[Tensor, Tensor | None]:
         idx = torch.randint(0, self.x.shape[0], (n,), generator=self.gen, device=self.x.device)
-        return self.x[idx], None if self.y is None else self.y[idx]
+        x = self.x[idx]
+        if self.binarize is not None:  # dynamic binarization: pixel ~ Bernoulli(gray value), fresh every batch
+            loc, scale = self.binarize
+            x = (torch.bernoulli((x * scale + loc).clamp(0, 1), generator=self.gen) - loc) / scale
+        return x, None if self.y is None else self.y[idx]
 
     def labels(self, n: int) -> Tensor | None:
         """Labels for generated samples, drawn from the data so that classes come in their data proportions."""
@@ -259,6 +272,20 @@ def _restore(task: _Task, gen: torch.Generator, tensors: dict[str, Tensor], meta
     return int(meta["step"])
 
 
+def lr_schedule(config: TrainConfig, step: int) -> float:
+    """The factor on every learning rate at this step (0-based): 1 until `lr_decay_start` of the steps, then a
+    linear or cosine (Loshchilov & Hutter 2017) decay that reaches 0 after the last step."""
+    if config.lr_decay == "none":
+        return 1.0
+    start = config.lr_decay_start * config.steps
+    if step < start:
+        return 1.0
+    t = min(1.0, (step - start) / max(1.0, config.steps - start))
+    if config.lr_decay == "linear":
+        return 1.0 - t
+    return 0.5 * (1.0 + math.cos(math.pi * t))
+
+
 def _set_lr(task: _Task, scale: float) -> None:
     for name, opt in task.optimizers.items():
         for group in opt.param_groups:
@@ -287,8 +314,13 @@ def train(
     progress_interval_s: float = 0.5,
     should_stop: Callable[[], bool] | None = None,
     checkpointer: Checkpointer | None = None,
+    classifier_cache: ClassifierCache | None = None,
 ) -> TrainResult:
-    """Train `config` on `data.train` and measure the result on `data.test`.
+    """Train `config` on `data.train` and measure the result on `data.test` (`compute_metrics`).
+
+    `classifier_cache` keeps the feature classifiers of labeled image datasets (the worker passes the artifact
+    store); when it is None, a process-wide in-memory cache does. Progress reports continue while the metrics are
+    computed, with phase "metrics" (and the step at its total).
 
     Seeded: the same config, data and seed give the same model on CPU, whether or not the run was interrupted and
     resumed from a checkpoint. Raises `TrainingDiverged` when losses or weights stay non-finite after
@@ -303,6 +335,8 @@ def train(
         raise Invalid(
             f"the conv nets cannot take samples of shape {train_set.sample_shape}", field=("body", "architecture")
         )
+    if config.binarize and train_set.kind != "images":
+        raise Invalid("binarize applies to images, not points", field=("body", "binarize"))
     spec = spec_for(config, train_set.kind, train_set.sample_shape, train_set.num_classes)
 
     with torch.random.fork_rng(devices=[]):  # seeded init that leaves the caller's global RNG alone
@@ -322,17 +356,22 @@ def train(
         m.to(device).train()
     with torch.no_grad():
         x_net = model.to_net(x)
-    y = torch.tensor(train_set.y, dtype=torch.long).to(device) if config.conditional and train_set.y is not None else None
+    y = None
+    if config.conditional and train_set.y is not None:
+        y = torch.tensor(train_set.y, dtype=torch.long).to(device)
     del x
     gen = torch.Generator(device=device)
     gen.manual_seed(config.seed)
-    run = _Run(config, task, _Data(x_net, y, gen), on_progress, progress_interval_s, should_stop, checkpointer)
+    binarize = (float(model.data_loc[0]), float(model.data_scale[0])) if config.binarize else None
+    run = _Run(config, task, _Data(x_net, y, gen, binarize), on_progress, progress_interval_s, should_stop,
+               checkpointer)
     canceled = run.loop()
 
     served = task.served().eval()
     metrics: dict[str, float] = {}
     if not canceled:
-        metrics.update(compute_metrics(served, data.test, config))
+        metrics.update(compute_metrics(served, data.test, config, train_set=data.train, mixture=data.mixture,
+                                       classifier_cache=classifier_cache, on_progress=run.metrics_reporter()))
     served.to("cpu")
     metrics.update(run.final_losses())
     if run.recoveries:
@@ -394,7 +433,7 @@ class _Run:
         self.lr_scale = float(meta.get("lr_scale", 1.0))
         self.recoveries = int(meta.get("recoveries", 0))
         self.prior_elapsed_s = float(meta.get("elapsed_s", 0.0))
-        _set_lr(self.task, self.lr_scale)
+        _set_lr(self.task, self.lr_scale * lr_schedule(self.c, self.step))
         log.info("resuming from the checkpoint at step %d", self.step)
 
     def save(self) -> None:
@@ -424,6 +463,8 @@ class _Run:
                 if self.should_stop():
                     canceled = True
                     break
+            if self.c.lr_decay != "none":
+                _set_lr(self.task, self.lr_scale * lr_schedule(self.c, self.step))
             self.acc += self.task.step(self.step, self.data)
             self.acc_steps += 1
             self.step += 1
@@ -479,7 +520,7 @@ class _Run:
         if recover:
             self.recoveries += 1
             self.lr_scale *= 0.5
-            _set_lr(self.task, self.lr_scale)
+            _set_lr(self.task, self.lr_scale * lr_schedule(self.c, self.step))
             log.warning(
                 "%s became non-finite by step %d; back to step %d with lr x%g", bad, failed_at, self.step, self.lr_scale
             )
@@ -500,6 +541,26 @@ class _Run:
         self.report_sum = [0.0] * len(self.names)
         self.report_steps = 0
 
+    def metrics_reporter(self) -> MetricsProgress | None:
+        """A callback for `compute_metrics` that sends progress (phase "metrics") at most every interval."""
+        if self.on_progress is None:
+            return None
+        on_progress = self.on_progress
+        last = [time.monotonic()]  # quick metrics report nothing; long ones every progress interval
+        sent = [False]
+        losses_now = self.final_losses()
+
+        def report(detail: str, fraction: float) -> None:
+            now = time.monotonic()
+            if now - last[0] < self.progress_interval_s and not (detail == "done" and sent[0]):
+                return
+            last[0] = now
+            sent[0] = True
+            on_progress(Progress(self.step, self.c.steps, losses_now, self.elapsed(), None, phase="metrics",
+                                 detail=detail))
+
+        return report
+
     def final_losses(self) -> dict[str, float]:
         steps = sum(s for _, s in self.tail)
         if not steps:
@@ -508,22 +569,38 @@ class _Run:
 
 
 # --- metrics -------------------------------------------------------------------------------------------------------
-def energy_distance(a: Tensor, b: Tensor) -> float:
-    """Energy distance 2E|X-Y| - E|X-X'| - E|Y-Y'| between two samples (Székely & Rizzo 2013), in data units.
+MetricsProgress = Callable[[str, float], None]  # (phase, fraction done) while the metrics are computed
 
-    Between the empirical distributions (V-statistics), so it is >= 0 and 0 only for identical samples.
-    """
-    a, b = a.double().flatten(1), b.double().flatten(1)
-    return max(0.0, float(2 * torch.cdist(a, b).mean() - torch.cdist(a, a).mean() - torch.cdist(b, b).mean()))
+
+def _binarized_test_x(test: ArrayDataset) -> np.ndarray:
+    """The test images binarized once with a fixed seed (the evaluation set of dynamically binarized training)."""
+    x = test.float_x()
+    return (np.random.default_rng(BINARIZE_TEST_SEED).random(x.shape, dtype=np.float32) < x).astype(np.float32)
 
 
 @torch.no_grad()
-def compute_metrics(model: GenerativeModel, test: ArrayDataset, config: TrainConfig) -> dict[str, float]:
+def compute_metrics(
+    model: GenerativeModel,
+    test: ArrayDataset,
+    config: TrainConfig,
+    *,
+    train_set: ArrayDataset | None = None,
+    mixture: tuple[np.ndarray, float] | None = None,
+    classifier_cache: ClassifierCache | None = None,
+    on_progress: MetricsProgress | None = None,
+) -> dict[str, float]:
     """End-of-training quality metrics on held-out data, on the model's device, seeded (METRIC_SEED).
 
-    VAE: test_neg_elbo (nats per sample), test_nll_iw (the IWAE bound with eval_iw_k samples, nats per sample,
-    on at most MAX_IW_TEST_SAMPLES test samples) and test_nll_iw_samples. Points: energy_distance between
-    METRIC_SAMPLES generated samples and up to as many test points.
+    VAE: test_neg_elbo (nats per sample, on at most MAX_ELBO_TEST_SAMPLES test samples), test_nll_iw (the IWAE
+    bound with test_nll_iw_k = eval_iw_k importance samples, nats per sample, on test_nll_iw_samples test
+    samples: at most MAX_IW_TEST_SAMPLES and within a compute budget). Test images are binarized once with a fixed
+    seed when the training binarized its batches. Points: energy_distance and mmd (RBF, `models.metrics.mmd_rbf`)
+    between METRIC_SAMPLES generated samples and as many test points; on a known Gaussian mixture (`mixture`,
+    ring2d and grid2d) also PacGAN's modes_captured, hq_fraction and reverse_kl on MODE_METRIC_SAMPLES samples.
+    Labeled images (with `train_set`): frechet_distance between the features of MAX_FD_SAMPLES generated and test
+    images in the dataset's classifier (`models.classifier`, trained once per dataset and cached), the
+    classifier's own test accuracy (classifier_test_accuracy), and for conditional models label_accuracy, the share
+    of samples (classes in turn) that the classifier assigns to the requested class.
     """
     if len(test) == 0:
         return {}
@@ -532,31 +609,84 @@ def compute_metrics(model: GenerativeModel, test: ArrayDataset, config: TrainCon
     gen = torch.Generator(device=device)
     gen.manual_seed(METRIC_SEED)
     rng = np.random.default_rng(METRIC_SEED)
-    x_all = torch.from_numpy(test.float_x()).to(device)
+    x_np = _binarized_test_x(test) if config.binarize and test.kind == "images" else test.float_x()
+    x_all = torch.from_numpy(x_np).to(device)
     y_all = torch.tensor(test.y, dtype=torch.long).to(device) if spec.num_classes and test.y is not None else None
     if spec.num_classes and y_all is None:
         return {}  # a conditional model needs labeled test data
     metrics: dict[str, float] = {}
 
+    def report(phase: str, fraction: float) -> None:
+        if on_progress is not None:
+            on_progress(phase, fraction)
+
     def subset(n: int) -> tuple[Tensor, Tensor | None]:
         idx = torch.from_numpy(np.sort(rng.permutation(len(test))[:n])).to(device)
         return x_all[idx], None if y_all is None else y_all[idx]
 
+    def draw(n: int) -> Tensor:
+        labels = None
+        if spec.num_classes:
+            assert y_all is not None
+            labels = y_all[torch.randint(0, len(y_all), (n,), generator=gen, device=device)]
+        z = torch.randn(n, spec.latent_dim, generator=gen, device=device)
+        return model.generate(z, labels)
+
     if isinstance(model, VAE):
+        report("test_neg_elbo", 0.0)
         x, y = subset(MAX_ELBO_TEST_SAMPLES)
         metrics["test_neg_elbo"] = -float(model.log_likelihood_bound(x, y, 1, generator=gen).mean())
         k = config.eval_iw_k
         budget = IW_EVAL_ELEMENTS_CPU if device.type == "cpu" else IW_EVAL_ELEMENTS_ACCEL
         n = min(MAX_IW_TEST_SAMPLES, max(MIN_IW_TEST_SAMPLES, budget // (k * spec.features)))
         x, y = subset(n)
-        metrics["test_nll_iw"] = -float(model.log_likelihood_bound(x, y, k, generator=gen).mean())
+        parts = []
+        step = max(1, min(n, 100))
+        for i in range(0, n, step):
+            report("test_nll_iw", i / n)
+            parts.append(iw_log_likelihood(model, x[i : i + step], None if y is None else y[i : i + step], k,
+                                           generator=gen))
+        metrics["test_nll_iw"] = -float(torch.cat(parts).mean())
+        metrics["test_nll_iw_k"] = float(k)
         metrics["test_nll_iw_samples"] = float(x.shape[0])
 
     if spec.kind == "points":
-        x, y = subset(METRIC_SAMPLES)
+        report("sample_distances", 0.0)
+        x, _ = subset(METRIC_SAMPLES)
+        fake = draw(METRIC_SAMPLES)
+        metrics["energy_distance"] = energy_distance(fake, x)
+        metrics["mmd"] = mmd_rbf(fake, x)
+        if mixture is not None and spec.num_classes == 0:
+            means, std = mixture
+            metrics.update(mode_metrics(draw(MODE_METRIC_SAMPLES), means, std))
+
+    if spec.kind == "images" and train_set is not None and train_set.num_classes and train_set.y is not None:
+        def classifier_step(step: int, total: int) -> None:
+            if step % 50 == 0 or step == total:
+                report("classifier", step / total)
+
+        report("classifier", 0.0)
+        clf = classifier_for(train_set, device=device, cache=classifier_cache, on_step=classifier_step)
+        report("frechet_distance", 0.0)
+        n = min(MAX_FD_SAMPLES, len(test))
+        x_real = torch.from_numpy(test.float_x()).to(device)  # gray values: what the classifier was trained on
+        y_real = torch.tensor(test.y, dtype=torch.long, device=device) if test.y is not None else None
+        idx = torch.from_numpy(np.sort(rng.permutation(len(test))[:n])).to(device)
+        real_feats, real_pred = clf.predict(x_real[idx])
+        if y_real is not None:
+            metrics["classifier_test_accuracy"] = label_accuracy(real_pred, y_real[idx])
         labels = None
-        if y_all is not None:
-            labels = y_all[torch.randint(0, len(y_all), (METRIC_SAMPLES,), generator=gen, device=device)]
-        z = torch.randn(METRIC_SAMPLES, spec.latent_dim, generator=gen, device=device)
-        metrics["energy_distance"] = energy_distance(model.generate(z, labels), x)
+        if spec.num_classes:
+            labels = torch.arange(n, device=device) % spec.num_classes
+        fakes = []
+        for i in range(0, n, FD_GENERATE_BATCH):
+            report("frechet_distance", i / n)
+            m = min(FD_GENERATE_BATCH, n - i)
+            z = torch.randn(m, spec.latent_dim, generator=gen, device=device)
+            fakes.append(model.generate(z, None if labels is None else labels[i : i + m]))
+        fake_feats, fake_pred = clf.predict(torch.cat(fakes))
+        metrics["frechet_distance"] = frechet_distance(fake_feats, real_feats)
+        if labels is not None:
+            metrics["label_accuracy"] = label_accuracy(fake_pred, labels)
+    report("done", 1.0)
     return metrics

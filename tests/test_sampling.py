@@ -98,3 +98,10 @@ def test_a_failing_compile_falls_back_to_eager(monkeypatch: pytest.MonkeyPatch) 
     forward = InvariantForward(model, torch.device("cpu"), compile=True)
     assert not forward.compile
     assert forward(latents(1, 2, forward.latent_dim), None).shape == (2, 2)
+
+
+def test_padding_rule_rounds_passes_up() -> None:
+    rule = PaddingRule(linear_min_rows=16, multiple=2)
+    assert [rule.rows_for(n) for n in (1, 2, 3, 64, 65)] == [2, 2, 4, 64, 66]
+    assert PaddingRule(min_rows=4).rows_for(3) == 4 and PaddingRule(min_rows=4).rows_for(9) == 9
+    assert rule.describe() == "linear_min_rows=16, multiple=2" and PaddingRule().describe() == "none"

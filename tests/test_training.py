@@ -74,9 +74,10 @@ def config(family: str, kind: str, **kw: Any) -> TrainConfig:
 
 
 def run(cfg: TrainConfig, data: DatasetSplits, **kw: Any) -> tuple[TrainResult, list[Progress]]:
+    """Train with a report at every step; returns the training-phase reports (not the metrics phase's)."""
     seen: list[Progress] = []
     result = train(cfg, data, device=CPU, on_progress=seen.append, progress_interval_s=0.0, **kw)
-    return result, seen
+    return result, [p for p in seen if p.phase == "train"]
 
 
 def assert_finite(model: torch.nn.Module) -> None:
@@ -203,6 +204,19 @@ def test_progress_steps_increase_and_end_at_total() -> None:
     assert all(p.total_steps == 30 and p.elapsed_s >= 0 for p in seen)
     assert seen[-1].eta_s == 0.0
     assert set(seen[0].losses) == {"loss", "recon", "kl"}
+
+
+def test_metrics_phase_is_reported_after_the_last_step() -> None:
+    seen: list[Progress] = []
+    train(config("vae", "points", steps=20), splits(blobs(128)), device=CPU, on_progress=seen.append,
+          progress_interval_s=0.0)
+    phases = [p.phase for p in seen]
+    first_metrics = phases.index("metrics")
+    assert set(phases[:first_metrics]) == {"train"} and set(phases[first_metrics:]) == {"metrics"}
+    metric_reports = seen[first_metrics:]
+    assert all(p.step == 20 == p.total_steps for p in metric_reports)
+    assert {"test_neg_elbo", "test_nll_iw"} <= {p.detail for p in metric_reports}
+    assert metric_reports[-1].detail == "done"
 
 
 def test_should_stop_cancels(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -431,3 +445,59 @@ def test_resolve_rounds_the_recipe_batch_to_the_pack() -> None:
         {"family": "gan", "pack": 3}, dataset_id="ring2d", kind="points", sample_shape=(2,), num_classes=0
     )
     assert c.batch_size % 3 == 0
+
+
+# --- schedules, binarization, architectures (issue 3) ----------------------------------------------------------------
+def test_lr_decays_to_zero_by_the_last_step() -> None:
+    ckpt = MemoryCheckpointer(interval_s=0.0)
+    cfg = config("gan", "points", steps=40, lr_decay="linear", lr_decay_start=0.5)
+    run(cfg, splits(blob(64)), checkpointer=ckpt)
+    meta = json.loads(ckpt.blob[1])  # type: ignore[index]
+    lrs = [meta["optim"][name]["param_groups"][0]["lr"] for name in ("g", "d")]
+    assert meta["step"] == 40 and all(0 < lr <= 1e-3 * 0.05 * (1 + 1e-6) for lr in lrs)  # last step: 1/20 of lr
+
+
+def test_dynamic_binarization_draws_fresh_binary_batches() -> None:
+    x = torch.full((100, 1, 4, 4), 0.3)
+    data = training._Data(x, None, torch.Generator().manual_seed(0), binarize=(0.0, 1.0))
+    a, _ = data.batch(100)
+    b, _ = data.batch(100)
+    assert set(a.unique().tolist()) == {0.0, 1.0} and not torch.equal(a, b)
+    assert abs(float(torch.cat([a, b]).mean()) - 0.3) < 0.05
+    gan = training._Data(x * 2 - 1, None, torch.Generator().manual_seed(0), binarize=(0.5, 0.5))  # GAN net space
+    assert set(gan.batch(50)[0].unique().tolist()) == {-1.0, 1.0}
+
+
+@pytest.mark.parametrize("options", [{"activation": "gated", "depth": 2}, {"activation": "silu", "depth": 1},
+                                     {"binarize": True, "lr_decay": "cosine"}])
+def test_architecture_and_data_options_train(options: dict[str, Any]) -> None:
+    kind = "images" if "binarize" in options else "points"
+    cfg = config("vae", kind, steps=10, **({"architecture": "mlp", "width": 16} | options))
+    result, _ = run(cfg, splits(bars(64) if kind == "images" else blobs(64)))
+    assert result.steps == 10 and "test_nll_iw" in result.metrics
+    assert result.spec.mlp_depth == cfg.depth and result.spec.activation == cfg.activation
+    assert_finite(result.model)
+
+
+def test_benchmark_recipes_resolve() -> None:
+    ring = resolve_config({"family": "gan"}, dataset_id="ring2d", kind="points", sample_shape=(2,), num_classes=0)
+    grid = resolve_config({"family": "gan"}, dataset_id="grid2d", kind="points", sample_shape=(2,), num_classes=0)
+    for c in (ring, grid):
+        assert c.steps <= 25_000 and c.pack > 1 and c.lr_decay == "linear" and c.batch_size % c.pack == 0
+    vae = resolve_config({"family": "vae"}, dataset_id="mnist", kind="images", sample_shape=(28, 28), num_classes=10)
+    assert (vae.architecture, vae.binarize, vae.decoder, vae.latent_dim) == ("mlp", True, "bernoulli", 50)
+    conv = resolve_config({"family": "vae", "architecture": "conv"}, dataset_id="mnist", kind="images",
+                          sample_shape=(28, 28), num_classes=10)
+    assert conv.architecture == "conv" and conv.width == RECIPES["mnist"]["vae"].conv_width
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [({"binarize": True}, "binarize"), ({"activation": "tanh"}, "activation"), ({"lr_decay": "step"}, "lr_decay"),
+     ({"lr_decay_start": 1.0}, "lr_decay_start"), ({"depth": 0}, "depth")],
+)
+def test_resolve_rejects_bad_new_options(overrides: dict[str, Any], field: str) -> None:
+    with pytest.raises(Invalid) as err:
+        resolve_config({"family": "vae", **overrides}, dataset_id="ds_x", kind="points", sample_shape=(2,),
+                       num_classes=0)
+    assert err.value.field == ("body", field)

@@ -112,6 +112,8 @@ class TrainingReporter:
             "fraction": p.step / p.total_steps if p.total_steps else 0.0,
             "eta_seconds": None if p.eta_s is None else round(p.eta_s, 1),
             "losses": {k: round(v, 6) for k, v in p.losses.items()},
+            "phase": p.phase,
+            "detail": p.detail,
         }
         self.event("progress", self.last)
 
@@ -250,6 +252,7 @@ def _run(
             progress_interval_s=settings.progress_interval_s,
             should_stop=reporter.should_stop,
             checkpointer=checkpointer,
+            classifier_cache=store,
         )
     except GenserveError as exc:
         log.warning("training %s: failed: %s", training_id, exc.detail)

@@ -32,6 +32,8 @@ def spec_for(config: TrainConfig, kind: Kind, sample_shape: tuple[int, ...], num
         width=config.width,
         decoder=config.decoder if config.family == "vae" else None,
         conv_stages=conv_stages_for(shape) if config.architecture == "conv" else 0,
+        mlp_depth=config.depth,
+        activation=config.activation,
     )
 
 

@@ -21,6 +21,7 @@ LABEL_DIM = 16  # size of the learned label embedding of conditional nets
 MAX_CONV_STAGES = 5  # the conv nets halve (encoders) or double (decoders) the image at most this many times
 MIN_CONV_BOTTOM = 4  # px: extra stages beyond two are added while the smallest feature map stays >= this
 CONV_CHANNEL_MULT_CAP = 8  # stage i has width * 2**i channels, at most width * this
+Activation = Literal["default", "elu", "silu", "gated"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class ModelSpec:
     mlp_depth: int = MLP_DEPTH
     label_dim: int = LABEL_DIM
     conv_stages: int = 0  # 0 for MLPs
+    activation: Activation = "default"  # of the MLP hidden layers; see `mlp`
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -170,11 +172,36 @@ def he_linear(in_features: int, out_features: int) -> nn.Linear:
     return layer
 
 
-def mlp(in_features: int, width: int, depth: int, act: type[nn.Module]) -> nn.Sequential:
-    """depth x (Linear -> activation); (n, in_features) -> (n, width)."""
+class GatedLinear(nn.Module):
+    """h = (W x + b) * sigmoid(V x + c): the gated unit of Dauphin et al. 2017, as in the MLP VAEs of Tomczak &
+    Welling 2018 (VampPrior); (n, in_features) -> (n, out_features)."""
+
+    def __init__(self, in_features: int, out_features: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(in_features, 2 * out_features)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h, gate = self.linear(x).chunk(2, dim=1)
+        return h * torch.sigmoid(gate)
+
+
+def mlp(
+    in_features: int, width: int, depth: int, act: type[nn.Module], activation: Activation = "default"
+) -> nn.Sequential:
+    """depth x (Linear -> activation); (n, in_features) -> (n, width).
+
+    activation "default" uses `act` (ReLU or LeakyReLU(0.2), He init); "elu" and "silu" replace it; "gated" makes
+    every layer a `GatedLinear`.
+    """
     layers: list[nn.Module] = []
     for i in range(depth):
-        layers += [he_linear(in_features if i == 0 else width, width), _act(act)]
+        n_in = in_features if i == 0 else width
+        if activation == "gated":
+            layers.append(GatedLinear(n_in, width))
+        elif activation == "default":
+            layers += [he_linear(n_in, width), _act(act)]
+        else:
+            layers += [nn.Linear(n_in, width), nn.ELU() if activation == "elu" else nn.SiLU()]
     return nn.Sequential(*layers)
 
 
@@ -230,7 +257,7 @@ class MLPUp(nn.Module):
 
     def __init__(self, in_features: int, spec: ModelSpec) -> None:
         super().__init__()
-        self.net = mlp(in_features, spec.width, spec.mlp_depth, nn.ReLU)  # (n, width)
+        self.net = mlp(in_features, spec.width, spec.mlp_depth, nn.ReLU, spec.activation)  # (n, width)
         self.out = he_linear(spec.width, spec.features)  # (n, features)
         self.net_shape = spec.net_shape
 

@@ -29,7 +29,8 @@ class VAE(GenerativeModel):
             self.encoder: nn.Module = ConvDown(spec.channels + cond, spec)  # (n, C + cond, H, W) -> (n, F)
             enc_out = self.encoder.out_features
         else:
-            self.encoder = mlp(spec.features + cond, spec.width, spec.mlp_depth, nn.LeakyReLU)  # (n, width)
+            self.encoder = mlp(spec.features + cond, spec.width, spec.mlp_depth, nn.LeakyReLU,
+                               spec.activation)  # (n, width)
             enc_out = spec.width
         self.to_posterior = nn.Linear(enc_out, 2 * spec.latent_dim)  # (n, 2L): mu, logvar
         self.decoder = up_body(spec.latent_dim + cond, spec)  # (n, L + cond) -> (n, *net_shape)
@@ -69,10 +70,19 @@ class VAE(GenerativeModel):
         logvar = self.dec_logvar.clamp(LOGVAR_MIN, LOGVAR_MAX)
         return losses.gaussian_log_prob(x, self.mean(raw), logvar)
 
-    def log_weights(self, x: Tensor, labels: Tensor | None, k: int, generator: torch.Generator | None) -> Tensor:
-        """Importance log-weights log p(x, z_i) - log q(z_i|x) for k posterior samples: (k, n), net space."""
+    def log_weights(
+        self, x: Tensor, labels: Tensor | None, k: int, generator: torch.Generator | None, eps: Tensor | None = None
+    ) -> Tensor:
+        """Importance log-weights log p(x, z_i) - log q(z_i|x) for k posterior samples: (k, n), net space.
+
+        `eps` (k, L): standard normal noise shared by every input (so that an input's weights do not depend on
+        its position in the batch); None draws fresh noise per input from `generator`.
+        """
         mu, logvar = self.encode_net(x, labels)
-        eps = torch.randn((k, *mu.shape), device=mu.device, dtype=mu.dtype, generator=generator)
+        if eps is None:
+            eps = torch.randn((k, *mu.shape), device=mu.device, dtype=mu.dtype, generator=generator)
+        else:
+            eps = eps.to(device=mu.device, dtype=mu.dtype)[:, None, :]  # (k, 1, L)
         z = mu + (0.5 * logvar).exp() * eps  # (k, n, L)
 
         def rep(t: Tensor) -> Tensor:  # (n, ...) -> (k * n, ...), sample-major like z
@@ -99,17 +109,25 @@ class VAE(GenerativeModel):
         return self.from_net(self.mean(self.decode_raw(z, labels)))
 
     def log_likelihood_bound(
-        self, x: Tensor, labels: Tensor | None, k: int, *, generator: torch.Generator | None = None
+        self,
+        x: Tensor,
+        labels: Tensor | None,
+        k: int,
+        *,
+        generator: torch.Generator | None = None,
+        eps: Tensor | None = None,
     ) -> Tensor:
         """The IWAE bound (Burda et al. 2015) on log p(x) with k samples, in nats per sample of data space: (n,).
 
-        k = 1 is the ELBO. Evaluated in chunks so that large k fit in memory.
+        k = 1 is the ELBO. Evaluated in chunks so that large k fit in memory. `eps` (k, latent_dim): the same
+        standard normal noise for every input (see `log_weights`).
         """
         xn = self.to_net(x)
         n = xn.shape[0]
         chunk = max(1, IW_CHUNK_DECODES // k)
         out = []
         for i in range(0, n, chunk):
-            lw = self.log_weights(xn[i : i + chunk], None if labels is None else labels[i : i + chunk], k, generator)
+            lw = self.log_weights(xn[i : i + chunk], None if labels is None else labels[i : i + chunk], k, generator,
+                                  eps)
             out.append(torch.logsumexp(lw, dim=0) - math.log(k))
         return torch.cat(out) + self.log_det_data_to_net()

@@ -1,0 +1,490 @@
+"""Model quality against published results, trained through the worker's own function (`models.training.train`)
+with the product's default recipes (`models.recipes.resolve_config`). Prints markdown tables; results are recorded in
+BENCHMARKS.md.
+
+    python bench/quality.py ring --seeds 10          # PacGAN 2D ring: modes, high-quality share, reverse KL
+    python bench/quality.py grid --seeds 10          # PacGAN 2D grid
+    python bench/quality.py mnist-vae --minutes 30   # NLL (k = 5000) on the 10,000 dynamically binarized test images
+    python bench/quality.py cond-mnist               # classifier >= 99%; share of conditional samples of their class
+    python bench/quality.py mnist-gan                # Fréchet distance in the classifier's features
+    python bench/quality.py stacked --steps N        # Stacked MNIST: modes of 1000 and KL to uniform
+
+Common options: --mnist PATH (the four IDX files; default ../shared/data/mnist from the repository root),
+--threads N (torch threads), --device cpu|cuda, --set key=value (recipe overrides, repeatable; e.g. --set steps=500
+for a quick run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from models import classifier as clf  # noqa: E402
+from models.data import ArrayDataset, DatasetSplits  # noqa: E402
+from models.datasets import load_builtin  # noqa: E402
+from models.metrics import frechet_distance, iw_log_likelihood, label_accuracy, mode_histogram_kl, mode_metrics  # noqa: E402
+from models.nets import VAE, GenerativeModel, build_model  # noqa: E402
+from models.recipes import TrainConfig, resolve_config  # noqa: E402
+from models.training import Progress, TrainResult, train  # noqa: E402
+
+MODE_SAMPLES = 2500  # PacGAN: samples evaluated per trained 2D model
+SAMPLE_SEED = 2018  # seeds of the evaluation samples (+ training seed)
+NLL_K = 5000  # importance samples of the MNIST log-likelihood (Burda et al. 2015)
+NLL_TEST_SEED = 0  # the one binarization of the MNIST test images (the product's BINARIZE_TEST_SEED)
+CURVE_POINTS = 6  # checkpoints of the MNIST VAE evaluated for the NLL-vs-minutes curve
+CURVE_K, CURVE_N = 1000, 1000  # ... each with k = 1000 on the first 1000 test images
+CLASS_SAMPLES = 10_000  # conditional samples classified (1000 per digit)
+FD_SAMPLES = 10_000  # generated and test images of the Fréchet distance
+NOISE_STD = 0.1  # the noisy-test reference: test images + N(0, 0.1^2), clipped to [0, 1]
+STACKED_TRAIN = 60_000  # Stacked MNIST training images (three random training digits each)
+STACKED_SAMPLES = 26_000  # generated samples classified (Srivastava et al. 2017; Lin et al. 2018)
+STACKED_SEED = 2017
+
+# Published numbers (mean of 10 runs where the paper says so).
+# PacGAN Table 1 (Lin et al. 2018): the best of each column, from different methods.
+PUBLISHED_RING = {"modes": 7.9, "hq": 0.982, "rkl": 0.07}
+PUBLISHED_GRID = {"modes": 24.8, "hq": 0.957, "rkl": 0.04}
+TARGET_RING = {"modes": 8.0, "hq": 0.985, "rkl": 0.02}
+TARGET_GRID = {"modes": 25.0, "hq": 0.96, "rkl": 0.03}
+PUBLISHED_NLL = [("VAE, 1 stochastic layer (Burda et al. 2015, Table 1)", 86.76),
+                 ("IWAE k=50, 1 stochastic layer", 84.78), ("IWAE k=50, 2 stochastic layers", 82.90)]
+PUBLISHED_STACKED = [("DCGAN (PacGAN Table 3)", 99, 3.4), ("PacDCGAN2 (PacGAN Table 3)", 1000, 0.06)]
+
+
+# --- plumbing ---------------------------------------------------------------------------------------------------------
+@dataclass
+class Env:
+    args: argparse.Namespace
+    device: torch.device
+    data_dir: Path  # holds mnist/ (a copy of --mnist)
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def command(self) -> str:
+        return "python " + " ".join(["bench/quality.py", *sys.argv[1:]])
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return f"{cpu} ({os.cpu_count()} cores), {torch.get_num_threads()} torch threads, torch {torch.__version__}"
+
+
+def parse_value(v: str) -> Any:
+    try:
+        return json.loads(v)
+    except json.JSONDecodeError:
+        return v
+
+
+def config_for(env: Env, dataset_id: str, data: ArrayDataset, family: str, **request: Any) -> TrainConfig:
+    """The product's resolved config for this request, plus --set overrides."""
+    return resolve_config({"family": family, **request, **env.overrides}, dataset_id=dataset_id, kind=data.kind,
+                          sample_shape=data.sample_shape, num_classes=data.num_classes)
+
+
+def describe(c: TrainConfig) -> str:
+    d = c.to_dict()
+    keys = ["steps", "batch_size", "lr", "latent_dim", "architecture", "width", "depth", "activation"]
+    keys += (["decoder", "iwae_k", "kl_warmup_steps", "free_bits", "binarize"] if c.family == "vae"
+             else ["gan_loss", "pack", "ema_decay", "d_steps", "spectral_norm", "r1_gamma"])
+    keys += ["lr_decay", "lr_decay_start"]
+    return ", ".join(f"{k}={d[k]}" for k in keys)
+
+
+class Ticker:
+    """Progress lines on stderr, at most every `every_s`; remembers the training time (phase "train")."""
+
+    def __init__(self, label: str, every_s: float = 30.0) -> None:
+        self.label, self.every_s, self.last = label, every_s, 0.0
+        self.train_s = 0.0
+
+    def __call__(self, p: Progress) -> None:
+        if p.phase == "train":
+            self.train_s = p.elapsed_s
+        now = time.monotonic()
+        if now - self.last >= self.every_s or (p.step == p.total_steps and p.phase == "train" and p.eta_s == 0):
+            self.last = now
+            losses = " ".join(f"{k}={v:.3f}" for k, v in p.losses.items())
+            what = p.phase if p.phase == "train" else f"{p.phase}:{p.detail}"
+            print(f"  [{self.label}] {what} step {p.step}/{p.total_steps} {p.elapsed_s:.0f}s {losses}",
+                  file=sys.stderr, flush=True)
+
+
+def run_training(
+    env: Env, config: TrainConfig, data: DatasetSplits, label: str, **kw: Any
+) -> tuple[TrainResult, float, float]:
+    """(result, training seconds, training + end-of-training metrics seconds)."""
+    start = time.perf_counter()
+    ticker = Ticker(label)
+    result = train(config, data, device=env.device, on_progress=ticker, progress_interval_s=5.0, **kw)
+    return result, ticker.train_s, time.perf_counter() - start
+
+
+def generate(model: GenerativeModel, n: int, seed: int, labels: torch.Tensor | None = None,
+             batch: int = 1000) -> torch.Tensor:
+    device = next(model.buffers()).device
+    gen = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, model.spec.latent_dim, generator=gen)
+    out = []
+    with torch.inference_mode():
+        for i in range(0, n, batch):
+            lab = None if labels is None else labels[i : i + batch].to(device)
+            out.append(model.generate(z[i : i + batch].to(device), lab).float().cpu())
+    return torch.cat(out)
+
+
+def mnist(env: Env) -> DatasetSplits:
+    return load_builtin("mnist", env.data_dir)
+
+
+def table(header: list[str], rows: list[list[Any]]) -> str:
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:.4g}" if abs(v) < 1000 else f"{v:.0f}"
+        return str(v)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(v) for v in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def print_metrics(result: TrainResult) -> None:
+    shown = json.dumps({k: round(v, 3) for k, v in result.metrics.items()})
+    print(f"\nend-of-training metrics in the model's manifest: {shown}")
+
+
+def fmt_s(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 120 else f"{seconds:.0f} s"
+
+
+# --- 1. 2D mixtures -----------------------------------------------------------------------------------------------
+def part_mixture(env: Env, dataset_id: str) -> None:
+    splits = load_builtin(dataset_id, env.data_dir)
+    assert splits.mixture is not None
+    means, std = splits.mixture
+    published, target = (PUBLISHED_RING, TARGET_RING) if dataset_id == "ring2d" else (PUBLISHED_GRID, TARGET_GRID)
+    rows, results = [], []
+    wall = time.perf_counter()
+    config = None
+    for seed in range(env.args.first_seed, env.args.first_seed + env.args.seeds):
+        config = config_for(env, dataset_id, splits.train, "gan", seed=seed)
+        result, seconds, total_s = run_training(env, config, splits, f"{dataset_id} seed {seed}")
+        m = mode_metrics(generate(result.model, MODE_SAMPLES, SAMPLE_SEED + seed), means, std)
+        ok = m["modes_captured"] >= target["modes"] and m["hq_fraction"] >= target["hq"] and \
+            m["reverse_kl"] <= target["rkl"]
+        results.append(m)
+        rows.append([seed, int(m["modes_captured"]), f"{100 * m['hq_fraction']:.2f}%", f"{m['reverse_kl']:.4f}",
+                     config.steps, fmt_s(seconds), fmt_s(total_s), "yes" if ok else "**no**"])
+        print(f"  {dataset_id} seed {seed}: {rows[-1]}", file=sys.stderr, flush=True)
+    wall = time.perf_counter() - wall
+    assert config is not None
+    k = len(means)
+    print(f"\n### {dataset_id}: {k} modes, {MODE_SAMPLES} samples per model, {env.args.seeds} seeds\n")
+    print(f"command: `{env.command()}`  \nmachine: {machine()}  \nrecipe: {describe(config)}  \n"
+          f"wall time: {fmt_s(wall)} for {env.args.seeds} trainings and evaluations\n")
+    print(table(["seed", "modes", "high quality", "reverse KL", "generator steps", "training time",
+                 "train + metrics", "meets target"], rows))
+    modes = np.array([r["modes_captured"] for r in results])
+    hq = np.array([r["hq_fraction"] for r in results])
+    rkl = np.array([r["reverse_kl"] for r in results])
+    print()
+    print(table(["", f"modes (of {k})", "high quality", "reverse KL", "generator steps"], [
+        ["published best (PacGAN Table 1)", published["modes"], f"{100 * published['hq']:.1f}%", published["rkl"],
+         "~400k"],
+        ["target, every seed", target["modes"], f">= {100 * target['hq']:.1f}%", f"<= {target['rkl']}", "<= 25,000"],
+        ["genserve, mean", f"{modes.mean():.2f}", f"{100 * hq.mean():.2f}%", f"{rkl.mean():.4f}", config.steps],
+        ["genserve, worst seed", f"{modes.min():.0f}", f"{100 * hq.min():.2f}%", f"{rkl.max():.4f}", config.steps],
+    ]))
+    met = sum(r[-1] == "yes" for r in rows)
+    print(f"\nseeds meeting every target: {met} of {len(rows)}")
+
+
+# --- 2. MNIST VAE -------------------------------------------------------------------------------------------------
+class CurveCheckpointer:
+    """Receives the training's checkpoints (the product's checkpoint path) and keeps the VAE weights of each."""
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self.saved: list[tuple[float, int, dict[str, torch.Tensor]]] = []
+
+    def load(self) -> None:
+        return None
+
+    def save(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        prefix = "module.model."
+        weights = {k[len(prefix) :]: v.clone() for k, v in tensors.items() if k.startswith(prefix)}
+        self.saved.append((float(meta["elapsed_s"]), int(meta["step"]), weights))
+
+
+def binarized_test(test: ArrayDataset) -> torch.Tensor:
+    x = test.float_x()
+    return torch.from_numpy((np.random.default_rng(NLL_TEST_SEED).random(x.shape, dtype=np.float32) < x)
+                            .astype(np.float32))
+
+
+def nll(model: VAE, x: torch.Tensor, k: int, label: str, batch: int = 20) -> float:
+    """-mean IWAE bound with k samples over x, in nats, with progress on stderr."""
+    device = next(model.buffers()).device
+    gen = torch.Generator(device=device).manual_seed(0)
+    parts = []
+    start = last = time.monotonic()
+    with torch.inference_mode():
+        for i in range(0, x.shape[0], batch):
+            parts.append(iw_log_likelihood(model, x[i : i + batch].to(device), None, k, generator=gen, batch=batch))
+            now = time.monotonic()
+            if now - last > 60:
+                last = now
+                done = i + batch
+                print(f"  [{label}] {done}/{x.shape[0]} test images, NLL so far {-torch.cat(parts).mean():.3f}, "
+                      f"eta {(now - start) / done * (x.shape[0] - done) / 60:.1f} min", file=sys.stderr, flush=True)
+    return -float(torch.cat(parts).double().mean())
+
+
+def calibrate_steps(env: Env, config: TrainConfig, splits: DatasetSplits, minutes: float) -> tuple[int, float]:
+    """Steps that fit in `minutes` of training on this machine, timed on a short run of the same config."""
+    probe_steps = int(env.args.probe_steps)
+    probe = TrainConfig.from_dict({**config.to_dict(), "steps": probe_steps})
+    seen: list[Progress] = []
+    small = DatasetSplits(train=splits.train, test=splits.test.subset(np.arange(10)))
+    train(probe, small, device=env.device, on_progress=seen.append, progress_interval_s=0.0)
+    first, last = seen[min(10, len(seen) - 2)], [p for p in seen if p.phase == "train"][-1]
+    per_step = (last.elapsed_s - first.elapsed_s) / max(1, last.step - first.step)
+    return max(1, int(minutes * 60 / per_step)), per_step
+
+
+def part_mnist_vae(env: Env) -> None:
+    splits = mnist(env)
+    minutes = float(env.args.minutes)
+    base = config_for(env, "mnist", splits.train, "vae", seed=env.args.first_seed)
+    if "steps" in env.overrides:
+        steps, per_step = base.steps, float("nan")
+    else:
+        steps, per_step = calibrate_steps(env, base, splits, minutes * env.args.budget_fill)
+    config = TrainConfig.from_dict({**base.to_dict(), "steps": steps})
+    budget_s = minutes * 60
+    curve = CurveCheckpointer(interval_s=budget_s / CURVE_POINTS)
+    start = time.monotonic()
+    hard_stop = budget_s * 1.05 if "steps" not in env.overrides else math.inf
+
+    def over_budget() -> bool:
+        return time.monotonic() - start > hard_stop
+
+    print(f"  training {steps} steps ({per_step * 1000:.0f} ms/step measured) for a {minutes:g}-minute budget",
+          file=sys.stderr, flush=True)
+    result, wall_train, _ = run_training(env, config, splits, "mnist-vae", checkpointer=curve,
+                                         should_stop=over_budget)
+    model = result.model.to(env.device)
+    assert isinstance(model, VAE)
+    train_minutes = wall_train / 60
+    x_test = binarized_test(splits.test)
+    curve_rows = []
+    for elapsed, step, weights in curve.saved + [(float("nan"), result.steps, {})]:
+        if weights:
+            m = build_model(result.spec)
+            m.load_state_dict(weights)
+            m = m.to(env.device).eval()
+        else:
+            m = model.eval()
+        assert isinstance(m, VAE)
+        value = nll(m, x_test[:CURVE_N], CURVE_K, f"curve step {step}")
+        curve_rows.append([f"{elapsed / 60:.1f}" if weights else f"{wall_train / 60:.1f} (end)", step,
+                           f"{value:.2f}"])
+        print(f"  curve: step {step}: {value:.2f}", file=sys.stderr, flush=True)
+    eval_start = time.perf_counter()
+    n_test = int(env.args.test_images)
+    final = nll(model.eval(), x_test[:n_test], NLL_K, "nll k=5000")
+    eval_s = time.perf_counter() - eval_start
+    print(f"\n### MNIST VAE: negative log-likelihood, dynamically binarized MNIST, k = {NLL_K}\n")
+    print(f"command: `{env.command()}`  \nmachine: {machine()}  \nrecipe: {describe(config)}  \n"
+          f"training: {result.steps} steps in {wall_train / 60:.1f} min (budget {minutes:g} min"
+          f"{', stopped at the budget' if result.canceled else ''}); evaluation of {n_test} test images with "
+          f"k = {NLL_K}: {fmt_s(eval_s)}\n")
+    rows: list[list[Any]] = [[name, f"{v:.2f}", "3,280 epochs"] for name, v in PUBLISHED_NLL]
+    epochs = result.steps * config.batch_size / len(splits.train)
+    rows.append([f"genserve default MNIST VAE ({config.width}x{config.depth} MLP, latent {config.latent_dim}, "
+                 f"{'VAE' if config.iwae_k == 1 else f'IWAE k={config.iwae_k}'} training)", f"**{final:.2f}**",
+                 f"{epochs:.0f} epochs, {train_minutes:.1f} min on CPU"])
+    print(table(["model", "test NLL (nats)", "training"], rows))
+    print(f"\nversus the 1-layer VAE's 86.76: {final - 86.76:+.2f} nats")
+    print(f"\nNLL vs training minutes (each checkpoint evaluated with k = {CURVE_K} on the first {CURVE_N} test "
+          "images, so the values differ slightly from the full evaluation; the learning rate decays to 0 at the "
+          "last step, so intermediate points are not finished models):\n")
+    print(table(["minutes", "step", f"NLL (k={CURVE_K}, {CURVE_N} images)"], curve_rows))
+    print_metrics(result)
+
+
+# --- 3. Conditional MNIST -----------------------------------------------------------------------------------------
+def classifier(env: Env, splits: DatasetSplits) -> tuple[clf.Classifier, float, float]:
+    """The product's MNIST classifier (models.classifier, fixed seed), its test accuracy and training time."""
+    start = time.perf_counter()
+    net = clf.classifier_for(splits.train, device=env.device)  # the in-process cache the trainings below reuse
+    seconds = time.perf_counter() - start
+    _, pred = net.predict(torch.from_numpy(splits.test.float_x()).to(env.device))
+    return net, label_accuracy(pred, torch.from_numpy(splits.test.y)), seconds  # type: ignore[arg-type]
+
+
+def part_cond_mnist(env: Env) -> None:
+    splits = mnist(env)
+    net, acc, clf_s = classifier(env, splits)
+    print(f"  classifier: test accuracy {100 * acc:.2f}% ({clf_s:.0f} s)", file=sys.stderr, flush=True)
+    labels = torch.arange(CLASS_SAMPLES) % 10
+    rows = []
+    for family in env.args.families.split(","):
+        config = config_for(env, "mnist", splits.train, family, conditional=True, seed=env.args.first_seed)
+        result, seconds, _ = run_training(env, config, splits, f"conditional {family}")
+        x = generate(result.model.to(env.device), CLASS_SAMPLES, SAMPLE_SEED, labels)
+        _, pred = net.predict(x.to(env.device))
+        share = label_accuracy(pred, labels)
+        per_class = [label_accuracy(pred[labels == c], labels[labels == c]) for c in range(10)]
+        rows.append([f"conditional {family.upper()}", f"**{100 * share:.2f}%**", f"{100 * min(per_class):.1f}%",
+                     ">= 98%", "yes" if share >= 0.98 else "**no**", fmt_s(seconds), describe(config)])
+        print(f"  {rows[-1]}", file=sys.stderr, flush=True)
+    print(f"\n### Conditional MNIST: share of {CLASS_SAMPLES} samples (1000 per digit) classified as the requested "
+          "digit\n")
+    print(f"command: `{env.command()}`  \nmachine: {machine()}  \nclassifier (models/classifier.py, seed "
+          f"{clf.CLASSIFIER_SEED}): test accuracy **{100 * acc:.2f}%** (target >= 99%), trained in {clf_s:.0f} s\n")
+    print(table(["model", "classified as requested", "worst digit", "target", "met", "training time",
+                 "recipe"], rows))
+
+
+# --- 4. Unconditional MNIST GAN -------------------------------------------------------------------------------------
+def part_mnist_gan(env: Env) -> None:
+    splits = mnist(env)
+    net, acc, _ = classifier(env, splits)
+    rng = np.random.default_rng(0)
+    test = torch.from_numpy(splits.test.float_x()[:FD_SAMPLES])
+    train_x = torch.from_numpy(splits.train.float_x()[rng.permutation(len(splits.train))[:FD_SAMPLES]])
+    noisy = (test + NOISE_STD * torch.randn(test.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    feats = {name: net.predict(x.to(env.device))[0] for name, x in (("test", test), ("train", train_x),
+                                                                    ("noisy", noisy))}
+    config = config_for(env, "mnist", splits.train, "gan", seed=env.args.first_seed)
+    result, seconds, _ = run_training(env, config, splits, "mnist gan")
+    fake = generate(result.model.to(env.device), FD_SAMPLES, SAMPLE_SEED)
+    fd = frechet_distance(net.predict(fake.to(env.device))[0], feats["test"])
+    print(f"\n### Unconditional MNIST GAN: Fréchet distance to the {FD_SAMPLES} test images in the features of the "
+          "MNIST classifier (its 128-unit hidden layer)\n")
+    print(f"command: `{env.command()}`  \nmachine: {machine()}  \nrecipe: {describe(config)}  \n"
+          f"training: {fmt_s(seconds)}; classifier test accuracy {100 * acc:.2f}%\n")
+    print(table(["images", "Fréchet distance to the test set"], [
+        [f"{FD_SAMPLES} training images (the floor)", frechet_distance(feats["train"], feats["test"])],
+        [f"test images + N(0, {NOISE_STD}²) noise (a reference)", frechet_distance(feats["noisy"], feats["test"])],
+        [f"**genserve default MNIST GAN**, {FD_SAMPLES} samples", f"**{fd:.3g}**"],
+    ]))
+    print_metrics(result)
+
+
+# --- 5. Stacked MNIST ---------------------------------------------------------------------------------------------
+def stacked(data: ArrayDataset, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """n color images whose R, G, B channels are three random digits of `data`; (x (n, 28, 28, 3), mode ids)."""
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(data), (n, 3))
+    assert data.y is not None
+    x = np.stack([data.x[idx[:, c]] for c in range(3)], axis=-1)
+    modes = data.y[idx[:, 0]] * 100 + data.y[idx[:, 1]] * 10 + data.y[idx[:, 2]]
+    return x, modes
+
+
+def stacked_modes(net: clf.Classifier, x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    digits = [net.predict(x[..., c].contiguous().to(device))[1].cpu() for c in range(3)]
+    return digits[0] * 100 + digits[1] * 10 + digits[2]
+
+
+def part_stacked(env: Env) -> None:
+    splits = mnist(env)
+    net, acc, _ = classifier(env, splits)
+    x, _ = stacked(splits.train, STACKED_TRAIN, STACKED_SEED)
+    train_set = ArrayDataset(x, None, "images")
+    x_test, test_modes = stacked(splits.test, STACKED_SAMPLES, STACKED_SEED + 1)
+    data = DatasetSplits(train=train_set, test=ArrayDataset(x_test[:2000], None, "images"))
+    real_hits, real_kl = mode_histogram_kl(
+        stacked_modes(net, torch.from_numpy(x_test.astype(np.float32) / 255), env.device), 1000)
+    request: dict[str, Any] = {"seed": env.args.first_seed}
+    if env.args.steps:
+        request["steps"] = env.args.steps
+    config = config_for(env, "stacked-mnist", train_set, "gan", **request)
+    result, seconds, _ = run_training(env, config, data, "stacked")
+    fake = generate(result.model.to(env.device), STACKED_SAMPLES, SAMPLE_SEED)
+    hits, kl = mode_histogram_kl(stacked_modes(net, fake, env.device), 1000)
+    print(f"\n### Stacked MNIST: modes (of 1000) and KL(mode histogram || uniform) of {STACKED_SAMPLES} samples\n")
+    print(f"command: `{env.command()}`  \nmachine: {machine()}  \nrecipe (the default for image uploads): "
+          f"{describe(config)}  \ntraining: {fmt_s(seconds)}; {STACKED_TRAIN} training images; "
+          f"classifier test accuracy {100 * acc:.2f}%\n")
+    rows: list[list[Any]] = [[name, m, k] for name, m, k in PUBLISHED_STACKED]
+    rows.append([f"{STACKED_SAMPLES} stacked *test* images (the classifier's ceiling)", int(real_hits),
+                 f"{real_kl:.3f}"])
+    rows.append([f"**genserve** ({config.steps} generator steps)", f"**{int(hits)}**", f"**{kl:.3f}**"])
+    print(table(["model", "modes", "KL"], rows))
+
+
+# --- main -----------------------------------------------------------------------------------------------------------
+PARTS: dict[str, Callable[[Env], None]] = {
+    "ring": lambda env: part_mixture(env, "ring2d"),
+    "grid": lambda env: part_mixture(env, "grid2d"),
+    "mnist-vae": part_mnist_vae,
+    "cond-mnist": part_cond_mnist,
+    "mnist-gan": part_mnist_gan,
+    "stacked": part_stacked,
+}
+
+
+@contextlib.contextmanager
+def data_dir(mnist_path: Path) -> Iterator[Path]:
+    with tempfile.TemporaryDirectory() as tmp:
+        if mnist_path.exists():
+            shutil.copytree(mnist_path, Path(tmp) / "mnist")
+        yield Path(tmp)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("part", choices=list(PARTS))
+    parser.add_argument("--mnist", type=Path, default=ROOT.parent / "shared" / "data" / "mnist")
+    parser.add_argument("--seeds", type=int, default=10, help="ring, grid: trainings, seeds first-seed..")
+    parser.add_argument("--first-seed", type=int, default=0)
+    parser.add_argument("--minutes", type=float, default=30.0, help="mnist-vae: training budget")
+    parser.add_argument("--budget-fill", type=float, default=0.95,
+                        help="mnist-vae: share of the budget the calibrated step count aims at")
+    parser.add_argument("--probe-steps", type=int, default=150, help="mnist-vae: steps of the timing run")
+    parser.add_argument("--test-images", type=int, default=10_000, help="mnist-vae: test images evaluated")
+    parser.add_argument("--families", default="gan,vae", help="cond-mnist: which conditional models")
+    parser.add_argument("--steps", type=int, default=0, help="stacked: generator steps (0: the recipe's)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="recipe override")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    overrides = {k: parse_value(v) for k, v in (s.split("=", 1) for s in args.set)}
+    with data_dir(args.mnist) as d:
+        if args.part not in ("ring", "grid") and not (d / "mnist").exists():
+            parser.error(f"no MNIST files at {args.mnist}")
+        env = Env(args, torch.device(args.device), d, overrides)
+        start = time.perf_counter()
+        PARTS[args.part](env)
+        print(f"\ntotal wall time of this command: {fmt_s(time.perf_counter() - start)}")
+
+
+if __name__ == "__main__":
+    main()
