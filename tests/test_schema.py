@@ -12,7 +12,7 @@ import pytest
 import schemathesis
 from fastapi import FastAPI
 from hypothesis import HealthCheck, given, settings
-from schemathesis.checks import not_a_server_error, response_schema_conformance
+from schemathesis.checks import response_schema_conformance
 
 from app.main import create_app
 from tests.conftest import make_settings
@@ -49,7 +49,11 @@ def test_every_operation_honours_the_schema(app: FastAPI) -> None:
         def honours(case: schemathesis.Case) -> None:
             if case.operation.path.endswith(real_model_paths):
                 case.path_parameters = {"model_id": models[hash(repr(case.body)) % len(models)]}
-            case.call_and_validate(checks=[not_a_server_error, response_schema_conformance])
+            response = case.call_and_validate(checks=[response_schema_conformance])
+            # A 504 is the documented answer to a request whose own `timeout_ms` ran out (a generated 1 or 2 ms
+            # on a busy machine); any other 5xx is a server error.
+            deadline = response.status_code == 504 and isinstance(case.body, dict) and "timeout_ms" in case.body
+            assert response.status_code < 500 or deadline, f"{response.status_code}: {response.text[:500]}"
 
         try:
             honours()

@@ -134,7 +134,25 @@ def _validation_error(exc: ValidationError) -> RequestValidationError:
     return RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()])
 
 
-async def _reconstruction_input(
+def vae_input_body(*, with_format: bool) -> dict[str, Any]:
+    """The OpenAPI request body of the routes that take VAE inputs (reconstructions, scores): JSON points, or a
+    multipart upload of images."""
+    form: dict[str, Any] = {
+        "file": {"type": "string", "format": "binary", "description": "a PNG/JPEG image, or a .zip / .npz of images"},
+        "labels": {"type": "string", "description": "class per image, comma-separated"},
+    }
+    if with_format:
+        form["format"] = {"type": "string", "enum": [f.value for f in Format]}
+    return {
+        "required": True,
+        "content": {
+            "application/json": {"schema": PointsReconstructionRequest.model_json_schema()},
+            "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": form}},
+        },
+    }
+
+
+async def read_vae_input(
     request: Request, loaded: LoadedModel, services: ServicesDep
 ) -> tuple[np.ndarray, list[int] | None, Format | None]:
     """(inputs, labels, format) from JSON points or a multipart image upload, by the model's kind."""
@@ -190,26 +208,7 @@ async def _reconstruction_input(
     "/{model_id}/reconstructions",
     responses=SAMPLE_RESPONSES,
     response_class=Response,
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {"schema": PointsReconstructionRequest.model_json_schema()},
-                "multipart/form-data": {
-                    "schema": {
-                        "type": "object",
-                        "required": ["file"],
-                        "properties": {
-                            "file": {"type": "string", "format": "binary",
-                                     "description": "a PNG/JPEG image, or a .zip / .npz of images"},
-                            "labels": {"type": "string", "description": "class per image, comma-separated"},
-                            "format": {"type": "string", "enum": [f.value for f in Format]},
-                        },
-                    }
-                },
-            },
-        }
-    },
+    openapi_extra={"requestBody": vae_input_body(with_format=True)},
 )
 async def create_reconstructions(model_id: str, request: Request, services: ServicesDep) -> Response:
     """VAE only: encode inputs and decode them again (points as JSON, images as a multipart upload)."""
@@ -217,7 +216,7 @@ async def create_reconstructions(model_id: str, request: Request, services: Serv
     manifest = loaded.manifest
     if manifest["family"] != "vae":
         raise Invalid("reconstructions need a VAE; this model is a GAN", field=("path", "model_id"))
-    x, labels_list, fmt_requested = await _reconstruction_input(request, loaded, services)
+    x, labels_list, fmt_requested = await read_vae_input(request, loaded, services)
     limit = services.settings.max_samples_per_request
     if len(x) > limit:
         raise Invalid(f"{len(x)} inputs; the limit is {limit} (GENSERVE_MAX_SAMPLES_PER_REQUEST)",

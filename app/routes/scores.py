@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
@@ -13,8 +13,7 @@ from pydantic import BaseModel, Field
 from app import sampling
 from app.deps import ServicesDep
 from app.model_cache import LoadedModel
-from app.routes.models import PROBLEM, _reconstruction_input
-from app.schemas import PointsReconstructionRequest
+from app.routes.models import PROBLEM, read_vae_input, vae_input_body
 from models.errors import Invalid
 from models.sampling import latents
 
@@ -47,30 +46,11 @@ def _score(loaded: LoadedModel, x: np.ndarray, labels: torch.Tensor | None, eps:
         return [float(v) for v in out.double().cpu()]
 
 
-REQUEST_BODY: dict[str, Any] = {
-    "required": True,
-    "content": {
-        "application/json": {"schema": PointsReconstructionRequest.model_json_schema()},
-        "multipart/form-data": {
-            "schema": {
-                "type": "object",
-                "required": ["file"],
-                "properties": {
-                    "file": {"type": "string", "format": "binary",
-                             "description": "a PNG/JPEG image, or a .zip / .npz of images"},
-                    "labels": {"type": "string", "description": "class per image, comma-separated"},
-                },
-            }
-        },
-    },
-}
-
-
 @router.post(
     "/{model_id}/scores",
     response_model=ScoreResponse,
     responses={404: PROBLEM, 415: PROBLEM, 422: PROBLEM},
-    openapi_extra={"requestBody": REQUEST_BODY},
+    openapi_extra={"requestBody": vae_input_body(with_format=False)},
 )
 async def create_scores(
     model_id: str,
@@ -91,7 +71,7 @@ async def create_scores(
     manifest = loaded.manifest
     if manifest["family"] != "vae":
         raise Invalid(f"scores need a VAE; model {model_id} is a GAN", field=("path", "model_id"))
-    x, labels_list, fmt = await _reconstruction_input(request, loaded, services)
+    x, labels_list, fmt = await read_vae_input(request, loaded, services)
     if fmt is not None:
         raise Invalid("scores come as JSON; format does not apply", field=("body", "format"))
     limit = services.settings.max_samples_per_request

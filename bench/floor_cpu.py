@@ -1,0 +1,77 @@
+"""CPU time per request of a trivial endpoint, in-process (an ASGI driver, no sockets): genserve's /_bench/floor
+behind all of genserve's middleware and routing versus the same endpoint in a plain FastAPI app. Finds per-request
+overhead without wrk and without an idle machine (CPU time, not wall time).
+
+    python bench/floor_cpu.py [--requests 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from fastapi import FastAPI, Request, Response  # noqa: E402
+
+BODY = b'{"n": 1, "seed": 1}'
+SCOPE: dict[str, Any] = {
+    "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+    "path": "/_bench/floor", "raw_path": b"/_bench/floor", "query_string": b"size=660", "root_path": "",
+    "headers": [(b"host", b"x"), (b"content-type", b"application/json"),
+                (b"content-length", str(len(BODY)).encode())],
+    "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80),
+}
+
+
+def plain_app() -> FastAPI:
+    app = FastAPI()
+
+    @app.post("/_bench/floor")
+    async def floor(request: Request, size: int = 512) -> Response:
+        await request.body()
+        return Response(b'{"pad":"' + b"x" * (size - 10) + b'"}', media_type="application/json")
+
+    return app
+
+
+async def one(app: Any) -> None:
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": BODY, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        return None
+
+    await app(dict(SCOPE), receive, send)
+
+
+async def measure(apps: list[tuple[str, Any]], n: int) -> None:
+    for name, app in apps * 2:  # twice each, interleaved: the second round is the one to read
+        for _ in range(n // 10):
+            await one(app)
+        start = time.process_time()
+        for _ in range(n):
+            await one(app)
+        print(f"{name}: {(time.process_time() - start) / n * 1e6:.1f} µs of CPU per request", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--requests", type=int, default=20_000)
+    args = parser.parse_args()
+    os.environ.setdefault("GENSERVE_STORE_DIR", tempfile.mkdtemp(prefix="genserve-floor-"))
+    os.environ.setdefault("GENSERVE_REDIS_URL", "redis://127.0.0.1:6379/12")
+    os.environ["GENSERVE_BENCH_ROUTES"] = "true"
+    from app.main import create_app
+
+    asyncio.run(measure([("plain FastAPI", plain_app()), ("genserve", create_app())], args.requests))
+
+
+if __name__ == "__main__":
+    main()
