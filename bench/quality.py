@@ -43,12 +43,11 @@ from models.datasets import load_builtin  # noqa: E402
 from models.metrics import frechet_distance, iw_log_likelihood, label_accuracy, mode_histogram_kl, mode_metrics  # noqa: E402
 from models.nets import VAE, GenerativeModel, build_model  # noqa: E402
 from models.recipes import TrainConfig, resolve_config  # noqa: E402
-from models.training import Progress, TrainResult, train  # noqa: E402
+from models.training import Progress, TrainResult, binarized_test_x, train  # noqa: E402
 
 MODE_SAMPLES = 2500  # PacGAN: samples evaluated per trained 2D model
 SAMPLE_SEED = 2018  # seeds of the evaluation samples (+ training seed)
 NLL_K = 5000  # importance samples of the MNIST log-likelihood (Burda et al. 2015)
-NLL_TEST_SEED = 0  # the one binarization of the MNIST test images (the product's BINARIZE_TEST_SEED)
 CURVE_POINTS = 6  # checkpoints of the MNIST VAE evaluated for the NLL-vs-minutes curve
 CURVE_K, CURVE_N = 1000, 1000  # ... each with k = 1000 on the first 1000 test images
 CLASS_SAMPLES = 10_000  # conditional samples classified (1000 per digit)
@@ -238,12 +237,6 @@ class CurveCheckpointer:
         self.saved.append((float(meta["elapsed_s"]), int(meta["step"]), weights))
 
 
-def binarized_test(test: ArrayDataset) -> torch.Tensor:
-    x = test.float_x()
-    return torch.from_numpy((np.random.default_rng(NLL_TEST_SEED).random(x.shape, dtype=np.float32) < x)
-                            .astype(np.float32))
-
-
 def nll(model: VAE, x: torch.Tensor, k: int, label: str, batch: int = 20) -> float:
     """-mean IWAE bound with k samples over x, in nats, with progress on stderr."""
     device = next(model.buffers()).device
@@ -298,7 +291,7 @@ def part_mnist_vae(env: Env) -> None:
     model = result.model.to(env.device)
     assert isinstance(model, VAE)
     train_minutes = wall_train / 60
-    x_test = binarized_test(splits.test)
+    x_test = torch.from_numpy(binarized_test_x(splits.test))  # the product's one binarization
     curve_rows = []
     for elapsed, step, weights in curve.saved + [(float("nan"), result.steps, {})]:
         if weights:

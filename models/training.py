@@ -572,7 +572,7 @@ class _Run:
 MetricsProgress = Callable[[str, float], None]  # (phase, fraction done) while the metrics are computed
 
 
-def _binarized_test_x(test: ArrayDataset) -> np.ndarray:
+def binarized_test_x(test: ArrayDataset) -> np.ndarray:
     """The test images binarized once with a fixed seed (the evaluation set of dynamically binarized training)."""
     x = test.float_x()
     return (np.random.default_rng(BINARIZE_TEST_SEED).random(x.shape, dtype=np.float32) < x).astype(np.float32)
@@ -609,7 +609,7 @@ def compute_metrics(
     gen = torch.Generator(device=device)
     gen.manual_seed(METRIC_SEED)
     rng = np.random.default_rng(METRIC_SEED)
-    x_np = _binarized_test_x(test) if config.binarize and test.kind == "images" else test.float_x()
+    x_np = binarized_test_x(test) if config.binarize and test.kind == "images" else test.float_x()
     x_all = torch.from_numpy(x_np).to(device)
     y_all = torch.tensor(test.y, dtype=torch.long).to(device) if spec.num_classes and test.y is not None else None
     if spec.num_classes and y_all is None:
