@@ -153,7 +153,11 @@ def main() -> None:
         print(f"| {t:.0f} | {api:.0f} | {worker:.0f} |")
     print(f"API RSS growth after warm-up (t={warm[0]:.0f}s -> end): {mem[-1][1] - warm[1]:+.1f} MB; "
           f"worker: {mem[-1][2] - warm[2]:+.1f} MB")
-    shutil.rmtree(tmp, ignore_errors=True)
+    if set(result["statuses"]) - {"200"}:  # keep the server logs of a run with failures
+        print(f"failures: the API and worker logs are kept in {tmp}")
+        shutil.rmtree(tmp / "store", ignore_errors=True)
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

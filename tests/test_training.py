@@ -489,6 +489,12 @@ def test_benchmark_recipes_resolve() -> None:
     conv = resolve_config({"family": "vae", "architecture": "conv"}, dataset_id="mnist", kind="images",
                           sample_shape=(28, 28), num_classes=10)
     assert conv.architecture == "conv" and conv.width == RECIPES["mnist"]["vae"].conv_width
+    cvae = resolve_config({"family": "vae", "conditional": True}, dataset_id="mnist", kind="images",
+                          sample_shape=(28, 28), num_classes=10)
+    assert (cvae.latent_dim, cvae.steps, cvae.binarize) == (8, 30_000, True)  # the conditional MNIST VAE recipe
+    cgan = resolve_config({"family": "gan", "conditional": True}, dataset_id="mnist", kind="images",
+                          sample_shape=(28, 28), num_classes=10)
+    assert cgan.latent_dim == RECIPES["mnist"]["gan"].latent_dim  # no conditional GAN recipe: the dataset's
 
 
 @pytest.mark.parametrize(
