@@ -160,9 +160,8 @@ CONDITIONAL_RECIPES: Mapping[str, Mapping[Family, Recipe]] = MappingProxyType({"
 
 
 def recipe_for(dataset_id: str, kind: Kind, family: Family, conditional: bool = False) -> Recipe:
-    if conditional and family in CONDITIONAL_RECIPES.get(dataset_id, {}):
-        return CONDITIONAL_RECIPES[dataset_id][family]
-    return (RECIPES.get(dataset_id) or RECIPES[kind])[family]
+    special = CONDITIONAL_RECIPES.get(dataset_id, {}).get(family) if conditional else None
+    return special or (RECIPES.get(dataset_id) or RECIPES[kind])[family]
 
 
 def _invalid(name: str, detail: str, limit: Any = None) -> Invalid:
