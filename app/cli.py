@@ -95,6 +95,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         workers=args.workers,
         log_level=settings.log_level,
         access_log=settings.access_log,
+        timeout_keep_alive=settings.keep_alive_s,
         timeout_graceful_shutdown=30,
     )
     return 0

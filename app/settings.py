@@ -87,6 +87,12 @@ class Settings(BaseSettings):
         "auto", description="torch.compile the generators (CUDA graphs on GPU); auto: on with CUDA, off on CPU."
     )
     access_log: bool = Field(False, description="Log every HTTP request (uvicorn's access log).")
+    keep_alive_s: int = Field(
+        75, ge=1, le=3600,
+        description="Seconds an idle keep-alive connection stays open. Longer than clients' own idle expiry (httpx "
+                    "and requests 5 s, browsers 60 s), so a client never reuses a connection the server is closing "
+                    "(that race loses requests with uvicorn's default of 5 s).",
+    )
     bench_routes: bool = Field(False, description="Expose POST /_bench/floor, the HTTP floor of the benchmark.")
     max_interpolation_steps: int = Field(256, ge=2, description="Largest `steps` of an interpolation.")
 

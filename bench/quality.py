@@ -20,8 +20,6 @@ import argparse
 import contextlib
 import json
 import math
-import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -37,6 +35,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.machine import cpu_model  # noqa: E402
 from models import classifier as clf  # noqa: E402
 from models.data import ArrayDataset, DatasetSplits  # noqa: E402
 from models.datasets import load_builtin  # noqa: E402
@@ -81,13 +80,7 @@ class Env:
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return f"{cpu} ({os.cpu_count()} cores), {torch.get_num_threads()} torch threads, torch {torch.__version__}"
+    return f"{cpu_model()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
 
 
 def parse_value(v: str) -> Any:

@@ -275,3 +275,29 @@ def test_body_limit_holds_for_chunked_and_mislabeled_bodies(http: httpx.Client, 
         status_line = s.recv(4096).split(b"\r\n", 1)[0]
     assert status_line.startswith(b"HTTP/1.1 4"), status_line  # the 40 bytes are malformed JSON: 400, not a 5xx
     assert http.get("/healthz").status_code == 200
+
+
+def test_an_idle_connection_outlives_clients_keep_alive(live: LiveService) -> None:
+    """The server keeps an idle connection longer than clients keep theirs (httpx: 5 s), so a client never reuses
+    a connection that the server is closing at that moment (uvicorn's default closes after 5 s idle)."""
+    request = b"GET /healthz HTTP/1.1\r\nHost: genserve\r\n\r\n"
+
+    def exchange(sock: socket.socket) -> bytes:
+        sock.sendall(request)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = sock.recv(4096)
+            if not chunk:
+                return head  # closed by the server
+            head += chunk
+        headers, _, body = head.partition(b"\r\n\r\n")
+        length = int(next(line.split(b":")[1] for line in headers.split(b"\r\n")
+                          if line.lower().startswith(b"content-length")))
+        while len(body) < length:
+            body += sock.recv(4096)
+        return headers
+
+    with socket.create_connection(("127.0.0.1", live.port), timeout=10) as sock:
+        assert exchange(sock).startswith(b"HTTP/1.1 200")
+        time.sleep(6.0)  # longer than uvicorn's default keep-alive and httpx's keepalive_expiry
+        assert exchange(sock).startswith(b"HTTP/1.1 200")
