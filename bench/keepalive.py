@@ -90,8 +90,7 @@ def main() -> None:
     args = parser.parse_args()
     print(f"command: `python bench/keepalive.py --clients {args.clients} --rounds {args.rounds} "
           f"--settings {args.settings}`  \nmachine: {cpu_model()}; client idle {IDLE_S[0]}-{IDLE_S[1]} s "
-          f"between requests, httpx keepalive_expiry "
-          f"{CLIENT_KEEPALIVE_S} s\n")
+          f"between requests, httpx keepalive_expiry {CLIENT_KEEPALIVE_S} s\n")
     print("| GENSERVE_KEEP_ALIVE_S | requests on a reused connection | 200 | failed | failures by type | wall |")
     print("|---|---|---|---|---|---|")
     for setting in (int(s) for s in args.settings.split(",")):
