@@ -116,7 +116,7 @@ def include_flat(app: FastAPI, router: APIRouter) -> None:
     for route in router.routes:
         if not isinstance(route, APIRoute):
             raise TypeError(f"include_flat takes API routes only, not {type(route).__name__}")
-        app.add_api_route(
+        app.router.add_api_route(
             route.path,
             route.endpoint,
             methods=sorted(route.methods or ()),
@@ -134,6 +134,7 @@ def include_flat(app: FastAPI, router: APIRouter) -> None:
             response_class=route.response_class,
             name=route.name,
             openapi_extra=route.openapi_extra,
+            route_class_override=type(route),  # LeanRoute stays lean
         )
 
 
@@ -202,7 +203,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     problems.install(app)
     if settings.bench_routes:
         include_flat(app, bench.router)
-    # Routes match in order: the sampling routes (the hot path) first.
+    # Routes match in order: the sampling route (the hot path) first.
+    include_flat(app, models.hot_router)
     for module in (models, health, datasets, trainings):
         include_flat(app, module.router)
     include_flat(app, scores.router)  # POST /v1/models/{id}/scores

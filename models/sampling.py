@@ -12,6 +12,7 @@ the same bytes whether a request ran alone or batched. Two things make that true
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -28,9 +29,17 @@ SEED_BOUND = 2**31  # seeds are in [0, 2**31)
 CALIBRATION_ROWS = (*range(1, 18), 19, 23, 31, 32, 33, 43, 47, 53, 61, 64, 77, 97, 100, 127, 128, 129, 200, 255, 256)
 
 
+_generators = threading.local()
+
+
 def latents(seed: int, n: int, latent_dim: int) -> Tensor:
-    """The n latent vectors of a request with this seed: standard normal, float32, on CPU."""
-    gen = torch.Generator(device="cpu")
+    """The n latent vectors of a request with this seed: standard normal, float32, on CPU.
+
+    Re-seeding one generator per thread gives the same numbers as a fresh generator, without building one per
+    request (a third of this function's cost for a single sample)."""
+    gen = getattr(_generators, "gen", None)
+    if gen is None:
+        gen = _generators.gen = torch.Generator(device="cpu")
     gen.manual_seed(seed)
     return torch.randn(n, latent_dim, generator=gen)
 

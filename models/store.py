@@ -119,6 +119,7 @@ class ArtifactStore:
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
+        self._models_prefix = os.path.join(self.root, "models", "")  # a str: has_model runs on every request
         for sub in ("datasets", "trainings", "models", "classifiers", "tmp", "trash"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         self._sweep_tmp()
@@ -347,8 +348,8 @@ class ArtifactStore:
             raise NotFound(f"no model with id {model_id!r}") from None
 
     def has_model(self, model_id: str) -> bool:
-        """A cheap existence check (one stat), made before serving each request."""
-        return bool(ID_PATTERN.match(model_id)) and (self.root / "models" / model_id / "manifest.json").exists()
+        """A cheap existence check (one stat, no Path objects), made before serving each request."""
+        return bool(ID_PATTERN.match(model_id)) and os.path.exists(f"{self._models_prefix}{model_id}/manifest.json")
 
     def load_model_tensors(self, model_id: str) -> dict[str, torch.Tensor]:
         path = self._dir("models", model_id) / "weights.safetensors"

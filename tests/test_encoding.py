@@ -10,7 +10,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.encoding import encode, grid_png, npy_bytes, png_bytes, scatter_png, to_uint8
+from app.encoding import (
+    encode,
+    grid_png,
+    npy_bytes,
+    png_base64_list,
+    png_bytes,
+    png_json_body,
+    scatter_png,
+    to_uint8,
+)
 
 
 @pytest.mark.parametrize("shape", [(28, 28), (8, 8), (16, 16, 3), (1, 1), (5, 128, 3)])
@@ -53,3 +62,12 @@ def test_encode_formats() -> None:
     assert json.loads(encode(images, "json", "images", None).body)["samples"][0][0][0] == pytest.approx(images[0, 0, 0])
     with pytest.raises(ValueError):
         encode(images, "gif", "images", None)
+
+
+@pytest.mark.parametrize("n", [0, 1, 3])
+@pytest.mark.parametrize("seed", [None, 0, 2**31 - 1])
+def test_png_body_is_what_json_dumps_gives(n: int, seed: int | None) -> None:
+    images = np.random.default_rng(n).random((n, 28, 28)).astype(np.float32)
+    expected = json.dumps({"images": png_base64_list(images), "seed": seed}).encode()
+    assert png_json_body(images, seed) == expected
+    assert encode(images, "png", "images", seed).body == expected

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 import torch
 
@@ -30,6 +32,19 @@ def test_latents_depend_only_on_seed_and_n() -> None:
     assert torch.equal(latents(7, 5, 3), latents(7, 5, 3))
     assert not torch.equal(latents(7, 5, 3), latents(8, 5, 3))
     assert latents(7, 5, 3).dtype == torch.float32 and latents(7, 5, 3).shape == (5, 3)
+
+
+def test_latents_equal_a_fresh_generators_whatever_ran_before_and_in_which_thread() -> None:
+    def fresh(seed: int, n: int, d: int) -> torch.Tensor:
+        gen = torch.Generator(device="cpu")
+        gen.manual_seed(seed)
+        return torch.randn(n, d, generator=gen)
+
+    latents(3, 1000, 64)  # leaves the thread's generator far along its stream
+    assert torch.equal(latents(9, 4, 16), fresh(9, 4, 16))
+    with ThreadPoolExecutor(2) as pool:
+        drawn = list(pool.map(lambda s: latents(s, 3, 8), range(50)))
+    assert all(torch.equal(z, fresh(s, 3, 8)) for s, z in enumerate(drawn))
 
 
 def test_slerp_starts_and_ends_at_the_ends() -> None:

@@ -16,6 +16,7 @@ from starlette.datastructures import UploadFile
 
 from app import sampling
 from app.deps import ServicesDep
+from app.lean_route import LeanRoute
 from app.model_cache import LoadedModel, SampleJob
 from app.problems import PROBLEM_SCHEMA, located_in
 from app.schemas import (
@@ -33,6 +34,8 @@ from worker.events import publish_model_event
 
 log = logging.getLogger("genserve.api")
 router = APIRouter(prefix="/v1/models", tags=["models"])
+# The sampling route, the hot path: served by LeanRoute and matched before every other route.
+hot_router = APIRouter(prefix="/v1/models", tags=["models"], route_class=LeanRoute)
 PROBLEM = {"content": {"application/problem+json": {"schema": PROBLEM_SCHEMA}}}
 SAMPLE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
@@ -54,8 +57,7 @@ def _public(manifest: dict[str, Any]) -> Model:
     return Model(**{k: v for k, v in manifest.items() if k in Model.model_fields})
 
 
-# The sampling route comes first: routes match in order, and this is the hot path.
-@router.post("/{model_id}/samples", responses=SAMPLE_RESPONSES, response_class=Response)
+@hot_router.post("/{model_id}/samples", responses=SAMPLE_RESPONSES, response_class=Response)
 async def create_samples(model_id: str, body: SampleRequest, services: ServicesDep, request: Request) -> Response:
     """Draw n samples. Same seed, n and labels give the same samples, batched with others or not."""
     limit = services.settings.max_samples_per_request
