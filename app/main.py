@@ -59,7 +59,8 @@ def build_services(settings: Settings) -> Services:
     metrics = Metrics()
     device = resolve_device(settings.device)
     on_cuda = device.type == "cuda"
-    encode_threads = settings.encode_threads or len(os.sched_getaffinity(0))
+    cores = len(os.sched_getaffinity(0))
+    encode_threads = settings.encode_threads or cores
     encoders = ThreadPoolExecutor(max_workers=encode_threads, thread_name_prefix="encode")
     cache = ModelCache(
         store,
@@ -74,6 +75,8 @@ def build_services(settings: Settings) -> Services:
             encode_threads=encode_threads,
             pin_memory=settings.pin_memory == "on" or (settings.pin_memory == "auto" and on_cuda),
             compile=settings.compile == "on" or (settings.compile == "auto" and on_cuda),
+            inline=settings.inline_inference == "on"
+            or (settings.inline_inference == "auto" and device.type == "cpu" and cores == 1),
         ),
         metrics=metrics,
     )

@@ -56,6 +56,7 @@ class ServingOptions:
     encode_threads: int = 1
     pin_memory: bool = False
     compile: bool = False
+    inline: bool = False  # forward passes on the event loop's thread (app/batching.py says when that pays)
 
 
 @dataclass
@@ -165,6 +166,7 @@ class ModelCache:
             max_queue_rows=max(o.max_queue_rows, o.max_batch_size),
             executor=self.executor,
             on_batch=None if self.metrics is None else self.metrics.observe_batch,
+            inline=o.inline,
         )
 
     def cached(self, model_id: str) -> LoadedModel | None:

@@ -86,6 +86,10 @@ class Settings(BaseSettings):
     compile: Literal["auto", "on", "off"] = Field(
         "auto", description="torch.compile the generators (CUDA graphs on GPU); auto: on with CUDA, off on CPU."
     )
+    inline_inference: Literal["auto", "on", "off"] = Field(
+        "auto", description="Run forward passes on the event loop's thread instead of an inference thread (auto: on "
+        "when the device is the CPU and this process may use one core, where a second thread only adds hand-offs)."
+    )
     access_log: bool = Field(False, description="Log every HTTP request (uvicorn's access log).")
     keep_alive_s: int = Field(
         75, ge=1, le=3600,

@@ -169,8 +169,9 @@ def main() -> None:
     parser.add_argument("--only", default="", help="comma-separated subset: raw,floor,c,d,e,n64,npy")
     parser.add_argument("--out", type=Path, default=None, help="write all results as JSON here")
     parser.add_argument("--raw-json", type=Path, default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--store", type=Path, default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--model", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--store", type=Path, default=None,
+                        help="with --model: serve this stored model instead of training one (saves minutes)")
+    parser.add_argument("--model", default=None)
     args = parser.parse_args()
 
     if args.raw_json:  # the pinned child process of (a)
@@ -180,10 +181,10 @@ def main() -> None:
     only = set(filter(None, args.only.split(","))) or {"raw", "floor", "c", "d", "e", "n64", "npy"}
     levels = [int(c) for c in args.concurrency.split(",")]
     tmp = Path(tempfile.mkdtemp(prefix="genserve-bench-"))
-    store = tmp / "store"
+    store = args.store or tmp / "store"
     print(f"# bench/serve.py — {platform.machine()}, {os.cpu_count()} cores; server on cores {args.server_cores}, "
           f"wrk on {args.client_cores}; {args.duration}s per point; device {args.device}", flush=True)
-    model_id = prepare_model(store, args.mnist, args.train_steps)
+    model_id = args.model or prepare_model(store, args.mnist, args.train_steps)
     results: dict[str, Any] = {"model": model_id, "points": []}
 
     raw_file = tmp / "raw.json"

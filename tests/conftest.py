@@ -55,6 +55,9 @@ def make_settings(tmp: Path, redis_url: str, **overrides: object) -> Settings:
         "download_timeout_s": 2.0,
         "progress_interval_s": 0.1,
         "device": "cpu",
+        # The same on any number of cores (auto would go inline under `taskset -c 0`): tests that hold a forward pass
+        # with a thread event need the inference thread. Inline passes have tests of their own.
+        "inline_inference": "off",
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

@@ -212,6 +212,41 @@ async def test_close_drains_queued_work() -> None:
         await b.submit(3)
 
 
+async def test_inline_passes_run_on_the_loops_thread_and_give_each_caller_its_own_result() -> None:
+    threads: list[int] = []
+
+    def run(items: list[int]) -> list[int]:
+        threads.append(threading.get_ident())
+        return [i * 10 for i in items]
+
+    b: Batcher[int, int] = Batcher(run, max_batch_size=64, max_wait_ms=0, inline=True)
+    results = await asyncio.gather(*(b.submit(i) for i in range(300)))
+    assert results == [i * 10 for i in range(300)]
+    assert set(threads) == {threading.get_ident()}
+    assert len(threads) <= 300 // 64 + 2  # merged, not one pass per caller
+    await b.close()
+
+
+async def test_a_busy_inline_batcher_takes_in_requests_still_arriving_before_its_pass() -> None:
+    """Arrivals spread over loop rounds, as requests read from sockets are: a pass that blocks the loop waits for
+    them (without that, each would run in a pass of its own here, since max_wait_ms is 0)."""
+    calls: list[list[int]] = []
+
+    def run(items: list[int]) -> list[int]:
+        calls.append(list(items))
+        return items
+
+    b: Batcher[int, int] = Batcher(run, max_batch_size=64, max_wait_ms=0, inline=True)
+    assert await asyncio.gather(*(b.submit(i) for i in range(3))) == [0, 1, 2]  # one pass of 3: now busy
+    futures = []
+    for i in range(3, 23):  # one arrival per loop round
+        futures.append(b.enqueue(i))
+        await asyncio.sleep(0)
+    assert [await f for f in futures] == list(range(3, 23))
+    assert calls == [[0, 1, 2], list(range(3, 23))]
+    await b.close()
+
+
 @pytest.mark.parametrize("kw", [{"max_batch_size": 0}, {"max_wait_ms": -1}, {"max_batch_size": 8, "max_queue_rows": 4}])
 def test_settings_are_validated(kw: dict[str, float]) -> None:
     with pytest.raises(ValueError):

@@ -64,7 +64,9 @@ def store_dir(settings: Settings) -> Path:
     return Path(settings.store_dir)
 
 
-async def test_concurrent_callers_each_get_their_own_result(settings: Settings, store_dir: Path) -> None:
+@pytest.mark.parametrize("inline", ["off", "on"])
+async def test_concurrent_callers_each_get_their_own_result(settings: Settings, store_dir: Path, inline: str) -> None:
+    settings = settings.model_copy(update={"inline_inference": inline})
     model = store_untrained_model(store_dir, kind="images", shape=(8, 8), classes=["a", "b", "c"])
     url = f"/v1/models/{model}/samples"
     requests = [{"n": 1 + i % 4, "seed": i, "labels": [(i + k) % 3 for k in range(1 + i % 4)],
@@ -186,3 +188,12 @@ async def test_lru_cache_stays_within_its_memory_budget(tmp_path: Path, redis_ur
         assert cache.loaded == [models[-1]]  # a second one would cross the 1 MB budget
         await client.post(f"/v1/models/{models[0]}/samples", json={"seed": 1})  # reloaded on demand
         assert cache.loaded == [models[0]]
+
+
+@pytest.mark.parametrize(("setting", "cores", "inline"),
+                         [("auto", {0}, True), ("auto", {0, 1}, False), ("on", {0, 1}, True), ("off", {0}, False)])
+def test_inline_inference_is_on_for_a_cpu_model_on_one_core(settings: Settings, monkeypatch: pytest.MonkeyPatch,
+                                                             setting: str, cores: set[int], inline: bool) -> None:
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: cores)
+    app = create_app(settings.model_copy(update={"inline_inference": setting}))
+    assert app.state.services.models.options.inline is inline
