@@ -191,14 +191,18 @@ class Batcher(Generic[T, R]):
                 return
 
     async def _take_in_arrivals(self) -> None:
-        """Inline mode: yield to the loop while rounds of it still bring new rows (requests whose bytes have
-        arrived), so they join this pass rather than wait behind it. Two quiet rounds in a row end it: a request
-        read in one round reaches the queue in the next."""
+        """Inline mode, between passes: yield to the loop at least once, so that the last pass's callers send their
+        responses and new requests are read (without it, a backlog of full passes would run back to back and hold
+        every response until the queue drained); then keep yielding while rounds of the loop still bring new rows,
+        so they join this pass rather than wait behind it. Two quiet rounds in a row end it: a request read in one
+        round reaches the queue in the next."""
         quiet = 0
-        while quiet < INLINE_QUIET_ROUNDS and self._queued_rows < self.max_batch_size:
+        while True:
             before = self._queued_rows
             await asyncio.sleep(0)
             quiet = quiet + 1 if self._queued_rows == before else 0
+            if quiet >= INLINE_QUIET_ROUNDS or self._queued_rows >= self.max_batch_size:
+                return
 
     async def _serve(self) -> None:
         loop = asyncio.get_running_loop()

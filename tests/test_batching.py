@@ -247,6 +247,27 @@ async def test_a_busy_inline_batcher_takes_in_requests_still_arriving_before_its
     await b.close()
 
 
+async def test_an_inline_backlog_lets_each_pass_answer_its_callers_before_the_next_pass() -> None:
+    """A queue that holds several full passes must not run them back to back without yielding to the loop: the
+    callers of each pass get their results (and send their responses) before the next one starts."""
+    events: list[tuple[str, int]] = []
+
+    def run(items: list[int]) -> list[int]:
+        events.extend(("pass", i) for i in items)
+        return items
+
+    b: Batcher[int, int] = Batcher(run, max_batch_size=2, max_wait_ms=0, inline=True)
+
+    async def call(i: int) -> None:
+        await b.submit(i, rows=2)
+        events.append(("answered", i))
+
+    await asyncio.gather(*(call(i) for i in range(5)))
+    for i in range(4):
+        assert events.index(("answered", i)) < events.index(("pass", i + 1))
+    await b.close()
+
+
 @pytest.mark.parametrize("kw", [{"max_batch_size": 0}, {"max_wait_ms": -1}, {"max_batch_size": 8, "max_queue_rows": 4}])
 def test_settings_are_validated(kw: dict[str, float]) -> None:
     with pytest.raises(ValueError):
