@@ -40,7 +40,7 @@ from safetensors.torch import load, load_file, save
 from models.data import ArrayDataset
 from models.errors import NotFound
 
-ID_PATTERN = re.compile(r"^(ds|tr|mdl)_[0-9a-f]{8,64}$")
+ID_PATTERN = re.compile(r"(ds|tr|mdl)_[0-9a-f]{8,64}\Z")  # with match(): the whole string, no trailing newline
 CLASSIFIER_KEY_PATTERN = re.compile(r"^clf_[0-9a-f]{8,64}$")
 STALE_TMP_AGE_S = 3600
 CHECKPOINT_META_KEY = "genserve_meta"  # the checkpoint's JSON meta, in the safetensors header's __metadata__

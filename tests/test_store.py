@@ -15,7 +15,7 @@ import torch
 
 from models.data import ArrayDataset
 from models.errors import NotFound
-from models.store import ArtifactStore, atomic_write_bytes, new_id, utcnow
+from models.store import ID_PATTERN, ArtifactStore, atomic_write_bytes, new_id, utcnow
 
 
 def points(n: int = 10, seed: int = 0) -> ArrayDataset:
@@ -44,13 +44,14 @@ def test_labeled_images_round_trip(tmp_path: Path) -> None:
     assert back.x.dtype == np.uint8 and back.y is not None and back.y.tolist() == [0, 1, 1, 0]
 
 
-@pytest.mark.parametrize("bad", ["../etc", "ds_../../x", "mdl_XYZ", "", "tr_12/34", "ds_" + "0" * 65])
+@pytest.mark.parametrize("bad", ["../etc", "ds_../../x", "mdl_XYZ", "", "tr_12/34", "ds_" + "0" * 65, "mdl_0123abcd\n"])
 def test_ids_that_are_not_ids_never_reach_a_path(tmp_path: Path, bad: str) -> None:
     store = ArtifactStore(tmp_path)
     for get in (store.get_dataset, store.get_training, store.get_model):
         with pytest.raises(NotFound):
             get(bad)
     assert not store.has_model(bad)
+    assert not ID_PATTERN.match(bad)
 
 
 def test_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
