@@ -52,15 +52,13 @@ async def read_json_body(request: Request, model: type[BaseModel]) -> BaseModel:
     if not raw:
         raise RequestValidationError([{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}])
     data: Any = raw
-    json_body = is_json(request.headers.get("content-type"))
-    if json_body:
-        # pydantic's own JSON parser is the fast path; a body it rejects is parsed again below, the way FastAPI
-        # does, so that every error (and the 400 for unparseable bodies) is the one FastAPI would give.
+    if is_json(request.headers.get("content-type")):
+        # pydantic's own JSON parser is the fast path; a body it rejects is parsed again, the way FastAPI does, so
+        # that every error (and the 400 for unparseable bodies) is the one FastAPI would give.
         try:
             return model.model_validate_json(raw)
         except ValidationError:
             pass
-    if json_body:
         try:
             data = json.loads(raw)
         except json.JSONDecodeError as exc:

@@ -20,20 +20,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fastapi import FastAPI, Request, Response  # noqa: E402
 
+from bench.route_cpu import one  # noqa: E402
+
 BODY = b'{"n": 1, "seed": 1}'
-SCOPE: dict[str, Any] = {
-    "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
-    "path": "/_bench/floor", "raw_path": b"/_bench/floor", "query_string": b"size=660", "root_path": "",
-    "headers": [(b"host", b"x"), (b"content-type", b"application/json"),
-                (b"content-length", str(len(BODY)).encode())],
-    "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80),
-}
+PATH = "/_bench/floor"
 
 
 def plain_app() -> FastAPI:
     app = FastAPI()
 
-    @app.post("/_bench/floor")
+    @app.post(PATH)
     async def floor(request: Request, size: int = 512) -> Response:
         await request.body()
         return Response(b'{"pad":"' + b"x" * (size - 10) + b'"}', media_type="application/json")
@@ -41,23 +37,13 @@ def plain_app() -> FastAPI:
     return app
 
 
-async def one(app: Any) -> None:
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": BODY, "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        return None
-
-    await app(dict(SCOPE), receive, send)
-
-
 async def measure(apps: list[tuple[str, Any]], n: int) -> None:
     for name, app in apps * 2:  # twice each, interleaved: the second round is the one to read
         for _ in range(n // 10):
-            await one(app)
+            await one(app, PATH, BODY)
         start = time.process_time()
         for _ in range(n):
-            await one(app)
+            await one(app, PATH, BODY)
         print(f"{name}: {(time.process_time() - start) / n * 1e6:.1f} µs of CPU per request", flush=True)
 
 
