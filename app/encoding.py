@@ -12,7 +12,9 @@ import json
 import math
 import struct
 import zlib
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -33,18 +35,25 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
-def png_bytes(image: np.ndarray) -> bytes:
-    """One image (H, W) or (H, W, 3), uint8, as PNG (8-bit grayscale or RGB, no filtering, zlib level 1).
+def png_scanlines(images: np.ndarray) -> np.ndarray:
+    """A batch of uint8 images (n, H, W) or (n, H, W, 3) as PNG scanlines, (n, H, 1 + W * channels): each row led by
+    filter byte 0 (none). One array operation for the whole batch instead of one per image."""
+    n, h = images.shape[:2]
+    lines = np.zeros((n, h, 1 + math.prod(images.shape[2:])), dtype=np.uint8)
+    lines[:, :, 1:] = images.reshape(lines[:, :, 1:].shape)
+    return lines
+
+
+def png_from_scanlines(lines: np.ndarray, gray: bool) -> bytes:
+    """One image's scanlines (H, 1 + W * channels) as PNG (8-bit grayscale or RGB, no filtering, zlib level 1).
 
     Written directly (signature, IHDR, IDAT, IEND) rather than through Pillow: for small images the per-image
     overhead of a general encoder is most of the cost, and this path serves every sample request.
     """
-    h, w = image.shape[:2]
-    rows = np.zeros((h, 1 + w * (1 if image.ndim == 2 else 3)), dtype=np.uint8)  # filter byte 0 per row
-    rows[:, 1:] = image.reshape(h, -1)
-    data = zlib.compress(rows.tobytes(), PNG_COMPRESS_LEVEL)
+    h, row = lines.shape
+    data = zlib.compress(lines.tobytes(), PNG_COMPRESS_LEVEL)
     return b"".join((
-        _png_start(h, w, image.ndim == 2),
+        _png_start(h, (row - 1) // (1 if gray else 3), gray),
         struct.pack(">I", len(data)),
         b"IDAT",
         data,
@@ -53,23 +62,35 @@ def png_bytes(image: np.ndarray) -> bytes:
     ))
 
 
+def png_bytes(image: np.ndarray) -> bytes:
+    """One uint8 image (H, W) or (H, W, 3) as PNG."""
+    return png_from_scanlines(png_scanlines(image[None])[0], image.ndim == 2)
+
+
 @functools.lru_cache(maxsize=64)
 def _png_start(h: int, w: int, gray: bool) -> bytes:
     """Signature and IHDR chunk: the same for every image of one shape."""
     return PNG_SIGNATURE + _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0 if gray else 2, 0, 0, 0))
 
 
-def png_json_body(images: np.ndarray, seed: int | None) -> bytes:
+def _png_json_from_scanlines(lines: np.ndarray, gray: bool, seed: int | None) -> bytes:
     """The png format's body, `{"images": [base64 PNG, ...], "seed": s}`: byte for byte what json.dumps gives, built
     without decoding the base64 to str and encoding it back (the single-sample hot path)."""
-    encoded = b'", "'.join(base64.b64encode(png_bytes(img)) for img in to_uint8(images))
-    listed = b'["' + encoded + b'"]' if len(images) else b"[]"
+    encoded = b'", "'.join(base64.b64encode(png_from_scanlines(img, gray)) for img in lines)
+    listed = b'["' + encoded + b'"]' if len(lines) else b"[]"
     return b'{"images": ' + listed + b', "seed": ' + (b"null" if seed is None else str(seed).encode()) + b"}"
+
+
+def png_json_body(images: np.ndarray, seed: int | None) -> bytes:
+    """The png format's body for a batch (n, H, W[, 3]) in [0, 1]."""
+    return _png_json_from_scanlines(png_scanlines(to_uint8(images)), images.ndim == 3, seed)
 
 
 def png_base64_list(images: np.ndarray) -> list[str]:
     """Each image of a batch (n, H, W[, 3]) in [0, 1] as base64 PNG."""
-    return [base64.b64encode(png_bytes(img)).decode("ascii") for img in to_uint8(images)]
+    gray = images.ndim == 3
+    return [base64.b64encode(png_from_scanlines(img, gray)).decode("ascii")
+            for img in png_scanlines(to_uint8(images))]
 
 
 def grid_png(images: np.ndarray, columns: int | None = None) -> bytes:
@@ -126,6 +147,40 @@ class Encoded:
     body: bytes
     media_type: str
     seed: int | None = None
+
+
+class Part(Protocol):
+    """One request's share of a batch: `n` rows, in format `fmt`, answered with `seed` (a sampling job is one)."""
+
+    @property
+    def n(self) -> int: ...
+    @property
+    def fmt(self) -> str: ...
+    @property
+    def seed(self) -> int | None: ...
+
+
+def encode_batch(
+    samples: np.ndarray, parts: Sequence[Part], kind: str, map_fn: Callable[..., Iterable[Encoded]] = map
+) -> list[Encoded]:
+    """The bodies of consecutive parts of one pass's output (rows in order), each what `encode` would give it alone.
+
+    The batch-wide work (0..255 bytes, PNG scanlines) is done once for all png parts, so a part of one sample costs
+    little more than its compression; `map_fn` may spread the per-part work over threads.
+    """
+    ends = np.cumsum([p.n for p in parts]).tolist()
+    starts = [0, *ends[:-1]]
+    png = kind == "images" and any(p.fmt == "png" for p in parts)
+    lines = png_scanlines(to_uint8(samples)) if png else None
+    gray = samples.ndim == 3
+
+    def one(i: int) -> Encoded:
+        p, lo, hi = parts[i], starts[i], ends[i]
+        if p.fmt == "png" and lines is not None:
+            return Encoded(_png_json_from_scanlines(lines[lo:hi], gray, p.seed), "application/json", p.seed)
+        return encode(samples[lo:hi], p.fmt, kind, p.seed)
+
+    return list(map_fn(one, range(len(parts))))
 
 
 def encode(samples: np.ndarray, fmt: str, kind: str, seed: int | None) -> Encoded:

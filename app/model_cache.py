@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from app.batching import Batcher
-from app.encoding import Encoded, encode
+from app.encoding import Encoded, encode, encode_batch
 from app.metrics import Metrics
 from models.errors import NotFound
 from models.nets import ModelSpec, build_model
@@ -87,22 +87,16 @@ class LoadedModel:
         if self.forward.num_classes:
             labels = torch.cat([j.labels for j in jobs if j.labels is not None])
         out = to_numpy(self.forward(z, labels))
-        parts = np.split(out, np.cumsum([j.n for j in jobs])[:-1])
         mid = time.perf_counter()
-        encoded = self._encode_all(parts, jobs)
+        # Threads pay only with several cores to use (encode_threads > 1) and several bodies to make.
+        threads = self.options.encode_threads > 1 and len(jobs) > 1
+        encoded = encode_batch(out, jobs, self.kind, self.encoders.map if threads else map)
         if self.metrics is not None:
             self.metrics.forward_time.observe(mid - start)
             self.metrics.encode_time.labels(jobs[0].fmt if len(jobs) == 1 else "batch").observe(
                 time.perf_counter() - mid
             )
         return encoded
-
-    def _encode_all(self, parts: list[np.ndarray], jobs: list[SampleJob]) -> list[Encoded]:
-        """Encode each job's samples; spread over the encoding threads when there are several cores to use."""
-        if self.options.encode_threads > 1 and len(jobs) > 1:
-            return list(self.encoders.map(lambda pj: encode(pj[0], pj[1].fmt, self.kind, pj[1].seed),
-                                          zip(parts, jobs, strict=True)))
-        return [encode(p, j.fmt, self.kind, j.seed) for p, j in zip(parts, jobs, strict=True)]
 
     def reconstruct(self, x: np.ndarray, labels: torch.Tensor | None, fmt: str) -> Encoded:
         """Encode and decode inputs (VAE), then the response body (runs in the inference thread)."""

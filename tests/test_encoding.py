@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import io
 import json
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ from PIL import Image
 
 from app.encoding import (
     encode,
+    encode_batch,
     grid_png,
     npy_bytes,
     png_base64_list,
@@ -71,3 +74,32 @@ def test_png_body_is_what_json_dumps_gives(n: int, seed: int | None) -> None:
     expected = json.dumps({"images": png_base64_list(images), "seed": seed}).encode()
     assert png_json_body(images, seed) == expected
     assert encode(images, "png", "images", seed).body == expected
+
+
+@dataclass(frozen=True)
+class _Part:
+    n: int
+    fmt: str
+    seed: int | None
+
+
+@pytest.mark.parametrize("shape", [(28, 28), (16, 16, 3)])
+def test_a_batch_gives_each_part_the_body_it_would_get_alone(shape: tuple[int, ...]) -> None:
+    """Batch-wide PNG preparation must not change a byte: every part (any n, format, seed) gets `encode`'s body."""
+    parts = [_Part(1, "png", 5), _Part(3, "png", None), _Part(2, "npy", 7), _Part(0, "png", 1), _Part(1, "json", 2),
+             _Part(4, "grid", 3), _Part(1, "png", 2**31 - 1)]
+    samples = np.random.default_rng(3).random((sum(p.n for p in parts), *shape)).astype(np.float32) * 1.2 - 0.1
+    expected, row = [], 0
+    for p in parts:
+        expected.append(encode(samples[row : row + p.n], p.fmt, "images", p.seed))
+        row += p.n
+    assert encode_batch(samples, parts, "images") == expected
+    with ThreadPoolExecutor(3) as pool:
+        assert encode_batch(samples, parts, "images", pool.map) == expected
+
+
+def test_a_points_batch_is_encoded_part_by_part() -> None:
+    points = np.random.default_rng(4).normal(size=(5, 2)).astype(np.float32)
+    parts = [_Part(2, "json", 1), _Part(3, "npy", None)]
+    assert encode_batch(points, parts, "points") == [encode(points[:2], "json", "points", 1),
+                                                     encode(points[2:], "npy", "points", None)]
