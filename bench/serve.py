@@ -11,6 +11,7 @@ concurrency it prints requests/s, samples/s, p50/p99 latency and errors of:
 For one core, the physical limit of single-sample requests is L = 1 / (1/a + 1/b).
 
     python bench/serve.py [--mnist ../shared/data/mnist] [--duration 10] [--concurrency 1,8,64] [--out FILE]
+    python bench/serve.py --store S --model M --only raw --concurrency 64 --rounds 8   # a, b, (d) interleaved
     python bench/serve.py --device cuda --server-cores 0-7 --client-cores 8-15   # on a GPU machine
 """
 
@@ -22,6 +23,7 @@ import os
 import platform
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -69,7 +71,8 @@ def prepare_model(store_dir: Path, mnist: Path | None, steps: int) -> str:
     return store_model(ArtifactStore(store_dir), record, result)
 
 
-def raw_limit(store_dir: Path, model_id: str, device: str) -> dict[str, Any]:
+def raw_limit(store_dir: Path, model_id: str, device: str, sizes: tuple[int, ...] = RAW_BATCH_SIZES,
+              forward_only: bool = True) -> dict[str, Any]:
     """(a): forward + PNG encoding in this process, one thread, at each batch size."""
     import torch
 
@@ -92,8 +95,8 @@ def raw_limit(store_dir: Path, model_id: str, device: str) -> dict[str, Any]:
     with torch.inference_mode():
         model.generate(torch.randn(max(RAW_BATCH_SIZES), manifest["latent_dim"], generator=gen).to(dev), None)
     out: dict[str, Any] = {"samples_per_s": {}, "forward_only_per_s": {}}
-    for bs in RAW_BATCH_SIZES:
-        for with_encode in (True, False):
+    for bs in sizes:
+        for with_encode in (True, False) if forward_only else (True,):
             done, start = 0, time.perf_counter()
             while time.perf_counter() - start < RAW_SECONDS_PER_SIZE:
                 z = torch.randn(bs, manifest["latent_dim"], generator=gen)
@@ -168,14 +171,20 @@ def main() -> None:
     parser.add_argument("--max-wait-ms", default=None, help="GENSERVE_MAX_WAIT_MS for (d) (default: the setting's)")
     parser.add_argument("--only", default="", help="comma-separated subset: raw,floor,c,d,e,n64,npy")
     parser.add_argument("--out", type=Path, default=None, help="write all results as JSON here")
+    parser.add_argument("--rounds", type=int, default=0,
+                        help="then this many interleaved rounds of a, b and (d) at the top concurrency, each round's "
+                             "L and (d)/L computed from measurements a minute apart (the ratio under drift)")
     parser.add_argument("--raw-json", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--raw-sizes", default="", help=argparse.SUPPRESS)
     parser.add_argument("--store", type=Path, default=None,
                         help="with --model: serve this stored model instead of training one (saves minutes)")
     parser.add_argument("--model", default=None)
     args = parser.parse_args()
 
     if args.raw_json:  # the pinned child process of (a)
-        args.raw_json.write_text(json.dumps(raw_limit(args.store, args.model, args.device)))
+        sizes = tuple(int(v) for v in args.raw_sizes.split(",")) if args.raw_sizes else RAW_BATCH_SIZES
+        args.raw_json.write_text(json.dumps(raw_limit(args.store, args.model, args.device, sizes,
+                                                      forward_only=not args.raw_sizes)))
         return
 
     only = set(filter(None, args.only.split(","))) or {"raw", "floor", "c", "d", "e", "n64", "npy"}
@@ -187,11 +196,15 @@ def main() -> None:
     model_id = args.model or prepare_model(store, args.mnist, args.train_steps)
     results: dict[str, Any] = {"model": model_id, "points": []}
 
-    raw_file = tmp / "raw.json"
-    subprocess.run(["taskset", "-c", args.server_cores, sys.executable, __file__, "--raw-json", str(raw_file),
-                    "--store", str(store), "--model", model_id, "--device", args.device],
-                   check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    raw = json.loads(raw_file.read_text())
+    def raw_run(sizes: str = "") -> dict[str, Any]:
+        raw_file = tmp / "raw.json"
+        subprocess.run(["taskset", "-c", args.server_cores, sys.executable, __file__, "--raw-json", str(raw_file),
+                        "--store", str(store), "--model", model_id, "--device", args.device, "--raw-sizes", sizes],
+                       check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        result: dict[str, Any] = json.loads(raw_file.read_text())
+        return result
+
+    raw = raw_run()
     results["raw"] = raw
     a = max(raw["samples_per_s"].values())
     best_bs = max(raw["samples_per_s"], key=lambda k: raw["samples_per_s"][k])
@@ -261,6 +274,32 @@ def main() -> None:
                 run(f"{label}, npy n=64", srv, sample_path, npy64, True, [64], 64)
         finally:
             srv.stop()
+
+    if args.rounds:
+        top = max(levels)
+        round_sizes = ",".join(str(v) for v in sorted({max(1, int(best_bs) // 2), int(best_bs), int(best_bs) * 2}))
+        print(f"\n## Interleaved rounds at {top} clients: a (batch {round_sizes}, best), b, (d), one after another\n"
+              "| round | a (samples/s) | b (req/s) | L | (d) req/s | (d) errors | (d) / L |\n"
+              "|---|---|---|---|---|---|---|", flush=True)
+        rounds = []
+        srv = service(64)
+        try:
+            for r in range(1, args.rounds + 1):
+                ra = max(raw_run(round_sizes)["samples_per_s"].values())
+                rb = measure(f"http://127.0.0.1:{srv.port}/_bench/floor?size={size}", '{"n": 1, "seed": 1}', False,
+                             top, args)
+                rd = measure(f"http://127.0.0.1:{srv.port}{sample_path}", png1, True, top, args)
+                lim = 1 / (1 / ra + 1 / rb["rps"])
+                rounds.append({"a": ra, "b": rb["rps"], "L": lim, "d": rd["rps"], "errors": rd["errors"],
+                               "ratio": rd["rps"] / lim})
+                print(f"| {r} | {ra:.0f} | {rb['rps']:.0f} | {lim:.0f} | {rd['rps']:.0f} | {rd['errors']} | "
+                      f"{100 * rd['rps'] / lim:.1f}% |", flush=True)
+        finally:
+            srv.stop()
+        ratios = sorted(x["ratio"] for x in rounds)
+        print(f"\n(d) / L over {len(rounds)} rounds: median {100 * statistics.median(ratios):.1f}%, "
+              f"range {100 * ratios[0]:.1f}-{100 * ratios[-1]:.1f}%; (d) errors {sum(x['errors'] for x in rounds)}")
+        results["rounds"] = rounds
 
     def point(name: str, c: int) -> dict[str, Any] | None:
         return next((p for p in results["points"] if p["name"] == name and p["concurrency"] == c), None)
