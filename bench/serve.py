@@ -9,6 +9,10 @@ concurrency it prints requests/s, samples/s, p50/p99 latency and errors of:
   (d)  genserve with batching on (GENSERVE_MAX_BATCH_SIZE=64);
   (e)  a hand-written unbatched FastAPI endpoint (forward + encode inline).
 For one core, the physical limit of single-sample requests is L = 1 / (1/a + 1/b).
+`--rounds N` then measures a, b and (d) again in N interleaved rounds (each round's ratio from measurements taken a
+minute apart, for machines whose speed drifts), and in each round also runs the raw loop and the floor at once on
+the server's core: how much of their isolated rates they keep when they share it (e) says what interleaving the
+two kinds of work costs by itself, before any of genserve's own overhead.
 
     python bench/serve.py [--mnist ../shared/data/mnist] [--duration 10] [--concurrency 1,8,64] [--out FILE]
     python bench/serve.py --store S --model M --only raw --concurrency 64 --rounds 8   # a, b, (d) interleaved
@@ -72,8 +76,10 @@ def prepare_model(store_dir: Path, mnist: Path | None, steps: int) -> str:
 
 
 def raw_limit(store_dir: Path, model_id: str, device: str, sizes: tuple[int, ...] = RAW_BATCH_SIZES,
-              forward_only: bool = True) -> dict[str, Any]:
-    """(a): forward + PNG encoding in this process, one thread, at each batch size."""
+              forward_only: bool = True, seconds: float = RAW_SECONDS_PER_SIZE,
+              ready: Path | None = None) -> dict[str, Any]:
+    """(a): forward + PNG encoding in this process, one thread, at each batch size (`seconds` each). With `ready`,
+    that file is created once the model is loaded and warm, just before the measured loops start."""
     import torch
 
     from app.encoding import png_base64_list
@@ -94,11 +100,13 @@ def raw_limit(store_dir: Path, model_id: str, device: str, sizes: tuple[int, ...
     # of going back to the OS and faulting in again on the next pass (without it, batch 64 ran 16% slower).
     with torch.inference_mode():
         model.generate(torch.randn(max(RAW_BATCH_SIZES), manifest["latent_dim"], generator=gen).to(dev), None)
+    if ready is not None:
+        ready.touch()
     out: dict[str, Any] = {"samples_per_s": {}, "forward_only_per_s": {}}
     for bs in sizes:
         for with_encode in (True, False) if forward_only else (True,):
             done, start = 0, time.perf_counter()
-            while time.perf_counter() - start < RAW_SECONDS_PER_SIZE:
+            while time.perf_counter() - start < seconds:
                 z = torch.randn(bs, manifest["latent_dim"], generator=gen)
                 with torch.inference_mode():
                     images = model.generate(z.to(dev), None).float().cpu().numpy()
@@ -176,6 +184,8 @@ def main() -> None:
                              "L and (d)/L computed from measurements a minute apart (the ratio under drift)")
     parser.add_argument("--raw-json", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--raw-sizes", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--raw-seconds", type=float, default=RAW_SECONDS_PER_SIZE, help=argparse.SUPPRESS)
+    parser.add_argument("--raw-ready", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--store", type=Path, default=None,
                         help="with --model: serve this stored model instead of training one (saves minutes)")
     parser.add_argument("--model", default=None)
@@ -184,7 +194,8 @@ def main() -> None:
     if args.raw_json:  # the pinned child process of (a)
         sizes = tuple(int(v) for v in args.raw_sizes.split(",")) if args.raw_sizes else RAW_BATCH_SIZES
         args.raw_json.write_text(json.dumps(raw_limit(args.store, args.model, args.device, sizes,
-                                                      forward_only=not args.raw_sizes)))
+                                                      forward_only=not args.raw_sizes, seconds=args.raw_seconds,
+                                                      ready=args.raw_ready)))
         return
 
     only = set(filter(None, args.only.split(","))) or {"raw", "floor", "c", "d", "e", "n64", "npy"}
@@ -196,13 +207,21 @@ def main() -> None:
     model_id = args.model or prepare_model(store, args.mnist, args.train_steps)
     results: dict[str, Any] = {"model": model_id, "points": []}
 
-    def raw_run(sizes: str = "") -> dict[str, Any]:
+    def raw_start(sizes: str = "", *extra: str) -> tuple[subprocess.Popen[bytes], Path]:
         raw_file = tmp / "raw.json"
-        subprocess.run(["taskset", "-c", args.server_cores, sys.executable, __file__, "--raw-json", str(raw_file),
-                        "--store", str(store), "--model", model_id, "--device", args.device, "--raw-sizes", sizes],
-                       check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        raw_file.unlink(missing_ok=True)
+        cmd = ["taskset", "-c", args.server_cores, sys.executable, __file__, "--raw-json", str(raw_file),
+               "--store", str(store), "--model", model_id, "--device", args.device, "--raw-sizes", sizes, *extra]
+        return subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}), raw_file
+
+    def raw_result(proc: subprocess.Popen[bytes], raw_file: Path) -> dict[str, Any]:
+        if proc.wait() != 0:
+            raise RuntimeError("the raw-limit process failed")
         result: dict[str, Any] = json.loads(raw_file.read_text())
         return result
+
+    def raw_run(sizes: str = "") -> dict[str, Any]:
+        return raw_result(*raw_start(sizes))
 
     raw = raw_run()
     results["raw"] = raw
@@ -278,9 +297,11 @@ def main() -> None:
     if args.rounds:
         top = max(levels)
         round_sizes = ",".join(str(v) for v in sorted({max(1, int(best_bs) // 2), int(best_bs), int(best_bs) * 2}))
-        print(f"\n## Interleaved rounds at {top} clients: a (batch {round_sizes}, best), b, (d), one after another\n"
-              "| round | a (samples/s) | b (req/s) | L | (d) req/s | (d) errors | (d) / L |\n"
-              "|---|---|---|---|---|---|---|", flush=True)
+        print(f"\n## Interleaved rounds at {top} clients: a (batch {round_sizes}, best), b, (d), one after another;\n"
+              f"then the raw loop (batch {best_bs}) and the floor at once on the server's core: a_mix, b_mix, their\n"
+              "share of the isolated rates e = a_mix/a + b_mix/b (1 = no interference), and L_mix = e * L\n\n"
+              "| round | a (samples/s) | b (req/s) | L | (d) req/s | (d) errors | (d) / L | a_mix | b_mix | e | "
+              "L_mix | (d) / L_mix |\n|---|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
         rounds = []
         srv = service(64)
         try:
@@ -290,15 +311,30 @@ def main() -> None:
                              top, args)
                 rd = measure(f"http://127.0.0.1:{srv.port}{sample_path}", png1, True, top, args)
                 lim = 1 / (1 / ra + 1 / rb["rps"])
+                ready = tmp / "raw.ready"
+                ready.unlink(missing_ok=True)
+                proc, raw_file = raw_start(str(best_bs), "--raw-seconds", str(WARMUP_S + args.duration),
+                                           "--raw-ready", str(ready))
+                while not ready.exists() and proc.poll() is None:
+                    time.sleep(0.05)
+                rbm = measure(f"http://127.0.0.1:{srv.port}/_bench/floor?size={size}", '{"n": 1, "seed": 1}', False,
+                              top, args)
+                ram = max(raw_result(proc, raw_file)["samples_per_s"].values())
+                eff = ram / ra + rbm["rps"] / rb["rps"]
                 rounds.append({"a": ra, "b": rb["rps"], "L": lim, "d": rd["rps"], "errors": rd["errors"],
-                               "ratio": rd["rps"] / lim})
+                               "ratio": rd["rps"] / lim, "a_mix": ram, "b_mix": rbm["rps"], "e": eff,
+                               "ratio_mix": rd["rps"] / (eff * lim)})
                 print(f"| {r} | {ra:.0f} | {rb['rps']:.0f} | {lim:.0f} | {rd['rps']:.0f} | {rd['errors']} | "
-                      f"{100 * rd['rps'] / lim:.1f}% |", flush=True)
+                      f"{100 * rd['rps'] / lim:.1f}% | {ram:.0f} | {rbm['rps']:.0f} | {eff:.3f} | {eff * lim:.0f} | "
+                      f"{100 * rd['rps'] / (eff * lim):.1f}% |", flush=True)
         finally:
             srv.stop()
         ratios = sorted(x["ratio"] for x in rounds)
         print(f"\n(d) / L over {len(rounds)} rounds: median {100 * statistics.median(ratios):.1f}%, "
               f"range {100 * ratios[0]:.1f}-{100 * ratios[-1]:.1f}%; (d) errors {sum(x['errors'] for x in rounds)}")
+        mixed = sorted(x["ratio_mix"] for x in rounds)
+        print(f"(d) / L_mix: median {100 * statistics.median(mixed):.1f}%, range {100 * mixed[0]:.1f}-"
+              f"{100 * mixed[-1]:.1f}%; e: median {statistics.median(x['e'] for x in rounds):.3f}")
         results["rounds"] = rounds
 
     def point(name: str, c: int) -> dict[str, Any] | None:
