@@ -42,6 +42,7 @@ WRK_SCRIPT = ROOT / "bench" / "wrk_post.lua"
 RAW_BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 RAW_SECONDS_PER_SIZE = 2.0
 WARMUP_S = 2
+FLOOR_BODY = '{"n": 1, "seed": 1}'  # the floor ignores it; it is read like a sampling request's
 
 
 # --- model ----------------------------------------------------------------------------------------------------------
@@ -76,7 +77,7 @@ def prepare_model(store_dir: Path, mnist: Path | None, steps: int) -> str:
 
 
 def raw_limit(store_dir: Path, model_id: str, device: str, sizes: tuple[int, ...] = RAW_BATCH_SIZES,
-              forward_only: bool = True, seconds: float = RAW_SECONDS_PER_SIZE,
+              also_forward_only: bool = True, seconds: float = RAW_SECONDS_PER_SIZE,
               ready: Path | None = None) -> dict[str, Any]:
     """(a): forward + PNG encoding in this process, one thread, at each batch size (`seconds` each). With `ready`,
     that file is created once the model is loaded and warm, just before the measured loops start."""
@@ -104,7 +105,7 @@ def raw_limit(store_dir: Path, model_id: str, device: str, sizes: tuple[int, ...
         ready.touch()
     out: dict[str, Any] = {"samples_per_s": {}, "forward_only_per_s": {}}
     for bs in sizes:
-        for with_encode in (True, False) if forward_only else (True,):
+        for with_encode in (True, False) if also_forward_only else (True,):
             done, start = 0, time.perf_counter()
             while time.perf_counter() - start < seconds:
                 z = torch.randn(bs, manifest["latent_dim"], generator=gen)
@@ -194,7 +195,7 @@ def main() -> None:
     if args.raw_json:  # the pinned child process of (a)
         sizes = tuple(int(v) for v in args.raw_sizes.split(",")) if args.raw_sizes else RAW_BATCH_SIZES
         args.raw_json.write_text(json.dumps(raw_limit(args.store, args.model, args.device, sizes,
-                                                      forward_only=not args.raw_sizes, seconds=args.raw_seconds,
+                                                      also_forward_only=not args.raw_sizes, seconds=args.raw_seconds,
                                                       ready=args.raw_ready)))
         return
 
@@ -243,6 +244,7 @@ def main() -> None:
         base_env["GENSERVE_REDIS_URL"] = os.environ["GENSERVE_REDIS_URL"]
     port = 18000 + os.getpid() % 1000
     sample_path = f"/v1/models/{model_id}/samples"
+    floor_path = f"/_bench/floor?size={size}"
     png1 = '{"n": 1, "seed": %d, "format": "png"}'
     png64 = '{"n": 64, "seed": %d, "format": "png"}'
     npy1 = '{"n": 1, "seed": %d, "format": "npy"}'
@@ -273,7 +275,7 @@ def main() -> None:
     srv = plain()
     try:
         if "floor" in only:
-            run("(b0) plain FastAPI floor", srv, f"/floor?size={size}", '{"n": 1, "seed": 1}', False, levels, 1)
+            run("(b0) plain FastAPI floor", srv, f"/floor?size={size}", FLOOR_BODY, False, levels, 1)
         if "e" in only:
             run("(e) plain FastAPI, unbatched", srv, "/samples", png1, True, levels, 1)
     finally:
@@ -283,7 +285,7 @@ def main() -> None:
         srv = service(max_batch)
         try:
             if max_batch == 64 and "floor" in only:
-                run("(b) genserve floor", srv, f"/_bench/floor?size={size}", '{"n": 1, "seed": 1}', False, levels, 1)
+                run("(b) genserve floor", srv, floor_path, FLOOR_BODY, False, levels, 1)
             if key in only:
                 run(label, srv, sample_path, png1, True, levels, 1)
             if "n64" in only:
@@ -304,11 +306,11 @@ def main() -> None:
               "L_mix | (d) / L_mix |\n|---|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
         rounds = []
         srv = service(64)
+        floor_url = f"http://127.0.0.1:{srv.port}{floor_path}"
         try:
             for r in range(1, args.rounds + 1):
                 ra = max(raw_run(round_sizes)["samples_per_s"].values())
-                rb = measure(f"http://127.0.0.1:{srv.port}/_bench/floor?size={size}", '{"n": 1, "seed": 1}', False,
-                             top, args)
+                rb = measure(floor_url, FLOOR_BODY, False, top, args)
                 rd = measure(f"http://127.0.0.1:{srv.port}{sample_path}", png1, True, top, args)
                 lim = 1 / (1 / ra + 1 / rb["rps"])
                 ready = tmp / "raw.ready"
@@ -317,8 +319,7 @@ def main() -> None:
                                            "--raw-ready", str(ready))
                 while not ready.exists() and proc.poll() is None:
                     time.sleep(0.05)
-                rbm = measure(f"http://127.0.0.1:{srv.port}/_bench/floor?size={size}", '{"n": 1, "seed": 1}', False,
-                              top, args)
+                rbm = measure(floor_url, FLOOR_BODY, False, top, args)
                 ram = max(raw_result(proc, raw_file)["samples_per_s"].values())
                 eff = ram / ra + rbm["rps"] / rb["rps"]
                 rounds.append({"a": ra, "b": rb["rps"], "L": lim, "d": rd["rps"], "errors": rd["errors"],
