@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from models.recipes import MAX_LATENT_CATEGORIES
+
 SEED_MAX = 2**31 - 1
 Seed = Annotated[int, Field(ge=0, le=SEED_MAX, description="Random seed in [0, 2^31).")]
 LatentVector = Annotated[list[Annotated[float, Field(allow_inf_nan=False)]], Field(min_length=1, max_length=512)]
@@ -111,11 +113,17 @@ class TrainingRequest(Strict):
                                     description="GAN: EMA decay of generator weights; 0 = off.")
     d_steps: int | None = Field(None, ge=1, le=10, description="GAN: discriminator steps per generator step.")
     d_lr: float | None = Field(None, gt=0, le=1, allow_inf_nan=False, description="GAN: discriminator lr.")
+    latent_categories: int | None = Field(
+        None, ge=0, le=MAX_LATENT_CATEGORIES, description="GAN: K > 0 gives the latent a discrete part of K "
+        "equiprobable categories (read off its first coordinate), so the generator can jump between separated "
+        "modes; 0 = off."
+    )
 
     @model_validator(mode="after")
     def _family_options(self) -> TrainingRequest:
         vae_only = ("beta", "decoder", "kl_warmup_steps", "free_bits", "iwae_k", "eval_iw_k")
-        gan_only = ("gan_loss", "gp_weight", "r1_gamma", "spectral_norm", "pack", "ema_decay", "d_steps", "d_lr")
+        gan_only = ("gan_loss", "gp_weight", "r1_gamma", "spectral_norm", "pack", "ema_decay", "d_steps", "d_lr",
+                    "latent_categories")
         wrong = gan_only if self.family == "vae" else vae_only
         for name in wrong:
             if getattr(self, name) is not None:

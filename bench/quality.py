@@ -100,7 +100,8 @@ def describe(c: TrainConfig) -> str:
     d = c.to_dict()
     keys = ["steps", "batch_size", "lr", "latent_dim", "architecture", "width", "depth", "activation"]
     keys += (["decoder", "iwae_k", "kl_warmup_steps", "free_bits", "binarize"] if c.family == "vae"
-             else ["gan_loss", "pack", "ema_decay", "d_steps", "d_lr", "spectral_norm", "r1_gamma"])
+             else ["gan_loss", "pack", "ema_decay", "d_steps", "d_lr", "spectral_norm", "r1_gamma",
+                   "latent_categories"])
     keys += ["lr_decay", "lr_decay_start"]
     return ", ".join(f"{k}={d[k]}" for k in keys)
 

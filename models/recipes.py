@@ -26,6 +26,7 @@ ACTIVATIONS = ("default", "elu", "silu", "gated")
 SEED_BOUND = 2**31  # seeds drawn here are in [0, 2**31), like the API's
 CONV_MIN_SIDE = 8  # px: the conv nets halve the image at least twice, so both sides must be >= 8 ...
 CONV_SIDE_MULTIPLE = 4  # ... and divisible by 4
+MAX_LATENT_CATEGORIES = 1024  # the discrete latent part's K: one input column per category
 UPLOAD_POINTS_MAX_LATENT = 16  # dims: latent size of point uploads is min(D, this), at least 2
 
 
@@ -59,6 +60,7 @@ class TrainConfig:
     ema_decay: float = 0.0  # EMA of generator weights, 0 = off; the served weights are the EMA ones when on
     d_steps: int = 1  # discriminator steps per generator step
     d_lr: float | None = None  # discriminator step size, None = lr
+    latent_categories: int = 0  # K > 0: the generator's latent gets a discrete part of K equiprobable categories
     eval_iw_k: int = 100  # importance samples of the VAE log-likelihood bound in the end-of-training metrics
     # Schedule and data options
     lr_decay: LrDecay = "none"  # decay of every learning rate after lr_decay_start: "linear" or "cosine" to 0
@@ -252,6 +254,11 @@ def _validate(c: TrainConfig) -> None:
             raise _invalid(name, f"{name} must be >= 0")
     if not 0 <= c.ema_decay < 1:
         raise _invalid("ema_decay", "ema_decay must be in [0, 1)")
+    if not 0 <= c.latent_categories <= MAX_LATENT_CATEGORIES:
+        raise _invalid("latent_categories", f"latent_categories must be in [0, {MAX_LATENT_CATEGORIES}]",
+                       MAX_LATENT_CATEGORIES)
+    if c.latent_categories and c.family != "gan":
+        raise _invalid("latent_categories", "latent_categories is a GAN option; this training is a VAE")
     if c.gan_loss not in ("ns", "hinge", "wgan-gp"):
         raise _invalid("gan_loss", f"unknown gan_loss {c.gan_loss!r}")
     if c.activation not in ACTIVATIONS:

@@ -84,6 +84,28 @@ def test_samples_do_not_depend_on_their_batch(family: str) -> None:
     assert torch.allclose(model.generate(z, None)[:4], alone, atol=1e-5)
 
 
+def test_latent_categories_are_equiprobable_and_steer_the_generator() -> None:
+    _, spec, model = make("gan", "points", (2,), conditional=True, latent_categories=8)
+    assert isinstance(model, Generator) and spec.latent_categories == 8
+    z = torch.randn(80_000, spec.latent_dim, generator=torch.Generator().manual_seed(3))
+    counts = torch.bincount(model.category(z), minlength=8)
+    assert counts.numel() == 8 and (counts - 10_000).abs().max() < 500  # ~5 std of a binomial count
+    rows = torch.zeros(4, spec.latent_dim)
+    rows[:, 0] = torch.tensor([-5.0, -1e-4, 1e-4, 5.0])
+    assert model.category(rows).tolist() == [0, 3, 4, 7]
+    # The output jumps at a category edge (z_0 = 0) and moves continuously within a category
+    rows = torch.zeros(3, spec.latent_dim)
+    rows[:, 0] = torch.tensor([-1e-4, 1e-4, 3e-4])
+    out = model.generate(rows, torch.zeros(3, dtype=torch.int64))
+    assert (out[1] - out[0]).norm() > 100 * (out[2] - out[1]).norm()
+    # ... a VAE ignores the option, and the spec round-trips (older specs without the field load with K = 0)
+    assert make("vae", "points", (2,), latent_categories=8)[1].latent_categories == 0
+    d = spec.to_dict()
+    assert ModelSpec.from_dict(d) == spec
+    del d["latent_categories"]
+    assert ModelSpec.from_dict(d).latent_categories == 0
+
+
 def test_conditional_generate_uses_labels() -> None:
     for family in ("vae", "gan"):
         _, spec, model = make(family, "points", (2,), conditional=True)

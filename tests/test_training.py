@@ -150,7 +150,7 @@ def test_conditional_vae_follows_its_labels() -> None:
 @pytest.mark.parametrize(
     "options",
     [
-        {"gan_loss": "hinge", "spectral_norm": True, "pack": 2, "d_steps": 2},
+        {"gan_loss": "hinge", "spectral_norm": True, "pack": 2, "d_steps": 2, "latent_categories": 4},
         {"gan_loss": "wgan-gp", "r1_gamma": 1.0, "ema_decay": 0.9, "d_lr": 2e-3},
     ],
 )
@@ -269,7 +269,8 @@ class MemoryCheckpointer:
     ("family", "kind", "options"),
     [
         ("vae", "images", {"conditional": True}),
-        ("gan", "points", {"ema_decay": 0.9, "spectral_norm": True, "pack": 2, "d_steps": 2, "gan_loss": "wgan-gp"}),
+        ("gan", "points", {"ema_decay": 0.9, "spectral_norm": True, "pack": 2, "d_steps": 2, "gan_loss": "wgan-gp",
+                           "latent_categories": 3}),
     ],
 )
 def test_resume_after_a_crash_equals_an_uninterrupted_run(family: str, kind: str, options: dict[str, Any]) -> None:

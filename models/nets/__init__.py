@@ -34,6 +34,7 @@ def spec_for(config: TrainConfig, kind: Kind, sample_shape: tuple[int, ...], num
         conv_stages=conv_stages_for(shape) if config.architecture == "conv" else 0,
         mlp_depth=config.depth,
         activation=config.activation,
+        latent_categories=config.latent_categories if config.family == "gan" else 0,
     )
 
 
