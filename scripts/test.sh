@@ -5,5 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 .venv/bin/ruff check app worker models tests bench
-.venv/bin/mypy app worker models
+.venv/bin/mypy app worker models bench
 exec .venv/bin/python -m pytest -q "$@"
