@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from models.recipes import MAX_LATENT_CATEGORIES
+from models.recipes import MAX_LATENT_BIN_COLUMNS, MAX_LATENT_CATEGORIES
 
 SEED_MAX = 2**31 - 1
 Seed = Annotated[int, Field(ge=0, le=SEED_MAX, description="Random seed in [0, 2^31).")]
@@ -114,9 +114,9 @@ class TrainingRequest(Strict):
     d_steps: int | None = Field(None, ge=1, le=10, description="GAN: discriminator steps per generator step.")
     d_lr: float | None = Field(None, gt=0, le=1, allow_inf_nan=False, description="GAN: discriminator lr.")
     latent_categories: int | None = Field(
-        None, ge=0, le=MAX_LATENT_CATEGORIES, description="GAN: K > 0 gives the latent a discrete part of K "
-        "equiprobable categories (read off its first coordinate), so the generator can jump between separated "
-        "modes; 0 = off."
+        None, ge=0, le=MAX_LATENT_CATEGORIES, description="GAN: K > 0 gives the latent a discrete part: each "
+        "coordinate also enters the generator as one of K equiprobable bins, so that it can jump between separated "
+        f"modes; 0 = off. latent_dim * K is at most {MAX_LATENT_BIN_COLUMNS}."
     )
 
     @model_validator(mode="after")

@@ -57,6 +57,8 @@ BAD_TRAININGS: list[tuple[str, dict[str, Any], int, str]] = [
     ("GAN option on a VAE", {"dataset": "ring2d", "family": "vae", "gan_loss": "hinge"}, 422, "body"),
     ("too many latent categories", {"dataset": "ring2d", "family": "gan", "latent_categories": 5000}, 422,
      "body.latent_categories"),
+    ("too many latent bins in all", {"dataset": "ring2d", "family": "gan", "latent_dim": 64, "latent_categories": 1000},
+     422, "body.latent_categories"),
     ("latent categories on a VAE", {"dataset": "ring2d", "family": "vae", "latent_categories": 8}, 422, "body"),
     ("seed negative", {"dataset": "ring2d", "family": "gan", "seed": -1}, 422, "body.seed"),
     ("string for a number", {"dataset": "ring2d", "family": "gan", "steps": "many"}, 422, "body.steps"),

@@ -84,18 +84,20 @@ def test_samples_do_not_depend_on_their_batch(family: str) -> None:
     assert torch.allclose(model.generate(z, None)[:4], alone, atol=1e-5)
 
 
-def test_latent_categories_are_equiprobable_and_steer_the_generator() -> None:
+def test_latent_bins_are_equiprobable_and_steer_the_generator() -> None:
     _, spec, model = make("gan", "points", (2,), conditional=True, latent_categories=8)
     assert isinstance(model, Generator) and spec.latent_categories == 8
     z = torch.randn(80_000, spec.latent_dim, generator=torch.Generator().manual_seed(3))
-    counts = torch.bincount(model.category(z), minlength=8)
-    assert counts.numel() == 8 and (counts - 10_000).abs().max() < 500  # ~5 std of a binomial count
-    rows = torch.zeros(4, spec.latent_dim)
-    rows[:, 0] = torch.tensor([-5.0, -1e-4, 1e-4, 5.0])
-    assert model.category(rows).tolist() == [0, 3, 4, 7]
-    # The output jumps at a category edge (z_0 = 0) and moves continuously within a category
-    rows = torch.zeros(3, spec.latent_dim)
-    rows[:, 0] = torch.tensor([-1e-4, 1e-4, 3e-4])
+    bins = model.bins(z)
+    assert bins.shape == z.shape
+    for j in range(spec.latent_dim):  # every coordinate: 8 bins of 10,000 rows each, within ~5 std of a binomial
+        counts = torch.bincount(bins[:, j], minlength=8)
+        assert counts.numel() == 8 and (counts - 10_000).abs().max() < 500
+    edges = torch.tensor([[-5.0, -1e-4, 1e-4, 5.0]]).T.expand(4, spec.latent_dim)
+    assert model.bins(edges).tolist() == [[0] * 4, [3] * 4, [4] * 4, [7] * 4]
+    # The output jumps at a bin edge (here z_1 = 0) and moves continuously within a bin
+    rows = torch.full((3, spec.latent_dim), 0.3)
+    rows[:, 1] = torch.tensor([-1e-4, 1e-4, 3e-4])
     out = model.generate(rows, torch.zeros(3, dtype=torch.int64))
     assert (out[1] - out[0]).norm() > 100 * (out[2] - out[1]).norm()
     # ... a VAE ignores the option, and the spec round-trips (older specs without the field load with K = 0)

@@ -16,7 +16,7 @@ CASES = [  # (dataset id, kind, sample shape, classes, family)
     ("mnist", "images", (28, 28), 10, "vae"),
     ("digits", "images", (8, 8), 10, "gan"),
     ("ring2d", "points", (2,), 0, "vae"),
-    ("grid2d", "points", (2,), 0, "gan"),
+    ("ring2d", "points", (2,), 0, "gan"),
     ("moons2d", "points", (2,), 2, "gan"),
     ("upload", "images", (16, 16, 3), 0, "gan"),
 ]

@@ -396,6 +396,7 @@ def test_resolve_fills_defaults_from_the_recipe() -> None:
         recipe.mlp_width,
     )
     assert c.architecture == "mlp" and c.decoder == "gaussian" and not c.conditional
+    assert c.latent_categories == recipe.options["latent_categories"] > 0  # the recipe's options are applied too
     assert 0 <= c.seed < 2**31
     assert TrainConfig.from_dict(json.loads(json.dumps(c.to_dict())) | {"unknown": 1}) == c
     c2 = resolve_config(

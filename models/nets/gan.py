@@ -18,30 +18,31 @@ from models.nets.layers import ConvDown, GenerativeModel, ModelSpec, he_linear, 
 class Generator(GenerativeModel):
     """z (n, L) [+ label] -> sample. Images leave the net through tanh ([-1, 1]), mapped to [0, 1] by `from_net`.
 
-    With `spec.latent_categories` = K > 0 the latent also has a discrete part, read off z's first coordinate: the
-    category c = floor(K * Phi(z_0)) is uniform over K, and its one-hot code joins z at the input. A net from a
-    connected latent space must stretch its output across the gaps between separated modes ("bridges"); the
-    category lets it jump instead. Served latents stay plain Gaussian vectors, so seeds and batching are unchanged.
+    With `spec.latent_categories` = K > 0 the latent also has a discrete part: each coordinate z_j falls in one of
+    K equiprobable bins, c_j = floor(K * Phi(z_j)), and the one-hot codes of all L bins join z at the input. A net
+    from a connected latent space must stretch its output across the gaps between separated modes ("bridges"); at
+    a bin edge it can jump instead, in any latent direction. Served latents stay plain Gaussian vectors, so seeds
+    and batching are unchanged.
     """
 
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__(spec)
         self.categories = spec.latent_categories
-        in_features = spec.latent_dim + spec.cond_dim + self.categories
-        self.body = up_body(in_features, spec)  # (n, L + cond + K) -> (n, *net_shape)
+        in_features = spec.latent_dim * (1 + self.categories) + spec.cond_dim
+        self.body = up_body(in_features, spec)  # (n, L + cond + L*K) -> (n, *net_shape)
         if spec.kind == "images":
             self.set_data_transform(torch.tensor([0.5]), torch.tensor([0.5]))  # net = 2 * data - 1
 
-    def category(self, z: Tensor) -> Tensor:
-        """The discrete latent part of each row of z (n, L): int64 in [0, K), equiprobable under z ~ N(0, I)."""
-        u = 0.5 * (1.0 + torch.erf(z[:, 0] * 0.5**0.5))  # Phi(z_0), uniform on [0, 1]
+    def bins(self, z: Tensor) -> Tensor:
+        """The discrete latent part of z (n, L): each coordinate's bin, int64 in [0, K), equiprobable under N(0, 1)."""
+        u = 0.5 * (1.0 + torch.erf(z * 0.5**0.5))  # Phi(z), uniform on [0, 1]
         return (u * self.categories).long().clamp_(0, self.categories - 1)
 
     def forward_net(self, z: Tensor, labels: Tensor | None) -> Tensor:
         """Samples in net space (n, *net_shape): what the discriminator sees."""
         h = self.condition(z, labels)
         if self.categories:
-            h = torch.cat([h, nn.functional.one_hot(self.category(z), self.categories).to(h.dtype)], dim=1)
+            h = torch.cat([h, nn.functional.one_hot(self.bins(z), self.categories).to(h.dtype).flatten(1)], dim=1)
         out = self.body(h)
         return torch.tanh(out) if self.spec.kind == "images" else out
 

@@ -40,7 +40,7 @@ class ModelSpec:
     label_dim: int = LABEL_DIM
     conv_stages: int = 0  # 0 for MLPs
     activation: Activation = "default"  # of the MLP hidden layers; see `mlp`
-    latent_categories: int = 0  # GAN generators: K > 0 adds a discrete latent part; see `Generator`
+    latent_categories: int = 0  # GAN generators: K > 0 bins per latent coordinate; see `Generator`
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
