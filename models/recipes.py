@@ -267,8 +267,6 @@ def _validate(c: TrainConfig) -> None:
         raise _invalid("latent_categories", f"latent_dim * latent_categories must be <= {MAX_LATENT_BIN_COLUMNS} "
                        f"(one-hot input columns of the generator), not {c.latent_dim * c.latent_categories}",
                        MAX_LATENT_BIN_COLUMNS)
-    if c.latent_categories and c.family != "gan":
-        raise _invalid("latent_categories", "latent_categories is a GAN option; this training is a VAE")
     if c.gan_loss not in ("ns", "hinge", "wgan-gp"):
         raise _invalid("gan_loss", f"unknown gan_loss {c.gan_loss!r}")
     if c.activation not in ACTIVATIONS:
