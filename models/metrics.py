@@ -135,7 +135,7 @@ def iw_log_likelihood(
                 x[i : i + batch], None if labels is None else labels[i : i + batch], k, generator=generator
             )
         )
-    return torch.cat(out) if out else torch.zeros(0)
+    return torch.cat(out) if out else torch.zeros(0, device=x.device)
 
 
 def label_accuracy(predicted: Tensor, requested: Tensor) -> float:

@@ -209,9 +209,9 @@ class InvariantForward:
         if self.rule.chunk is None:
             return self._padded(z, labels, self.rule.rows_for(z.shape[0]))
         c = self.rule.chunk
-        parts = [
+        parts = [  # an empty pass still runs one padded chunk, for the output's shape
             self._padded(z[i : i + c], None if labels is None else labels[i : i + c], c)
-            for i in range(0, z.shape[0], c)
+            for i in range(0, max(1, z.shape[0]), c)
         ]
         return torch.cat(parts)
 

@@ -9,7 +9,8 @@ import torch
 
 from models.nets import build_model, spec_for
 from models.recipes import resolve_config
-from models.sampling import InvariantForward, PaddingRule, latents, slerp
+from models.sampling import InvariantForward, PaddingRule, latents, prepare_for_inference, slerp
+from tests.helpers import DEVICE
 
 CASES = [  # (dataset id, kind, sample shape, classes, family)
     ("mnist", "images", (28, 28), 0, "gan"),
@@ -26,7 +27,8 @@ def model_for(dataset: str, kind: str, shape: tuple[int, ...], classes: int, fam
     config = resolve_config({"family": family, "conditional": classes > 0, "seed": 0, "width": 16}, dataset_id=dataset,
                             kind=kind, sample_shape=shape, num_classes=classes)  # type: ignore[arg-type]
     torch.manual_seed(0)
-    return build_model(spec_for(config, kind, shape, classes)).eval()  # type: ignore[arg-type]
+    model = build_model(spec_for(config, kind, shape, classes))  # type: ignore[arg-type]
+    return prepare_for_inference(model, torch.device(DEVICE))
 
 
 def test_latents_depend_only_on_seed_and_n() -> None:
@@ -59,7 +61,7 @@ def test_slerp_starts_and_ends_at_the_ends() -> None:
 @pytest.mark.parametrize("case", CASES, ids=[f"{c[0]}-{c[4]}-{c[3]}cls" for c in CASES])
 def test_rows_are_identical_alone_and_in_any_batch(case: tuple) -> None:  # type: ignore[type-arg]
     model = model_for(*case)
-    forward = InvariantForward(model, torch.device("cpu"))
+    forward = InvariantForward(model, torch.device(DEVICE))
     classes = case[3]
     gen = torch.Generator().manual_seed(5)
     sizes = [1, 3, 1, 2, 7, 1, 17, 4, 1, 40]  # requests of different n, merged in one pass
@@ -78,14 +80,14 @@ def test_chunk_rule_runs_fixed_size_passes() -> None:
     calls: list[int] = []
     first_linear = next(m for m in model.modules() if isinstance(m, torch.nn.Linear))
     first_linear.register_forward_pre_hook(lambda m, args: calls.append(args[0].shape[0]))
-    forward = InvariantForward(model, torch.device("cpu"), PaddingRule(chunk=8))
+    forward = InvariantForward(model, torch.device(DEVICE), PaddingRule(chunk=8))
     out = forward(latents(1, 19, forward.latent_dim), None)
     assert out.shape == (19, 2) and calls == [8, 8, 8]
 
 
 def test_linear_padding_hooks_come_off_when_the_rule_changes() -> None:
     model = model_for("ring2d", "points", (2,), 0, "gan")
-    forward = InvariantForward(model, torch.device("cpu"), PaddingRule(linear_min_rows=4))
+    forward = InvariantForward(model, torch.device(DEVICE), PaddingRule(linear_min_rows=4))
     seen: list[int] = []
     first_linear = next(m for m in model.modules() if isinstance(m, torch.nn.Linear))
     first_linear.register_forward_hook(lambda m, args, out: seen.append(args[0].shape[0]))
@@ -98,7 +100,7 @@ def test_linear_padding_hooks_come_off_when_the_rule_changes() -> None:
 @pytest.mark.slow
 def test_compiled_forward_runs_fixed_chunks_and_stays_invariant() -> None:
     model = model_for("ring2d", "points", (2,), 0, "gan")
-    forward = InvariantForward(model, torch.device("cpu"), compile=True)
+    forward = InvariantForward(model, torch.device(DEVICE), compile=True)
     assert forward.compile and forward.rule.chunk is not None  # one shape, one graph
     alone = forward(latents(1, 3, forward.latent_dim), None)
     merged = forward(torch.cat([latents(1, 3, forward.latent_dim), latents(2, 70, forward.latent_dim)]), None)
@@ -111,7 +113,7 @@ def test_a_failing_compile_falls_back_to_eager(monkeypatch: pytest.MonkeyPatch) 
 
     monkeypatch.setattr(torch, "compile", broken)
     model = model_for("ring2d", "points", (2,), 0, "gan")
-    forward = InvariantForward(model, torch.device("cpu"), compile=True)
+    forward = InvariantForward(model, torch.device(DEVICE), compile=True)
     assert not forward.compile
     assert forward(latents(1, 2, forward.latent_dim), None).shape == (2, 2)
 
@@ -123,6 +125,12 @@ def test_padding_rule_rounds_passes_up() -> None:
     assert rule.describe() == "linear_min_rows=16, multiple=2" and PaddingRule().describe() == "none"
 
 
+def test_an_empty_chunked_pass_returns_no_rows() -> None:
+    model = model_for("ring2d", "points", (2,), 0, "gan")
+    forward = InvariantForward(model, torch.device(DEVICE), PaddingRule(chunk=8))
+    assert forward(torch.zeros(0), None).shape == (0, 2)
+
+
 def test_an_empty_pass_returns_no_rows() -> None:
-    forward = InvariantForward(model_for("ring2d", "points", (2,), 0, "vae"), torch.device("cpu"))
+    forward = InvariantForward(model_for("ring2d", "points", (2,), 0, "vae"), torch.device(DEVICE))
     assert forward(torch.zeros(0), None).shape[0] == 0
