@@ -18,6 +18,7 @@ from redis import Redis
 
 from app.cli import embedded_redis, free_port, redis_answers
 from app.settings import Settings, get_settings
+from tests.helpers import DEVICE
 
 LOCAL_REDIS = "redis://127.0.0.1:6379"
 TEST_DB = 13  # a database of its own on a shared server, flushed around each test
@@ -54,13 +55,18 @@ def make_settings(tmp: Path, redis_url: str, **overrides: object) -> Settings:
         "mnist_url": "http://127.0.0.1:9/",  # nothing listens there: "downloads" fail fast, offline-like
         "download_timeout_s": 2.0,
         "progress_interval_s": 0.1,
-        "device": "cpu",
+        "device": DEVICE,
         # The same on any number of cores (auto would go inline under `taskset -c 0`): tests that hold a forward pass
         # with a thread event need the inference thread. Inline passes have tests of their own.
         "inline_inference": "off",
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
+
+
+def child_pythonpath() -> str:
+    """The project root first, then the caller's PYTHONPATH: a subprocess imports what the tests import."""
+    return os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -71,7 +77,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
             value = value.get_secret_value()
         if value is not None:
             env[f"GENSERVE_{name.upper()}"] = str(value)
-    env["PYTHONPATH"] = str(ROOT)
+    env["PYTHONPATH"] = child_pythonpath()
     env.setdefault("OMP_NUM_THREADS", "1")
     return env
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import time
 import zipfile
 from typing import Any
@@ -14,6 +15,9 @@ import numpy as np
 from PIL import Image
 
 TERMINAL = {"succeeded", "failed", "canceled"}
+# The torch device the tests run models on: the CPU, unless GENSERVE_TEST_DEVICE names another. On a GPU machine
+# `GENSERVE_TEST_DEVICE=cuda` runs the suite through the CUDA paths (pinned copies, CUDA graphs, the worker's fork).
+DEVICE = os.environ.get("GENSERVE_TEST_DEVICE", "cpu")
 
 
 def png(array: np.ndarray) -> bytes:

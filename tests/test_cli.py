@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from app.cli import embedded_redis, free_port, redis_answers
-from tests.conftest import ROOT, wait_until
+from tests.conftest import ROOT, child_pythonpath, wait_until
 from tests.helpers import wait_for_training
 
 pytestmark = pytest.mark.slow
@@ -49,7 +49,7 @@ def test_dev_runs_api_worker_and_embedded_redis(tmp_path: Path) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("GENSERVE_")}
     env.update({"GENSERVE_STORE_DIR": str(tmp_path / "store"), "GENSERVE_DATA_DIR": str(tmp_path / "data"),
-                "GENSERVE_DEVICE": "cpu", "PYTHONPATH": str(ROOT)})
+                "GENSERVE_DEVICE": "cpu", "PYTHONPATH": child_pythonpath()})
     log = open(tmp_path / "dev.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen([sys.executable, "-m", "app.cli", "dev", "--embedded-redis", "--port", str(port)],
                             env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)

@@ -15,10 +15,10 @@ from models.data import ArrayDataset, DatasetSplits
 from models.recipes import resolve_config
 from models.store import ArtifactStore, new_id, utcnow
 from models.training import TrainResult, train
-from tests.helpers import assert_problem
+from tests.helpers import DEVICE, assert_problem
 from worker.jobs import store_model
 
-CPU = torch.device("cpu")
+DEV = torch.device(DEVICE)  # the CPU unless GENSERVE_TEST_DEVICE says otherwise
 
 
 def _train(data: ArrayDataset, dataset_id: str, **overrides: Any) -> tuple[TrainResult, dict[str, Any]]:
@@ -27,7 +27,7 @@ def _train(data: ArrayDataset, dataset_id: str, **overrides: Any) -> tuple[Train
                              "eval_iw_k": 4, **overrides},
                             dataset_id=dataset_id, kind=data.kind, sample_shape=data.sample_shape,
                             num_classes=data.num_classes)
-    result = train(config, DatasetSplits(train=data, test=data), device=CPU)
+    result = train(config, DatasetSplits(train=data, test=data), device=DEV)
     return result, {"id": new_id("tr"), "request": {"dataset": dataset_id}, "classes": data.classes,
                     "config": config.to_dict(), "created_at": utcnow()}
 

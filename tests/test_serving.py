@@ -195,5 +195,5 @@ async def test_lru_cache_stays_within_its_memory_budget(tmp_path: Path, redis_ur
 def test_inline_inference_is_on_for_a_cpu_model_on_one_core(settings: Settings, monkeypatch: pytest.MonkeyPatch,
                                                              setting: str, cores: set[int], inline: bool) -> None:
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: cores)
-    app = create_app(settings.model_copy(update={"inline_inference": setting}))
+    app = create_app(settings.model_copy(update={"inline_inference": setting, "device": "cpu"}))
     assert app.state.services.models.options.inline is inline

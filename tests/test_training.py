@@ -18,8 +18,9 @@ from models.errors import Invalid, TrainingDiverged
 from models.nets import GenerativeModel, build_model
 from models.recipes import RECIPES, TrainConfig, resolve_config
 from models.training import Progress, TrainResult, energy_distance, train
+from tests.helpers import DEVICE
 
-CPU = torch.device("cpu")
+DEV = torch.device(DEVICE)  # the CPU unless GENSERVE_TEST_DEVICE says otherwise
 
 
 # --- data ---------------------------------------------------------------------------------------------------------
@@ -76,7 +77,7 @@ def config(family: str, kind: str, **kw: Any) -> TrainConfig:
 def run(cfg: TrainConfig, data: DatasetSplits, **kw: Any) -> tuple[TrainResult, list[Progress]]:
     """Train with a report at every step; returns the training-phase reports (not the metrics phase's)."""
     seen: list[Progress] = []
-    result = train(cfg, data, device=CPU, on_progress=seen.append, progress_interval_s=0.0, **kw)
+    result = train(cfg, data, device=DEV, on_progress=seen.append, progress_interval_s=0.0, **kw)
     return result, [p for p in seen if p.phase == "train"]
 
 
@@ -110,7 +111,7 @@ def test_vae_reconstruction_loss_falls(kind: str, conditional: bool) -> None:
     recon = [p.losses["recon"] for p in seen]
     assert np.mean(recon[-5:]) < np.mean(recon[:5]) - 0.5  # nats
     assert result.steps == 60 and not result.canceled
-    assert not result.model.training and next(result.model.parameters()).device == CPU
+    assert not result.model.training and next(result.model.parameters()).device == DEV
     assert_finite(result.model)
     assert {"test_neg_elbo", "test_nll_iw", "loss", "recon", "kl"} <= result.metrics.keys()
     assert ("energy_distance" in result.metrics) == (kind == "points")
@@ -193,7 +194,7 @@ def test_progress_steps_increase_and_end_at_total() -> None:
     train(
         config("vae", "points", steps=30),
         splits(blobs(128)),
-        device=CPU,
+        device=DEV,
         on_progress=seen.append,
         progress_interval_s=3600.0,
     )
@@ -208,7 +209,7 @@ def test_progress_steps_increase_and_end_at_total() -> None:
 
 def test_metrics_phase_is_reported_after_the_last_step() -> None:
     seen: list[Progress] = []
-    train(config("vae", "points", steps=20), splits(blobs(128)), device=CPU, on_progress=seen.append,
+    train(config("vae", "points", steps=20), splits(blobs(128)), device=DEV, on_progress=seen.append,
           progress_interval_s=0.0)
     phases = [p.phase for p in seen]
     first_metrics = phases.index("metrics")
@@ -342,13 +343,13 @@ def test_nan_data_diverges_with_a_clear_error() -> None:
     x[::2] = np.nan
     bad = ArrayDataset(x, ds.y, "points", ds.classes)
     with pytest.raises(TrainingDiverged, match=r"loss 'loss' became non-finite by step \d+"):
-        train(config("vae", "points", steps=50), DatasetSplits(bad, bad), device=CPU)
+        train(config("vae", "points", steps=50), DatasetSplits(bad, bad), device=DEV)
 
 
 def test_huge_lr_never_returns_nonfinite_weights() -> None:
     for family in ("vae", "gan"):
         try:
-            result = train(config(family, "points", steps=60, lr=1e6), splits(blobs(64)), device=CPU)
+            result = train(config(family, "points", steps=60, lr=1e6), splits(blobs(64)), device=DEV)
         except TrainingDiverged:
             continue
         assert_finite(result.model)
