@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from app.cli import free_port  # noqa: E402
-from bench.machine import cpu_model  # noqa: E402
+from bench.machine import child_pythonpath, cpu_model  # noqa: E402
 
 IDLE_S = (4.95, 5.0)  # client waits between requests: just under httpx's 5 s keep-alive expiry
 CLIENT_KEEPALIVE_S = 5.0  # httpx's default keepalive_expiry, stated so the script does not depend on it
@@ -59,7 +59,8 @@ def measure(keep_alive_s: int, clients: int, rounds: int, tmp: Path) -> tuple[co
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("GENSERVE_")},
            "GENSERVE_STORE_DIR": str(tmp / "store"), "GENSERVE_DATA_DIR": str(tmp / "data"),
            "GENSERVE_REDIS_URL": os.environ.get("GENSERVE_REDIS_URL", "redis://127.0.0.1:6379/14"),
-           "GENSERVE_KEEP_ALIVE_S": str(keep_alive_s), "GENSERVE_LOG_LEVEL": "warning", "PYTHONPATH": str(ROOT)}
+           "GENSERVE_KEEP_ALIVE_S": str(keep_alive_s), "GENSERVE_LOG_LEVEL": "warning",
+           "PYTHONPATH": child_pythonpath()}
     api = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port)], env=env, cwd=ROOT,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"

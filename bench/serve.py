@@ -38,8 +38,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.machine import child_pythonpath  # noqa: E402
+
 WRK_SCRIPT = ROOT / "bench" / "wrk_post.lua"
 RAW_BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+RAW_BATCH_SIZES_GPU = tuple(2**k for k in range(13))  # 1 ... 4096: a GPU pass costs about the same far further
 RAW_SECONDS_PER_SIZE = 2.0
 WARMUP_S = 2
 FLOOR_BODY = '{"n": 1, "seed": 1}'  # the floor ignores it; it is read like a sampling request's
@@ -61,7 +64,10 @@ def prepare_model(store_dir: Path, mnist: Path | None, steps: int) -> str:
     if mnist is not None and mnist.exists():
         data_dir = store_dir.parent / "data"
         shutil.copytree(mnist, data_dir / "mnist", dirs_exist_ok=True)
-        splits = load_builtin("mnist", data_dir)
+        full = load_builtin("mnist", data_dir)
+        # Without labels: the model is unconditional either way, and its end-of-training metrics then skip training
+        # an MNIST classifier for the Fréchet distance (minutes on a CPU; nothing here reads those metrics).
+        splits = DatasetSplits(ArrayDataset(full.train.x, None, "images"), ArrayDataset(full.test.x, None, "images"))
     else:
         import numpy as np
 
@@ -100,7 +106,7 @@ def raw_limit(store_dir: Path, model_id: str, device: str, sizes: tuple[int, ...
     # batch raises glibc's dynamic mmap and trim thresholds, after which freed activations stay in the heap instead
     # of going back to the OS and faulting in again on the next pass (without it, batch 64 ran 16% slower).
     with torch.inference_mode():
-        model.generate(torch.randn(max(RAW_BATCH_SIZES), manifest["latent_dim"], generator=gen).to(dev), None)
+        model.generate(torch.randn(max(sizes), manifest["latent_dim"], generator=gen).to(dev), None)
     if ready is not None:
         ready.touch()
     out: dict[str, Any] = {"samples_per_s": {}, "forward_only_per_s": {}}
@@ -121,6 +127,14 @@ def raw_limit(store_dir: Path, model_id: str, device: str, sizes: tuple[int, ...
         one = png_base64_list(model.generate(z.to(dev), None).float().cpu().numpy())
     out["png_response_bytes"] = len(json.dumps({"images": one, "seed": 1234567890}))
     return out
+
+
+def gpu_name(device: str) -> str:
+    if not device.startswith("cuda"):
+        return ""
+    import torch
+
+    return f" ({torch.cuda.get_device_name(torch.device(device))}, torch {torch.__version__})"
 
 
 # --- servers and load ------------------------------------------------------------------------------------------------
@@ -178,6 +192,8 @@ def main() -> None:
     parser.add_argument("--client-cores", default="1")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--max-wait-ms", default=None, help="GENSERVE_MAX_WAIT_MS for (d) (default: the setting's)")
+    parser.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
+                        help="GENSERVE_COMPILE for (c) and (d): torch.compile / CUDA graphs (auto: on with CUDA)")
     parser.add_argument("--only", default="", help="comma-separated subset: raw,floor,c,d,e,n64,npy")
     parser.add_argument("--out", type=Path, default=None, help="write all results as JSON here")
     parser.add_argument("--rounds", type=int, default=0,
@@ -185,7 +201,7 @@ def main() -> None:
                              "L and (d)/L computed from measurements a minute apart (the ratio under drift)")
     parser.add_argument("--raw-json", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--raw-sizes", default="", help=argparse.SUPPRESS)
-    parser.add_argument("--raw-seconds", type=float, default=RAW_SECONDS_PER_SIZE, help=argparse.SUPPRESS)
+    parser.add_argument("--raw-seconds", type=float, default=RAW_SECONDS_PER_SIZE, help="(a): seconds per batch size")
     parser.add_argument("--raw-ready", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--store", type=Path, default=None,
                         help="with --model: serve this stored model instead of training one (saves minutes)")
@@ -193,7 +209,8 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.raw_json:  # the pinned child process of (a)
-        sizes = tuple(int(v) for v in args.raw_sizes.split(",")) if args.raw_sizes else RAW_BATCH_SIZES
+        default_sizes = RAW_BATCH_SIZES_GPU if args.device.startswith("cuda") else RAW_BATCH_SIZES
+        sizes = tuple(int(v) for v in args.raw_sizes.split(",")) if args.raw_sizes else default_sizes
         args.raw_json.write_text(json.dumps(raw_limit(args.store, args.model, args.device, sizes,
                                                       also_forward_only=not args.raw_sizes, seconds=args.raw_seconds,
                                                       ready=args.raw_ready)))
@@ -204,7 +221,8 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="genserve-bench-"))
     store = args.store or tmp / "store"
     print(f"# bench/serve.py — {platform.machine()}, {os.cpu_count()} cores; server on cores {args.server_cores}, "
-          f"wrk on {args.client_cores}; {args.duration}s per point; device {args.device}", flush=True)
+          f"wrk on {args.client_cores}; {args.duration}s per point; device {args.device}{gpu_name(args.device)}, "
+          f"compile {args.compile}", flush=True)
     model_id = args.model or prepare_model(store, args.mnist, args.train_steps)
     results: dict[str, Any] = {"model": model_id, "points": []}
 
@@ -212,7 +230,8 @@ def main() -> None:
         raw_file = tmp / "raw.json"
         raw_file.unlink(missing_ok=True)
         cmd = ["taskset", "-c", args.server_cores, sys.executable, __file__, "--raw-json", str(raw_file),
-               "--store", str(store), "--model", model_id, "--device", args.device, "--raw-sizes", sizes, *extra]
+               "--store", str(store), "--model", model_id, "--device", args.device, "--raw-sizes", sizes,
+               "--raw-seconds", str(args.raw_seconds), *extra]
         return subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}), raw_file
 
     def raw_result(proc: subprocess.Popen[bytes], raw_file: Path) -> dict[str, Any]:
@@ -224,19 +243,22 @@ def main() -> None:
     def raw_run(sizes: str = "") -> dict[str, Any]:
         return raw_result(*raw_start(sizes))
 
-    raw = raw_run()
+    # Without "raw" in --only, a one-size probe still gives the response size the floor must match.
+    measure_raw = "raw" in only or bool(args.rounds)
+    raw = raw_run() if measure_raw else raw_result(*raw_start("1", "--raw-seconds", "0.2"))
     results["raw"] = raw
     a = max(raw["samples_per_s"].values())
     best_bs = max(raw["samples_per_s"], key=lambda k: raw["samples_per_s"][k])
     size = raw["png_response_bytes"]
-    print("\n## (a) raw limit: forward + PNG encode, in-process, one thread")
-    print("| batch | samples/s (forward + PNG) | samples/s (forward only) |\n|---|---|---|")
-    for bs in raw["samples_per_s"]:
-        print(f"| {bs} | {raw['samples_per_s'][bs]:.0f} | {raw['forward_only_per_s'][bs]:.0f} |")
-    print(f"a = {a:.0f} samples/s at batch {best_bs}; a single-sample png response is {size} bytes", flush=True)
+    if measure_raw:
+        print("\n## (a) raw limit: forward + PNG encode, in-process, one thread")
+        print("| batch | samples/s (forward + PNG) | samples/s (forward only) |\n|---|---|---|")
+        for bs in raw["samples_per_s"]:
+            print(f"| {bs} | {raw['samples_per_s'][bs]:.0f} | {raw['forward_only_per_s'][bs]:.0f} |")
+        print(f"a = {a:.0f} samples/s at batch {best_bs}; a single-sample png response is {size} bytes", flush=True)
 
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("GENSERVE_")}
-    base_env.update({"OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "GENSERVE_STORE_DIR": str(store),
+    base_env.update({"OMP_NUM_THREADS": "1", "PYTHONPATH": child_pythonpath(), "GENSERVE_STORE_DIR": str(store),
                      "GENSERVE_DEVICE": args.device, "GENSERVE_BENCH_ROUTES": "true", "GENSERVE_LOG_LEVEL": "warning",
                      "GENSERVE_PRELOAD_MODELS": model_id, "GENSERVE_MAX_QUEUE_SAMPLES": "100000",
                      "BENCH_STORE": str(store), "BENCH_MODEL": model_id})
@@ -251,7 +273,7 @@ def main() -> None:
     npy64 = '{"n": 64, "seed": %d, "format": "npy"}'
 
     def service(max_batch: int) -> Server:
-        env = {**base_env, "GENSERVE_MAX_BATCH_SIZE": str(max_batch)}
+        env = {**base_env, "GENSERVE_MAX_BATCH_SIZE": str(max_batch), "GENSERVE_COMPILE": args.compile}
         if args.max_wait_ms is not None:
             env["GENSERVE_MAX_WAIT_MS"] = args.max_wait_ms
         cmd = ["taskset", "-c", args.server_cores, sys.executable, "-m", "app.cli", "serve", "--port", str(port)]
@@ -272,16 +294,19 @@ def main() -> None:
 
     print("\n## HTTP\n| config | clients | requests/s | samples/s | p50 ms | p99 ms | errors |")
     print("|---|---|---|---|---|---|---|")
-    srv = plain()
-    try:
-        if "floor" in only:
-            run("(b0) plain FastAPI floor", srv, f"/floor?size={size}", FLOOR_BODY, False, levels, 1)
-        if "e" in only:
-            run("(e) plain FastAPI, unbatched", srv, "/samples", png1, True, levels, 1)
-    finally:
-        srv.stop()
+    if only & {"floor", "e"}:
+        srv = plain()
+        try:
+            if "floor" in only:
+                run("(b0) plain FastAPI floor", srv, f"/floor?size={size}", FLOOR_BODY, False, levels, 1)
+            if "e" in only:
+                run("(e) plain FastAPI, unbatched", srv, "/samples", png1, True, levels, 1)
+        finally:
+            srv.stop()
     for max_batch, label in ((1, "(c) genserve, batching off"), (64, "(d) genserve, batching on")):
         key = "c" if max_batch == 1 else "d"
+        if key not in only and not (key == "d" and "floor" in only):
+            continue  # n=64 and npy run on the services that --only names
         srv = service(max_batch)
         try:
             if max_batch == 64 and "floor" in only:
@@ -343,7 +368,7 @@ def main() -> None:
 
     b = point("(b) genserve floor", max(levels))
     d = point("(d) genserve, batching on", max(levels))
-    if b and d:
+    if b and d and measure_raw:
         limit = 1 / (1 / a + 1 / b["rps"])
         results["L"] = limit
         print(f"\nL = 1/(1/a + 1/b) = 1/(1/{a:.0f} + 1/{b['rps']:.0f}) = {limit:.0f} requests/s; "

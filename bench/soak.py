@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from app.cli import free_port  # noqa: E402
+from bench.machine import child_pythonpath  # noqa: E402
 
 TRAINING = {"dataset": "ring2d", "family": "gan", "steps": 400, "batch_size": 64, "width": 32}
 IMAGE_TRAINING = {"dataset": "digits", "family": "vae", "conditional": True, "steps": 300}
@@ -120,7 +121,7 @@ def main() -> None:
     port = free_port()
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("GENSERVE_")},
            "GENSERVE_REDIS_URL": redis_url, "GENSERVE_STORE_DIR": str(tmp / "store"),
-           "GENSERVE_DATA_DIR": str(tmp / "data"), "GENSERVE_LOG_LEVEL": "warning", "PYTHONPATH": str(ROOT)}
+           "GENSERVE_DATA_DIR": str(tmp / "data"), "GENSERVE_LOG_LEVEL": "warning", "PYTHONPATH": child_pythonpath()}
     procs = [subprocess.Popen([sys.executable, "-m", "app.cli", *cmd], env=env, cwd=ROOT,
                               stdout=open(tmp / f"{cmd[0]}.log", "wb"),  # noqa: SIM115 (lives with the process)
                               stderr=subprocess.STDOUT)
