@@ -18,6 +18,7 @@ from redis import Redis
 
 from app.cli import embedded_redis, free_port, redis_answers
 from app.settings import Settings, get_settings
+from bench.machine import child_pythonpath
 from tests.helpers import DEVICE
 
 LOCAL_REDIS = "redis://127.0.0.1:6379"
@@ -62,11 +63,6 @@ def make_settings(tmp: Path, redis_url: str, **overrides: object) -> Settings:
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
-
-
-def child_pythonpath() -> str:
-    """The project root first, then the caller's PYTHONPATH: a subprocess imports what the tests import."""
-    return os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

@@ -13,7 +13,8 @@ import httpx
 import pytest
 
 from app.cli import embedded_redis, free_port, redis_answers
-from tests.conftest import ROOT, child_pythonpath, wait_until
+from bench.machine import child_pythonpath
+from tests.conftest import ROOT, wait_until
 from tests.helpers import wait_for_training
 
 pytestmark = pytest.mark.slow
