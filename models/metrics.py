@@ -37,7 +37,7 @@ def mode_metrics(
     high-quality sample sits at one mode (and log K, the worst value, when there is no high-quality sample).
     """
     x = (samples if isinstance(samples, Tensor) else torch.from_numpy(np.array(samples))).double().flatten(1)
-    mu = (means if isinstance(means, Tensor) else torch.from_numpy(np.array(means))).double()
+    mu = (means if isinstance(means, Tensor) else torch.from_numpy(np.array(means))).double().to(x.device)
     k = mu.shape[0]
     if x.shape[0] == 0:
         return {"modes_captured": 0.0, "hq_fraction": 0.0, "reverse_kl": math.log(k)}

@@ -111,7 +111,8 @@ def test_vae_reconstruction_loss_falls(kind: str, conditional: bool) -> None:
     recon = [p.losses["recon"] for p in seen]
     assert np.mean(recon[-5:]) < np.mean(recon[:5]) - 0.5  # nats
     assert result.steps == 60 and not result.canceled
-    assert not result.model.training and next(result.model.parameters()).device == DEV
+    assert not result.model.training  # and on the CPU, wherever it trained (TrainResult), ready to be stored
+    assert next(result.model.parameters()).device == torch.device("cpu")
     assert_finite(result.model)
     assert {"test_neg_elbo", "test_nll_iw", "loss", "recon", "kl"} <= result.metrics.keys()
     assert ("energy_distance" in result.metrics) == (kind == "points")
@@ -286,7 +287,10 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(family: str, kind: str
     assert seen[0].step == 18  # continues from the saved step
     assert resumed.steps == 40
     for k, v in whole.model.state_dict().items():
-        assert torch.equal(v, resumed.model.state_dict()[k]), k
+        if DEV.type == "cpu":  # bitwise on the CPU (train's promise); CUDA's conv and embedding backward use atomics
+            assert torch.equal(v, resumed.model.state_dict()[k]), k
+        else:
+            torch.testing.assert_close(v, resumed.model.state_dict()[k], rtol=0.05, atol=0.05, msg=k)
 
 
 def test_a_restored_snapshot_stays_intact() -> None:
