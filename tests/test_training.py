@@ -492,7 +492,7 @@ def test_benchmark_recipes_resolve() -> None:
     for c in (ring, grid):
         assert c.steps <= 25_000 and c.pack > 1 and c.lr_decay == "linear" and c.batch_size % c.pack == 0
     assert (ring.latent_dim, ring.latent_categories) == (1, 8)  # the measured recipes' discrete latents
-    assert (grid.latent_dim, grid.latent_categories) == (1, 1000)
+    assert (grid.latent_dim, grid.latent_categories, grid.ema_decay) == (1, 1000, 0.9995)
     vae = resolve_config({"family": "vae"}, dataset_id="mnist", kind="images", sample_shape=(28, 28), num_classes=10)
     assert (vae.architecture, vae.binarize, vae.decoder, vae.latent_dim) == ("mlp", True, "bernoulli", 50)
     conv = resolve_config({"family": "vae", "architecture": "conv"}, dataset_id="mnist", kind="images",
