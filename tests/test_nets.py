@@ -10,7 +10,8 @@ from safetensors.torch import load, save
 
 from models import losses
 from models.nets import VAE, Discriminator, Generator, ModelSpec, build_discriminator, build_model, spec_for
-from models.nets.layers import conv_stages_for
+from models.nets.gan import BinnedInput
+from models.nets.layers import conv_stages_for, up_body
 from models.recipes import TrainConfig
 
 SHAPES = [("points", (2,)), ("images", (8, 8)), ("images", (28, 28)), ("images", (16, 16, 3))]
@@ -82,6 +83,34 @@ def test_samples_do_not_depend_on_their_batch(family: str) -> None:
     z, _ = inputs(spec, n=16)
     alone = torch.cat([model.generate(z[i : i + 1], None) for i in range(4)])
     assert torch.allclose(model.generate(z, None)[:4], alone, atol=1e-5)
+
+
+@pytest.mark.parametrize(("kind", "shape", "activation"),
+                         [("points", (2,), "default"), ("points", (2,), "gated"), ("images", (8, 8), "default")])
+@pytest.mark.parametrize("conditional", [False, True])
+def test_binned_input_is_the_one_hot_product(kind: str, shape: tuple[int, ...], activation: str,
+                                              conditional: bool) -> None:
+    _, spec, model = make("gan", kind, shape, conditional=conditional, latent_categories=5, activation=activation)
+    # The body holds the parameters a one-hot input layer would, under the same names (stored weights still load)
+    plain = up_body(spec.latent_dim * (1 + 5) + spec.cond_dim, spec)
+    assert {k: v.shape for k, v in model.body.state_dict().items()} == {
+        k: v.shape for k, v in plain.state_dict().items()}
+    layer = next(m for m in model.body.modules() if isinstance(m, BinnedInput | torch.nn.Linear))
+    assert isinstance(layer, BinnedInput)  # the first layer met is the swapped one
+    # ... and computes the product with the one-hot codes, with the same gradients
+    z, labels = inputs(spec, n=64)
+    dense = model.condition(z, labels).detach().requires_grad_()
+    bins = model.bins(z)
+    offsets = torch.arange(spec.latent_dim) * 5
+    out = layer(torch.cat([dense, (bins + offsets).float()], dim=1))
+    one_hot = torch.nn.functional.one_hot(bins, 5).float().flatten(1)
+    ref = torch.nn.functional.linear(torch.cat([dense, one_hot], dim=1), layer.weight, layer.bias)
+    assert torch.allclose(out, ref, atol=1e-5)
+    g = torch.randn_like(out)
+    grads = torch.autograd.grad(out, [dense, layer.weight, layer.bias], g)
+    ref_grads = torch.autograd.grad(ref, [dense, layer.weight, layer.bias], g)
+    for a, b in zip(grads, ref_grads, strict=True):
+        assert torch.allclose(a, b, atol=1e-5)
 
 
 def test_latent_bins_are_equiprobable_and_steer_the_generator() -> None:
