@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors.torch import save_file
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -180,6 +181,21 @@ def misses(samples: torch.Tensor, means: np.ndarray, std: float) -> tuple[float,
     return float(((d >= 3) & (d < 6)).double().mean()), float((d >= 6).double().mean())
 
 
+def wide_modes(samples: torch.Tensor, means: np.ndarray, std: float, top: int = 5) -> list[tuple[int, int]]:
+    """The modes with the most samples 3-6 stds from them, as (mode index, samples): is a miss one mode or all?"""
+    d = torch.cdist(samples.double().flatten(1), torch.from_numpy(np.asarray(means)).double()) / std
+    dist, nearest = d.min(dim=1)
+    counts = torch.bincount(nearest[(dist >= 3) & (dist < 6)], minlength=len(means))
+    return [(int(i), int(counts[i])) for i in counts.argsort(descending=True)[:top] if counts[i] > 0]
+
+
+def save_generator(model: GenerativeModel, stem: Path) -> None:
+    """The trained generator for later study: STEM.safetensors (weights) and STEM.json (its spec)."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, f"{stem}.safetensors")
+    stem.with_suffix(".json").write_text(json.dumps(model.spec.to_dict()))
+
+
 def part_mixture(env: Env, dataset_id: str) -> None:
     splits = load_builtin(dataset_id, env.data_dir)
     assert splits.mixture is not None
@@ -194,6 +210,11 @@ def part_mixture(env: Env, dataset_id: str) -> None:
         fake = generate(result.model, MODE_SAMPLES, SAMPLE_SEED + seed)
         m = mode_metrics(fake, means, std)
         near, far = misses(fake, means, std)
+        wide = wide_modes(fake, means, std)
+        print(f"  {dataset_id} seed {seed}: modes with the most samples 3-6 stds out (mode: of {MODE_SAMPLES}): "
+              + ", ".join(f"{i} {tuple(np.round(means[i], 2).tolist())}: {n}" for i, n in wide), file=sys.stderr)
+        if env.args.save:
+            save_generator(result.model, env.args.save / f"{dataset_id}-seed{seed}")
         ok = m["modes_captured"] >= target["modes"] and m["hq_fraction"] >= target["hq"] and \
             m["reverse_kl"] <= target["rkl"]
         results.append(m)
@@ -480,6 +501,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="recipe override")
+    parser.add_argument("--save", type=Path, help="ring, grid: write each trained generator (and its spec) here")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

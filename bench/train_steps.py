@@ -1,7 +1,7 @@
 """Time per training step of each model family on this machine (default recipes, the training function the worker
 runs). Prints a markdown table.
 
-    python bench/train_steps.py [--steps 200] [--mnist ../shared/data/mnist] [--threads N]
+    python bench/train_steps.py [--steps 200] [--mnist ../shared/data/mnist] [--threads N] [--only DATASET ...]
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from models.training import Progress, train
 CASES = [  # (dataset, family, conditional)
     ("ring2d", "vae", False),
     ("ring2d", "gan", False),
+    ("grid2d", "gan", False),
     ("moons2d", "vae", True),
     ("moons2d", "gan", True),
     ("digits", "vae", False),
@@ -55,6 +56,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--mnist", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/mnist")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--only", nargs="+", metavar="DATASET", help="time only these datasets' cases")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
@@ -66,7 +68,7 @@ def main() -> None:
         print("| dataset | family | conditional | arch | batch | width | latent | ms/step | steps/s |")
         print("|---|---|---|---|---|---|---|---|---|")
         for dataset, family, conditional in CASES:
-            if dataset == "mnist" and not (data_dir / "mnist").exists():
+            if dataset == "mnist" and not (data_dir / "mnist").exists() or args.only and dataset not in args.only:
                 continue
             r = time_steps(dataset, family, conditional, args.steps, data_dir)
             c = r["config"]
