@@ -102,8 +102,9 @@ class Guard:
 
     def identify(self, header: str | None) -> ApiKey:
         if not header or not header.lower().startswith("bearer "):
-            raise Unauthorized("an API key is required: send `Authorization: Bearer <token>`",
-                               field=("header", "authorization"))
+            raise Unauthorized(
+                "an API key is required: send `Authorization: Bearer <token>`", field=("header", "authorization")
+            )
         digest = hashlib.sha256(header[7:].strip().encode()).digest()
         found = None
         for key in self.keys:  # every key is compared, whatever matched earlier
@@ -127,13 +128,18 @@ class Guard:
         route = request.scope.get("route")
         scope = required_scope(request.method, str(getattr(route, "path", request.scope["path"])))
         if scope not in key.scopes:
-            raise Forbidden(f"this key lacks the `{scope}` scope that {request.method} {getattr(route, 'path', '')}"
-                               " needs", field=("header", "authorization"))
+            raise Forbidden(
+                f"this key lacks the `{scope}` scope that {request.method} {getattr(route, 'path', '')} needs",
+                field=("header", "authorization"),
+            )
         if self.rate_per_s > 0:
             bucket = self.buckets.get(key.digest)
             if bucket is None:
                 bucket = self.buckets[key.digest] = TokenBucket(self.rate_per_s, self.burst)
             wait = bucket.take()
             if wait > 0:
-                raise RateLimited(f"rate limit of {self.rate_per_s:g} requests/s (burst {self.burst}) exceeded "
-                                  "(GENSERVE_RATE_LIMIT_PER_S)", retry_after_s=max(1, math.ceil(wait)))
+                raise RateLimited(
+                    f"rate limit of {self.rate_per_s:g} requests/s (burst {self.burst}) exceeded "
+                    "(GENSERVE_RATE_LIMIT_PER_S)",
+                    retry_after_s=max(1, math.ceil(wait)),
+                )

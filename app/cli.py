@@ -58,8 +58,21 @@ def embedded_redis(directory: Path, port: int | None = None) -> Iterator[str]:
     """Run a private redis-server (append-only file in `directory`) for as long as the block runs."""
     directory.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
-    cmd = [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory.resolve()),
-           "--appendonly", "yes", "--save", "", "--logfile", "redis.log"]
+    cmd = [
+        redis_server_binary(),
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(directory.resolve()),
+        "--appendonly",
+        "yes",
+        "--save",
+        "",
+        "--logfile",
+        "redis.log",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"redis://127.0.0.1:{port}/0"
     try:
@@ -145,11 +158,13 @@ def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
         me = [sys.executable, "-m", "app.cli"]
         worker = subprocess.Popen([*me, "worker"], env=env)
         stack.callback(_stop_child, worker)
-        api = subprocess.Popen([*me, "serve", "--host", host, "--port", str(port), "--workers", str(args.workers)],
-                               env=env)
+        api = subprocess.Popen(
+            [*me, "serve", "--host", host, "--port", str(port), "--workers", str(args.workers)], env=env
+        )
         stack.callback(_stop_child, api)  # stopped first: finishes in-flight requests before the worker goes
-        log.info("API on http://%s:%d (docs at /docs); redis %s; store %s", host, port, safe_url(url),
-                 settings.store_dir)
+        log.info(
+            "API on http://%s:%d (docs at /docs); redis %s; store %s", host, port, safe_url(url), settings.store_dir
+        )
         try:
             pid, status = os.waitpid(-1, 0)
         except _Stop as stop:
@@ -169,8 +184,11 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--port", type=int, default=None, help="port (default GENSERVE_PORT)")
         p.add_argument("--workers", type=int, default=1, help="API processes")
         if name == "dev":
-            p.add_argument("--embedded-redis", action="store_true",
-                           help="start a private Redis even when one answers on localhost:6379")
+            p.add_argument(
+                "--embedded-redis",
+                action="store_true",
+                help="start a private Redis even when one answers on localhost:6379",
+            )
     w = sub.add_parser("worker", help="run an RQ worker for trainings")
     w.add_argument("--burst", action="store_true", help="exit when the queue is empty")
     w.add_argument("--name", default=None, help="worker name (default: RQ picks one)")

@@ -59,8 +59,9 @@ class RequestStats(Collector):
         for (method, route, status), n in list(self.counts.items()):
             counter.add_metric([method, route, status], n)
         yield counter
-        latency = HistogramMetricFamily("genserve_http_request_duration_seconds", "HTTP request latency",
-                                        labels=["method", "route"])
+        latency = HistogramMetricFamily(
+            "genserve_http_request_duration_seconds", "HTTP request latency", labels=["method", "route"]
+        )
         for (method, route), hist in list(self.histograms.items()):
             cumulative, total = [], 0.0
             for bound, in_bucket in zip((*self.buckets, float("inf")), hist[:-1], strict=True):
@@ -96,8 +97,9 @@ class EdgeMiddleware:
                 await self.app(scope, receive, send_and_note)
         finally:
             route = scope.get("route")
-            self.stats.observe(scope["method"], getattr(route, "path", "unmatched"), state["status"],
-                               time.perf_counter() - start)
+            self.stats.observe(
+                scope["method"], getattr(route, "path", "unmatched"), state["status"], time.perf_counter() - start
+            )
 
     async def _limited(self, scope: Scope, receive: Receive, send: Send) -> None:
         multipart, declared = False, None

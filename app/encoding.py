@@ -52,14 +52,16 @@ def png_from_scanlines(lines: np.ndarray, gray: bool) -> bytes:
     """
     h, row = lines.shape
     data = zlib.compress(lines.tobytes(), PNG_COMPRESS_LEVEL)
-    return b"".join((
-        _png_start(h, (row - 1) // (1 if gray else 3), gray),
-        struct.pack(">I", len(data)),
-        b"IDAT",
-        data,
-        struct.pack(">I", zlib.crc32(data, IDAT_CRC)),
-        PNG_END,
-    ))
+    return b"".join(
+        (
+            _png_start(h, (row - 1) // (1 if gray else 3), gray),
+            struct.pack(">I", len(data)),
+            b"IDAT",
+            data,
+            struct.pack(">I", zlib.crc32(data, IDAT_CRC)),
+            PNG_END,
+        )
+    )
 
 
 def png_bytes(image: np.ndarray) -> bytes:
@@ -89,8 +91,7 @@ def png_json_body(images: np.ndarray, seed: int | None) -> bytes:
 def png_base64_list(images: np.ndarray) -> list[str]:
     """Each image of a batch (n, H, W[, 3]) in [0, 1] as base64 PNG."""
     gray = images.ndim == 3
-    return [base64.b64encode(png_from_scanlines(img, gray)).decode("ascii")
-            for img in png_scanlines(to_uint8(images))]
+    return [base64.b64encode(png_from_scanlines(img, gray)).decode("ascii") for img in png_scanlines(to_uint8(images))]
 
 
 def grid_png(images: np.ndarray, columns: int | None = None) -> bytes:

@@ -62,8 +62,17 @@ async def read_json_body(request: Request, model: type[BaseModel]) -> BaseModel:
         try:
             data = json.loads(raw)
         except json.JSONDecodeError as exc:
-            raise RequestValidationError([{"type": "json_invalid", "loc": ("body", exc.pos), "msg": "JSON decode error",
-                                           "input": {}, "ctx": {"error": exc.msg}}]) from None
+            raise RequestValidationError(
+                [
+                    {
+                        "type": "json_invalid",
+                        "loc": ("body", exc.pos),
+                        "msg": "JSON decode error",
+                        "input": {},
+                        "ctx": {"error": exc.msg},
+                    }
+                ]
+            ) from None
         except Exception:  # RecursionError, UnicodeDecodeError, ...
             raise HTTPException(400, "There was an error parsing the body") from None
     try:
@@ -83,9 +92,17 @@ class LeanRoute(APIRoute):
     def get_route_handler(self) -> Handler:
         d = self.dependant
         unsupported = [name for name in ("query_params", "header_params", "cookie_params") if getattr(d, name)]
-        unsupported += [name for name in ("websocket_param_name", "http_connection_param_name", "response_param_name",
-                                          "background_tasks_param_name", "security_scopes_param_name")
-                        if getattr(d, name)]
+        unsupported += [
+            name
+            for name in (
+                "websocket_param_name",
+                "http_connection_param_name",
+                "response_param_name",
+                "background_tasks_param_name",
+                "security_scopes_param_name",
+            )
+            if getattr(d, name)
+        ]
         if unsupported or len(d.body_params) > 1:
             raise TypeError(f"LeanRoute {self.path}: unsupported parameters ({', '.join(unsupported) or 'bodies'})")
         path_names = []

@@ -159,8 +159,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        log.info("genserve API: store %s, redis %s, device %s (pid %d)", settings.store_dir,
-                 safe_url(settings.effective_redis_url), services.models.device, os.getpid())
+        log.info(
+            "genserve API: store %s, redis %s, device %s (pid %d)",
+            settings.store_dir,
+            safe_url(settings.effective_redis_url),
+            services.models.device,
+            os.getpid(),
+        )
         preload = [p.strip() for p in settings.preload_models.split(",") if p.strip()]
         preload_all = preload == ["all"]
         if preload_all:
@@ -171,8 +176,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         gc.collect()
         gc.freeze()
         listener = asyncio.create_task(model_events.listen(services.aredis, services.models, preload_all))
-        watchdog = asyncio.create_task(watch(Watchdog(services.store, services.redis, services.trainings.queue,
-                                                      settings)))
+        watchdog = asyncio.create_task(
+            watch(Watchdog(services.store, services.redis, services.trainings.queue, settings))
+        )
         yield
         for task in (listener, watchdog):
             task.cancel()

@@ -26,18 +26,25 @@ class Metrics:
         r = self.registry
         self.requests = RequestStats(LATENCY_BUCKETS_S)
         r.register(self.requests)
-        self.batch_rows = Histogram("genserve_batch_size_samples", "Samples per forward pass",
-                                    buckets=BATCH_BUCKETS, registry=r)
-        self.batch_requests = Histogram("genserve_batch_size_requests", "Requests per forward pass",
-                                        buckets=BATCH_BUCKETS, registry=r)
-        self.queue_wait = Histogram("genserve_batch_queue_wait_seconds", "Time a request waited for its pass",
-                                    buckets=LATENCY_BUCKETS_S, registry=r)
-        self.forward_time = Histogram("genserve_forward_seconds", "Forward pass time",
-                                      buckets=LATENCY_BUCKETS_S, registry=r)
-        self.encode_time = Histogram("genserve_encode_seconds", "Response encoding time", ["format"],
-                                     buckets=LATENCY_BUCKETS_S, registry=r)
-        self.rejected = Counter("genserve_sample_rejected_total", "Sample requests not served",
-                                ["reason"], registry=r)
+        self.batch_rows = Histogram(
+            "genserve_batch_size_samples", "Samples per forward pass", buckets=BATCH_BUCKETS, registry=r
+        )
+        self.batch_requests = Histogram(
+            "genserve_batch_size_requests", "Requests per forward pass", buckets=BATCH_BUCKETS, registry=r
+        )
+        self.queue_wait = Histogram(
+            "genserve_batch_queue_wait_seconds",
+            "Time a request waited for its pass",
+            buckets=LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self.forward_time = Histogram(
+            "genserve_forward_seconds", "Forward pass time", buckets=LATENCY_BUCKETS_S, registry=r
+        )
+        self.encode_time = Histogram(
+            "genserve_encode_seconds", "Response encoding time", ["format"], buckets=LATENCY_BUCKETS_S, registry=r
+        )
+        self.rejected = Counter("genserve_sample_rejected_total", "Sample requests not served", ["reason"], registry=r)
         self.samples = Counter("genserve_samples_total", "Samples generated", registry=r)
 
     def observe_batch(self, stats: BatchStats) -> None:

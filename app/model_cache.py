@@ -146,8 +146,7 @@ class ModelCache:
         model.load_state_dict(tensors)
         model = prepare_for_inference(model, self.device)
         nbytes = sum(t.numel() * t.element_size() for t in model.state_dict().values())
-        forward = InvariantForward(model, self.device, pin_memory=self.options.pin_memory,
-                                   compile=self.options.compile)
+        forward = InvariantForward(model, self.device, pin_memory=self.options.pin_memory, compile=self.options.compile)
         log.info("model %s loaded on %s (%.1f MB, %s)", model_id, self.device, nbytes / 1e6, forward.rule.describe())
         return LoadedModel(manifest, model, forward, nbytes, self.encoders, self.options, self.metrics)
 

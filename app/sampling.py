@@ -35,8 +35,7 @@ def resolve_format(requested: Format | None, manifest: dict[str, Any], field: tu
     kind = manifest["kind"]
     fmt = requested or (Format.png if kind == "images" else Format.json)
     if kind == "points" and fmt is Format.png:
-        raise Invalid("format png is for image models; points come as json, npy, or grid (a scatter plot)",
-                      field=field)
+        raise Invalid("format png is for image models; points come as json, npy, or grid (a scatter plot)", field=field)
     return fmt
 
 
@@ -55,16 +54,20 @@ def labels_tensor(
         raise Invalid(f"labels has {len(labels)} entries; n is {n}", field=field, limit=n)
     for i, label in enumerate(labels):
         if label >= len(classes):
-            raise Invalid(f"label {label} is not a class index (0..{len(classes) - 1})", field=(*field, i),
-                          limit=len(classes) - 1)
+            raise Invalid(
+                f"label {label} is not a class index (0..{len(classes) - 1})", field=(*field, i), limit=len(classes) - 1
+            )
     return torch.tensor(labels, dtype=torch.int64)
 
 
 def latent_tensor(z: list[list[float]], latent_dim: int, field: tuple[str, ...]) -> torch.Tensor:
     for i, row in enumerate(z):
         if len(row) != latent_dim:
-            raise Invalid(f"latent vector {i} has {len(row)} numbers; the model's latent_dim is {latent_dim}",
-                          field=(*field, i), limit=latent_dim)
+            raise Invalid(
+                f"latent vector {i} has {len(row)} numbers; the model's latent_dim is {latent_dim}",
+                field=(*field, i),
+                limit=latent_dim,
+            )
     return torch.tensor(z, dtype=torch.float32)
 
 
@@ -81,8 +84,9 @@ async def run(
         future = loaded.batcher.enqueue(job, rows=job.n, deadline=time.monotonic() + timeout_ms / 1000.0)
     except QueueFull as exc:
         metrics.rejected.labels("queue_full").inc()
-        raise Unavailable(f"model {loaded.id} is busy ({exc}); retry shortly",
-                          retry_after_s=QUEUE_FULL_RETRY_AFTER_S) from None
+        raise Unavailable(
+            f"model {loaded.id} is busy ({exc}); retry shortly", retry_after_s=QUEUE_FULL_RETRY_AFTER_S
+        ) from None
     watch = None
     if request is not None:
         watch = asyncio.get_running_loop().call_later(DISCONNECT_WATCH_AFTER_S, _watch, future, request)
@@ -127,8 +131,10 @@ class EncodedResponse(Response):
         self.background = None
         self.body = encoded.body
         self.media_type = encoded.media_type
-        self.raw_headers = [(b"content-length", b"%d" % len(encoded.body)),
-                            (b"content-type", encoded.media_type.encode("latin-1"))]
+        self.raw_headers = [
+            (b"content-length", b"%d" % len(encoded.body)),
+            (b"content-type", encoded.media_type.encode("latin-1")),
+        ]
         if encoded.seed is not None:
             self.raw_headers.append((SEED_HEADER_RAW, b"%d" % encoded.seed))
 

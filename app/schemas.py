@@ -71,8 +71,9 @@ class TrainingRequest(Strict):
     dataset: str = Field(..., min_length=1, max_length=64, description="Dataset id (built-in or uploaded).")
     family: Literal["vae", "gan"]
     conditional: bool = Field(False, description="Condition on the dataset's labels (labeled datasets only).")
-    steps: int | None = Field(None, ge=1, description="Optimizer steps (generator steps for GANs); "
-                              "at most GENSERVE_MAX_TRAIN_STEPS.")
+    steps: int | None = Field(
+        None, ge=1, description="Optimizer steps (generator steps for GANs); at most GENSERVE_MAX_TRAIN_STEPS."
+    )
     batch_size: int | None = Field(None, ge=1, description="Minibatch size; at most GENSERVE_MAX_TRAIN_BATCH_SIZE.")
     lr: float | None = Field(None, gt=0, le=1, allow_inf_nan=False, description="Adam learning rate, (0, 1].")
     latent_dim: int | None = Field(None, ge=1, description="Latent dimension; at most GENSERVE_MAX_LATENT_DIM.")
@@ -88,19 +89,25 @@ class TrainingRequest(Strict):
     lr_decay: Literal["none", "linear", "cosine"] | None = Field(
         None, description="Decay of the learning rates to 0 at the last step, from lr_decay_start on."
     )
-    lr_decay_start: float | None = Field(None, ge=0, lt=1, allow_inf_nan=False,
-                                         description="Fraction of the steps after which lr_decay begins.")
-    binarize: bool | None = Field(None, description="Images: dynamic binarization (a fresh Bernoulli draw of "
-                                  "every pixel for every minibatch), as in the MNIST likelihood literature.")
+    lr_decay_start: float | None = Field(
+        None, ge=0, lt=1, allow_inf_nan=False, description="Fraction of the steps after which lr_decay begins."
+    )
+    binarize: bool | None = Field(
+        None,
+        description="Images: dynamic binarization (a fresh Bernoulli draw of "
+        "every pixel for every minibatch), as in the MNIST likelihood literature.",
+    )
     # VAE options
     beta: float | None = Field(None, gt=0, le=100, allow_inf_nan=False, description="VAE: KL weight β.")
     decoder: Literal["bernoulli", "gaussian"] | None = Field(None, description="VAE: decoder likelihood.")
     kl_warmup_steps: int | None = Field(None, ge=0, description="VAE: steps of linear KL warm-up.")
-    free_bits: float | None = Field(None, ge=0, le=10, allow_inf_nan=False,
-                                    description="VAE: free bits, nats per latent dimension.")
+    free_bits: float | None = Field(
+        None, ge=0, le=10, allow_inf_nan=False, description="VAE: free bits, nats per latent dimension."
+    )
     iwae_k: int | None = Field(None, ge=1, le=64, description="VAE: importance samples for IWAE training.")
-    eval_iw_k: int | None = Field(None, ge=1, le=5000,
-                                  description="VAE: importance samples for the log-likelihood metric.")
+    eval_iw_k: int | None = Field(
+        None, ge=1, le=5000, description="VAE: importance samples for the log-likelihood metric."
+    )
     # GAN options
     gan_loss: Literal["ns", "hinge", "wgan-gp"] | None = Field(
         None, description="GAN: non-saturating, hinge, or Wasserstein with gradient penalty."
@@ -109,26 +116,41 @@ class TrainingRequest(Strict):
     r1_gamma: float | None = Field(None, ge=0, le=1000, allow_inf_nan=False, description="GAN: R1 penalty γ.")
     spectral_norm: bool | None = Field(None, description="GAN: spectral norm in the discriminator.")
     pack: int | None = Field(None, ge=1, le=8, description="GAN: PacGAN packing m.")
-    ema_decay: float | None = Field(None, ge=0, lt=1, allow_inf_nan=False,
-                                    description="GAN: EMA decay of generator weights; 0 = off.")
+    ema_decay: float | None = Field(
+        None, ge=0, lt=1, allow_inf_nan=False, description="GAN: EMA decay of generator weights; 0 = off."
+    )
     d_steps: int | None = Field(None, ge=1, le=10, description="GAN: discriminator steps per generator step.")
     d_lr: float | None = Field(None, gt=0, le=1, allow_inf_nan=False, description="GAN: discriminator lr.")
     latent_categories: int | None = Field(
-        None, ge=0, le=MAX_LATENT_CATEGORIES, description="GAN: K > 0 gives the latent a discrete part: each "
+        None,
+        ge=0,
+        le=MAX_LATENT_CATEGORIES,
+        description="GAN: K > 0 gives the latent a discrete part: each "
         "coordinate also enters the generator as one of K equiprobable bins, so that it can jump between separated "
-        f"modes; 0 = off. latent_dim * K is at most {MAX_LATENT_BIN_COLUMNS}."
+        f"modes; 0 = off. latent_dim * K is at most {MAX_LATENT_BIN_COLUMNS}.",
     )
 
     @model_validator(mode="after")
     def _family_options(self) -> TrainingRequest:
         vae_only = ("beta", "decoder", "kl_warmup_steps", "free_bits", "iwae_k", "eval_iw_k")
-        gan_only = ("gan_loss", "gp_weight", "r1_gamma", "spectral_norm", "pack", "ema_decay", "d_steps", "d_lr",
-                    "latent_categories")
+        gan_only = (
+            "gan_loss",
+            "gp_weight",
+            "r1_gamma",
+            "spectral_norm",
+            "pack",
+            "ema_decay",
+            "d_steps",
+            "d_lr",
+            "latent_categories",
+        )
         wrong = gan_only if self.family == "vae" else vae_only
         for name in wrong:
             if getattr(self, name) is not None:
-                raise ValueError(f"{name} is a {'GAN' if self.family == 'vae' else 'VAE'} option; "
-                                 f"this training is a {self.family.upper()}")
+                raise ValueError(
+                    f"{name} is a {'GAN' if self.family == 'vae' else 'VAE'} option; "
+                    f"this training is a {self.family.upper()}"
+                )
         return self
 
 
@@ -198,8 +220,9 @@ class SampleRequest(Strict):
     n: int = Field(1, ge=1, description="Number of samples; at most GENSERVE_MAX_SAMPLES_PER_REQUEST.")
     seed: Seed | None = Field(None, description="Seed; null draws one and returns it.")
     labels: list[Annotated[int, Field(ge=0)]] | None = Field(
-        None, description="Class index per sample (length n), conditional models only; "
-        "null on a conditional model cycles through the classes."
+        None,
+        description="Class index per sample (length n), conditional models only; "
+        "null on a conditional model cycles through the classes.",
     )
     z: list[LatentVector] | None = Field(None, description="n latent vectors to decode instead of seeded ones.")
     format: Format | None = Field(

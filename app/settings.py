@@ -87,15 +87,18 @@ class Settings(BaseSettings):
         "auto", description="torch.compile the generators (CUDA graphs on GPU); auto: on with CUDA, off on CPU."
     )
     inline_inference: Literal["auto", "on", "off"] = Field(
-        "auto", description="Run forward passes on the event loop's thread instead of an inference thread (auto: on "
-        "when the device is the CPU and this process may use one core, where a second thread only adds hand-offs)."
+        "auto",
+        description="Run forward passes on the event loop's thread instead of an inference thread (auto: on "
+        "when the device is the CPU and this process may use one core, where a second thread only adds hand-offs).",
     )
     access_log: bool = Field(False, description="Log every HTTP request (uvicorn's access log).")
     keep_alive_s: int = Field(
-        75, ge=1, le=3600,
+        75,
+        ge=1,
+        le=3600,
         description="Seconds an idle keep-alive connection stays open. Longer than clients' own idle expiry (httpx "
-                    "and requests 5 s, browsers 60 s), so a client never reuses a connection the server is closing "
-                    "(that race loses requests with uvicorn's default of 5 s).",
+        "and requests 5 s, browsers 60 s), so a client never reuses a connection the server is closing "
+        "(that race loses requests with uvicorn's default of 5 s).",
     )
     bench_routes: bool = Field(False, description="Expose POST /_bench/floor, the HTTP floor of the benchmark.")
     max_interpolation_steps: int = Field(256, ge=2, description="Largest `steps` of an interpolation.")

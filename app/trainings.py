@@ -54,8 +54,9 @@ class Trainings:
         try:
             info = self.catalog.info(dataset_id)
         except NotFound:
-            raise Invalid(f"no dataset with id {dataset_id!r}; GET /v1/datasets lists them",
-                          field=("body", "dataset")) from None
+            raise Invalid(
+                f"no dataset with id {dataset_id!r}; GET /v1/datasets lists them", field=("body", "dataset")
+            ) from None
         if not info.get("available", True):
             # Built-in data that is not on disk yet: fetch it now (fails fast offline with a clear reason).
             ensure_mnist(self.settings.data_dir, self.settings.mnist_url, self.settings.download_timeout_s)
@@ -69,8 +70,11 @@ class Trainings:
         if req.seed is None:
             overrides["seed"] = secrets.randbelow(SEED_MAX + 1)
         if overrides.get("batch_size", 0) > info["size"]:
-            raise Invalid(f"batch_size {req.batch_size} exceeds the dataset's {info['size']} samples",
-                          field=("body", "batch_size"), limit=info["size"])
+            raise Invalid(
+                f"batch_size {req.batch_size} exceeds the dataset's {info['size']} samples",
+                field=("body", "batch_size"),
+                limit=info["size"],
+            )
         config = resolve_config(
             overrides,
             dataset_id=req.dataset,
@@ -139,8 +143,7 @@ class Trainings:
 
     def uses_dataset(self, dataset_id: str) -> bool:
         return any(
-            r["request"]["dataset"] == dataset_id and not TrainingStatus(r["status"]).is_terminal()
-            for r in self.list()
+            r["request"]["dataset"] == dataset_id and not TrainingStatus(r["status"]).is_terminal() for r in self.list()
         )
 
     # --- cancel -----------------------------------------------------------------------------------------------------
@@ -169,4 +172,3 @@ class Trainings:
             except (NoSuchJobError, InvalidJobOperation):
                 pass  # picked up by a worker, which honours the flag (or lost: the watchdog honours it)
         return self.get(training_id)
-

@@ -56,13 +56,22 @@ async def run(base: str, clients: int, rounds: int) -> collections.Counter[str]:
 
 def measure(keep_alive_s: int, clients: int, rounds: int, tmp: Path) -> tuple[collections.Counter[str], float]:
     port = free_port()
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("GENSERVE_")},
-           "GENSERVE_STORE_DIR": str(tmp / "store"), "GENSERVE_DATA_DIR": str(tmp / "data"),
-           "GENSERVE_REDIS_URL": os.environ.get("GENSERVE_REDIS_URL", "redis://127.0.0.1:6379/14"),
-           "GENSERVE_KEEP_ALIVE_S": str(keep_alive_s), "GENSERVE_LOG_LEVEL": "warning",
-           "PYTHONPATH": child_pythonpath()}
-    api = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port)], env=env, cwd=ROOT,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("GENSERVE_")},
+        "GENSERVE_STORE_DIR": str(tmp / "store"),
+        "GENSERVE_DATA_DIR": str(tmp / "data"),
+        "GENSERVE_REDIS_URL": os.environ.get("GENSERVE_REDIS_URL", "redis://127.0.0.1:6379/14"),
+        "GENSERVE_KEEP_ALIVE_S": str(keep_alive_s),
+        "GENSERVE_LOG_LEVEL": "warning",
+        "PYTHONPATH": child_pythonpath(),
+    }
+    api = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -89,9 +98,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=8, help="reuses of each client's idle connection")
     parser.add_argument("--settings", default="5,75", help="GENSERVE_KEEP_ALIVE_S values to compare")
     args = parser.parse_args()
-    print(f"command: `python bench/keepalive.py --clients {args.clients} --rounds {args.rounds} "
-          f"--settings {args.settings}`  \nmachine: {cpu_model()}; client idle {IDLE_S[0]}-{IDLE_S[1]} s "
-          f"between requests, httpx keepalive_expiry {CLIENT_KEEPALIVE_S} s\n")
+    print(
+        f"command: `python bench/keepalive.py --clients {args.clients} --rounds {args.rounds} "
+        f"--settings {args.settings}`  \nmachine: {cpu_model()}; client idle {IDLE_S[0]}-{IDLE_S[1]} s "
+        f"between requests, httpx keepalive_expiry {CLIENT_KEEPALIVE_S} s\n"
+    )
     print("| GENSERVE_KEEP_ALIVE_S | requests on a reused connection | 200 | failed | failures by type | wall |")
     print("|---|---|---|---|---|---|")
     for setting in (int(s) for s in args.settings.split(",")):

@@ -63,8 +63,11 @@ PUBLISHED_RING = {"modes": 7.9, "hq": 0.982, "rkl": 0.07}
 PUBLISHED_GRID = {"modes": 24.8, "hq": 0.957, "rkl": 0.04}
 TARGET_RING = {"modes": 8.0, "hq": 0.985, "rkl": 0.02}
 TARGET_GRID = {"modes": 25.0, "hq": 0.96, "rkl": 0.03}
-PUBLISHED_NLL = [("VAE, 1 stochastic layer (Burda et al. 2015, Table 1)", 86.76),
-                 ("IWAE k=50, 1 stochastic layer", 84.78), ("IWAE k=50, 2 stochastic layers", 82.90)]
+PUBLISHED_NLL = [
+    ("VAE, 1 stochastic layer (Burda et al. 2015, Table 1)", 86.76),
+    ("IWAE k=50, 1 stochastic layer", 84.78),
+    ("IWAE k=50, 2 stochastic layers", 82.90),
+]
 PUBLISHED_STACKED = [("DCGAN (PacGAN Table 3)", 99, 3.4), ("PacDCGAN2 (PacGAN Table 3)", 1000, 0.06)]
 
 
@@ -93,16 +96,23 @@ def parse_value(v: str) -> Any:
 
 def config_for(env: Env, dataset_id: str, data: ArrayDataset, family: str, **request: Any) -> TrainConfig:
     """The product's resolved config for this request, plus --set overrides."""
-    return resolve_config({"family": family, **request, **env.overrides}, dataset_id=dataset_id, kind=data.kind,
-                          sample_shape=data.sample_shape, num_classes=data.num_classes)
+    return resolve_config(
+        {"family": family, **request, **env.overrides},
+        dataset_id=dataset_id,
+        kind=data.kind,
+        sample_shape=data.sample_shape,
+        num_classes=data.num_classes,
+    )
 
 
 def describe(c: TrainConfig) -> str:
     d = c.to_dict()
     keys = ["steps", "batch_size", "lr", "latent_dim", "architecture", "width", "depth", "activation"]
-    keys += (["decoder", "iwae_k", "kl_warmup_steps", "free_bits", "binarize"] if c.family == "vae"
-             else ["gan_loss", "pack", "ema_decay", "d_steps", "d_lr", "spectral_norm", "r1_gamma",
-                   "latent_categories"])
+    keys += (
+        ["decoder", "iwae_k", "kl_warmup_steps", "free_bits", "binarize"]
+        if c.family == "vae"
+        else ["gan_loss", "pack", "ema_decay", "d_steps", "d_lr", "spectral_norm", "r1_gamma", "latent_categories"]
+    )
     keys += ["lr_decay", "lr_decay_start"]
     return ", ".join(f"{k}={d[k]}" for k in keys)
 
@@ -122,8 +132,11 @@ class Ticker:
             self.last = now
             losses = " ".join(f"{k}={v:.3f}" for k, v in p.losses.items())
             what = p.phase if p.phase == "train" else f"{p.phase}:{p.detail}"
-            print(f"  [{self.label}] {what} step {p.step}/{p.total_steps} {p.elapsed_s:.0f}s {losses}",
-                  file=sys.stderr, flush=True)
+            print(
+                f"  [{self.label}] {what} step {p.step}/{p.total_steps} {p.elapsed_s:.0f}s {losses}",
+                file=sys.stderr,
+                flush=True,
+            )
 
 
 def run_training(
@@ -136,8 +149,9 @@ def run_training(
     return result, ticker.train_s, time.perf_counter() - start
 
 
-def generate(model: GenerativeModel, n: int, seed: int, labels: torch.Tensor | None = None,
-             batch: int = 1000) -> torch.Tensor:
+def generate(
+    model: GenerativeModel, n: int, seed: int, labels: torch.Tensor | None = None, batch: int = 1000
+) -> torch.Tensor:
     device = next(model.buffers()).device
     gen = torch.Generator().manual_seed(seed)
     z = torch.randn(n, model.spec.latent_dim, generator=gen)
@@ -211,36 +225,90 @@ def part_mixture(env: Env, dataset_id: str) -> None:
         m = mode_metrics(fake, means, std)
         near, far = misses(fake, means, std)
         wide = wide_modes(fake, means, std)
-        print(f"  {dataset_id} seed {seed}: modes with the most samples 3-6 stds out (mode: of {MODE_SAMPLES}): "
-              + ", ".join(f"{i} {tuple(np.round(means[i], 2).tolist())}: {n}" for i, n in wide), file=sys.stderr)
+        print(
+            f"  {dataset_id} seed {seed}: modes with the most samples 3-6 stds out (mode: of {MODE_SAMPLES}): "
+            + ", ".join(f"{i} {tuple(np.round(means[i], 2).tolist())}: {n}" for i, n in wide),
+            file=sys.stderr,
+        )
         if env.args.save:
             save_generator(result.model, env.args.save / f"{dataset_id}-seed{seed}")
-        ok = m["modes_captured"] >= target["modes"] and m["hq_fraction"] >= target["hq"] and \
-            m["reverse_kl"] <= target["rkl"]
+        ok = (
+            m["modes_captured"] >= target["modes"]
+            and m["hq_fraction"] >= target["hq"]
+            and m["reverse_kl"] <= target["rkl"]
+        )
         results.append(m)
-        rows.append([seed, int(m["modes_captured"]), f"{100 * m['hq_fraction']:.2f}%", f"{m['reverse_kl']:.4f}",
-                     f"{100 * near:.2f}% / {100 * far:.2f}%", config.steps, fmt_s(seconds), fmt_s(total_s),
-                     "yes" if ok else "**no**"])
+        rows.append(
+            [
+                seed,
+                int(m["modes_captured"]),
+                f"{100 * m['hq_fraction']:.2f}%",
+                f"{m['reverse_kl']:.4f}",
+                f"{100 * near:.2f}% / {100 * far:.2f}%",
+                config.steps,
+                fmt_s(seconds),
+                fmt_s(total_s),
+                "yes" if ok else "**no**",
+            ]
+        )
         print(f"  {dataset_id} seed {seed}: {rows[-1]}", file=sys.stderr, flush=True)
     wall = time.perf_counter() - wall
     assert config is not None
     k = len(means)
     print(f"\n### {dataset_id}: {k} modes, {MODE_SAMPLES} samples per model, {env.args.seeds} seeds\n")
-    print(f"command: `{env.command()}`  \nmachine: {machine()}  \nrecipe: {describe(config)}  \n"
-          f"wall time: {fmt_s(wall)} for {env.args.seeds} trainings and evaluations\n")
-    print(table(["seed", "modes", "high quality", "reverse KL", "misses: 3-6 / >= 6 std", "generator steps",
-                 "training time", "train + metrics", "meets target"], rows))
+    print(
+        f"command: `{env.command()}`  \nmachine: {machine()}  \nrecipe: {describe(config)}  \n"
+        f"wall time: {fmt_s(wall)} for {env.args.seeds} trainings and evaluations\n"
+    )
+    print(
+        table(
+            [
+                "seed",
+                "modes",
+                "high quality",
+                "reverse KL",
+                "misses: 3-6 / >= 6 std",
+                "generator steps",
+                "training time",
+                "train + metrics",
+                "meets target",
+            ],
+            rows,
+        )
+    )
     modes = np.array([r["modes_captured"] for r in results])
     hq = np.array([r["hq_fraction"] for r in results])
     rkl = np.array([r["reverse_kl"] for r in results])
     print()
-    print(table(["", f"modes (of {k})", "high quality", "reverse KL", "generator steps"], [
-        ["published best (PacGAN Table 1)", published["modes"], f"{100 * published['hq']:.1f}%", published["rkl"],
-         "~400k"],
-        ["target, every seed", target["modes"], f">= {100 * target['hq']:.1f}%", f"<= {target['rkl']}", "<= 25,000"],
-        ["genserve, mean", f"{modes.mean():.2f}", f"{100 * hq.mean():.2f}%", f"{rkl.mean():.4f}", config.steps],
-        ["genserve, worst seed", f"{modes.min():.0f}", f"{100 * hq.min():.2f}%", f"{rkl.max():.4f}", config.steps],
-    ]))
+    print(
+        table(
+            ["", f"modes (of {k})", "high quality", "reverse KL", "generator steps"],
+            [
+                [
+                    "published best (PacGAN Table 1)",
+                    published["modes"],
+                    f"{100 * published['hq']:.1f}%",
+                    published["rkl"],
+                    "~400k",
+                ],
+                [
+                    "target, every seed",
+                    target["modes"],
+                    f">= {100 * target['hq']:.1f}%",
+                    f"<= {target['rkl']}",
+                    "<= 25,000",
+                ],
+                ["genserve, mean", f"{modes.mean():.2f}", f"{100 * hq.mean():.2f}%", f"{rkl.mean():.4f}", config.steps],
+                [
+                    "genserve, worst seed",
+                    f"{modes.min():.0f}",
+                    f"{100 * hq.min():.2f}%",
+                    f"{rkl.max():.4f}",
+                    config.steps,
+                ],
+            ],
+        )
+    )
     met = sum(r[-1] == "yes" for r in rows)
     print(f"\nseeds meeting every target: {met} of {len(rows)}")
 
@@ -275,8 +343,12 @@ def nll(model: VAE, x: torch.Tensor, k: int, label: str, batch: int = 20) -> flo
             if now - last > 60:
                 last = now
                 done = i + batch
-                print(f"  [{label}] {done}/{x.shape[0]} test images, NLL so far {-torch.cat(parts).mean():.3f}, "
-                      f"eta {(now - start) / done * (x.shape[0] - done) / 60:.1f} min", file=sys.stderr, flush=True)
+                print(
+                    f"  [{label}] {done}/{x.shape[0]} test images, NLL so far {-torch.cat(parts).mean():.3f}, "
+                    f"eta {(now - start) / done * (x.shape[0] - done) / 60:.1f} min",
+                    file=sys.stderr,
+                    flush=True,
+                )
     return -float(torch.cat(parts).double().mean())
 
 
@@ -309,10 +381,12 @@ def part_mnist_vae(env: Env) -> None:
     def over_budget() -> bool:
         return time.monotonic() - start > hard_stop
 
-    print(f"  training {steps} steps ({per_step * 1000:.0f} ms/step measured) for a {minutes:g}-minute budget",
-          file=sys.stderr, flush=True)
-    result, wall_train, _ = run_training(env, config, splits, "mnist-vae", checkpointer=curve,
-                                         should_stop=over_budget)
+    print(
+        f"  training {steps} steps ({per_step * 1000:.0f} ms/step measured) for a {minutes:g}-minute budget",
+        file=sys.stderr,
+        flush=True,
+    )
+    result, wall_train, _ = run_training(env, config, splits, "mnist-vae", checkpointer=curve, should_stop=over_budget)
     model = result.model.to(env.device)
     assert isinstance(model, VAE)
     train_minutes = wall_train / 60
@@ -327,28 +401,36 @@ def part_mnist_vae(env: Env) -> None:
             m = model.eval()
         assert isinstance(m, VAE)
         value = nll(m, x_test[:CURVE_N], CURVE_K, f"curve step {step}")
-        curve_rows.append([f"{elapsed / 60:.1f}" if weights else f"{wall_train / 60:.1f} (end)", step,
-                           f"{value:.2f}"])
+        curve_rows.append([f"{elapsed / 60:.1f}" if weights else f"{wall_train / 60:.1f} (end)", step, f"{value:.2f}"])
         print(f"  curve: step {step}: {value:.2f}", file=sys.stderr, flush=True)
     eval_start = time.perf_counter()
     n_test = int(env.args.test_images)
     final = nll(model.eval(), x_test[:n_test], NLL_K, "nll k=5000")
     eval_s = time.perf_counter() - eval_start
     print(f"\n### MNIST VAE: negative log-likelihood, dynamically binarized MNIST, k = {NLL_K}\n")
-    print(f"command: `{env.command()}`  \nmachine: {machine()}  \nrecipe: {describe(config)}  \n"
-          f"training: {result.steps} steps in {wall_train / 60:.1f} min (budget {minutes:g} min"
-          f"{', stopped at the budget' if result.canceled else ''}); evaluation of {n_test} test images with "
-          f"k = {NLL_K}: {fmt_s(eval_s)}\n")
+    print(
+        f"command: `{env.command()}`  \nmachine: {machine()}  \nrecipe: {describe(config)}  \n"
+        f"training: {result.steps} steps in {wall_train / 60:.1f} min (budget {minutes:g} min"
+        f"{', stopped at the budget' if result.canceled else ''}); evaluation of {n_test} test images with "
+        f"k = {NLL_K}: {fmt_s(eval_s)}\n"
+    )
     rows: list[list[Any]] = [[name, f"{v:.2f}", "3,280 epochs"] for name, v in PUBLISHED_NLL]
     epochs = result.steps * config.batch_size / len(splits.train)
-    rows.append([f"genserve default MNIST VAE ({config.width}x{config.depth} MLP, latent {config.latent_dim}, "
-                 f"{'VAE' if config.iwae_k == 1 else f'IWAE k={config.iwae_k}'} training)", f"**{final:.2f}**",
-                 f"{epochs:.0f} epochs, {train_minutes:.1f} min on CPU"])
+    rows.append(
+        [
+            f"genserve default MNIST VAE ({config.width}x{config.depth} MLP, latent {config.latent_dim}, "
+            f"{'VAE' if config.iwae_k == 1 else f'IWAE k={config.iwae_k}'} training)",
+            f"**{final:.2f}**",
+            f"{epochs:.0f} epochs, {train_minutes:.1f} min on CPU",
+        ]
+    )
     print(table(["model", "test NLL (nats)", "training"], rows))
     print(f"\nversus the 1-layer VAE's 86.76: {final - 86.76:+.2f} nats")
-    print(f"\nNLL vs training minutes (each checkpoint evaluated with k = {CURVE_K} on the first {CURVE_N} test "
-          "images, so the values differ slightly from the full evaluation; the learning rate decays to 0 at the "
-          "last step, so intermediate points are not finished models):\n")
+    print(
+        f"\nNLL vs training minutes (each checkpoint evaluated with k = {CURVE_K} on the first {CURVE_N} test "
+        "images, so the values differ slightly from the full evaluation; the learning rate decays to 0 at the "
+        "last step, so intermediate points are not finished models):\n"
+    )
     print(table(["minutes", "step", f"NLL (k={CURVE_K}, {CURVE_N} images)"], curve_rows))
     print_metrics(result)
 
@@ -376,15 +458,27 @@ def part_cond_mnist(env: Env) -> None:
         _, pred = net.predict(x.to(env.device))
         share = label_accuracy(pred, labels)
         per_class = [label_accuracy(pred[labels == c], labels[labels == c]) for c in range(10)]
-        rows.append([f"conditional {family.upper()}", f"**{100 * share:.2f}%**", f"{100 * min(per_class):.1f}%",
-                     ">= 98%", "yes" if share >= 0.98 else "**no**", fmt_s(seconds), describe(config)])
+        rows.append(
+            [
+                f"conditional {family.upper()}",
+                f"**{100 * share:.2f}%**",
+                f"{100 * min(per_class):.1f}%",
+                ">= 98%",
+                "yes" if share >= 0.98 else "**no**",
+                fmt_s(seconds),
+                describe(config),
+            ]
+        )
         print(f"  {rows[-1]}", file=sys.stderr, flush=True)
-    print(f"\n### Conditional MNIST: share of {CLASS_SAMPLES} samples (1000 per digit) classified as the requested "
-          "digit\n")
-    print(f"command: `{env.command()}`  \nmachine: {machine()}  \nclassifier (models/classifier.py, seed "
-          f"{clf.CLASSIFIER_SEED}): test accuracy **{100 * acc:.2f}%** (target >= 99%), trained in {clf_s:.0f} s\n")
-    print(table(["model", "classified as requested", "worst digit", "target", "met", "training time",
-                 "recipe"], rows))
+    print(
+        f"\n### Conditional MNIST: share of {CLASS_SAMPLES} samples (1000 per digit) classified as the requested "
+        "digit\n"
+    )
+    print(
+        f"command: `{env.command()}`  \nmachine: {machine()}  \nclassifier (models/classifier.py, seed "
+        f"{clf.CLASSIFIER_SEED}): test accuracy **{100 * acc:.2f}%** (target >= 99%), trained in {clf_s:.0f} s\n"
+    )
+    print(table(["model", "classified as requested", "worst digit", "target", "met", "training time", "recipe"], rows))
 
 
 # --- 4. Unconditional MNIST GAN -------------------------------------------------------------------------------------
@@ -395,21 +489,34 @@ def part_mnist_gan(env: Env) -> None:
     test = torch.from_numpy(splits.test.float_x()[:FD_SAMPLES])
     train_x = torch.from_numpy(splits.train.float_x()[rng.permutation(len(splits.train))[:FD_SAMPLES]])
     noisy = (test + NOISE_STD * torch.randn(test.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
-    feats = {name: net.predict(x.to(env.device))[0] for name, x in (("test", test), ("train", train_x),
-                                                                    ("noisy", noisy))}
+    feats = {
+        name: net.predict(x.to(env.device))[0] for name, x in (("test", test), ("train", train_x), ("noisy", noisy))
+    }
     config = config_for(env, "mnist", splits.train, "gan", seed=env.args.first_seed)
     result, seconds, _ = run_training(env, config, splits, "mnist gan")
     fake = generate(result.model.to(env.device), FD_SAMPLES, SAMPLE_SEED)
     fd = frechet_distance(net.predict(fake.to(env.device))[0], feats["test"])
-    print(f"\n### Unconditional MNIST GAN: Fréchet distance to the {FD_SAMPLES} test images in the features of the "
-          "MNIST classifier (its 128-unit hidden layer)\n")
-    print(f"command: `{env.command()}`  \nmachine: {machine()}  \nrecipe: {describe(config)}  \n"
-          f"training: {fmt_s(seconds)}; classifier test accuracy {100 * acc:.2f}%\n")
-    print(table(["images", "Fréchet distance to the test set"], [
-        [f"{FD_SAMPLES} training images (the floor)", frechet_distance(feats["train"], feats["test"])],
-        [f"test images + N(0, {NOISE_STD}²) noise (a reference)", frechet_distance(feats["noisy"], feats["test"])],
-        [f"**genserve default MNIST GAN**, {FD_SAMPLES} samples", f"**{fd:.3g}**"],
-    ]))
+    print(
+        f"\n### Unconditional MNIST GAN: Fréchet distance to the {FD_SAMPLES} test images in the features of the "
+        "MNIST classifier (its 128-unit hidden layer)\n"
+    )
+    print(
+        f"command: `{env.command()}`  \nmachine: {machine()}  \nrecipe: {describe(config)}  \n"
+        f"training: {fmt_s(seconds)}; classifier test accuracy {100 * acc:.2f}%\n"
+    )
+    print(
+        table(
+            ["images", "Fréchet distance to the test set"],
+            [
+                [f"{FD_SAMPLES} training images (the floor)", frechet_distance(feats["train"], feats["test"])],
+                [
+                    f"test images + N(0, {NOISE_STD}²) noise (a reference)",
+                    frechet_distance(feats["noisy"], feats["test"]),
+                ],
+                [f"**genserve default MNIST GAN**, {FD_SAMPLES} samples", f"**{fd:.3g}**"],
+            ],
+        )
+    )
     print_metrics(result)
 
 
@@ -437,7 +544,8 @@ def part_stacked(env: Env) -> None:
     x_test, test_modes = stacked(splits.test, STACKED_SAMPLES, STACKED_SEED + 1)
     data = DatasetSplits(train=train_set, test=ArrayDataset(x_test[:2000], None, "images"))
     real_hits, real_kl = mode_histogram_kl(
-        stacked_modes(net, torch.from_numpy(x_test.astype(np.float32) / 255), env.device), 1000)
+        stacked_modes(net, torch.from_numpy(x_test.astype(np.float32) / 255), env.device), 1000
+    )
     request: dict[str, Any] = {"seed": env.args.first_seed}
     if env.args.steps:
         request["steps"] = env.args.steps
@@ -452,14 +560,17 @@ def part_stacked(env: Env) -> None:
     fake = generate(result.model.to(env.device), STACKED_SAMPLES, SAMPLE_SEED)
     hits, kl = mode_histogram_kl(stacked_modes(net, fake, env.device), 1000)
     print(f"\n### Stacked MNIST: modes (of 1000) and KL(mode histogram || uniform) of {STACKED_SAMPLES} samples\n")
-    print(f"command: `{env.command()}`  \nmachine: {machine()}  \nrecipe (the default for image uploads): "
-          f"{describe(config)}  \ntraining: {result.steps} generator steps in {fmt_s(seconds)}"
-          f"{f' (stopped at the {env.args.time_limit:g}-minute limit)' if result.canceled else ''}; "
-          f"{STACKED_TRAIN} training images; "
-          f"classifier test accuracy {100 * acc:.2f}%\n")
+    print(
+        f"command: `{env.command()}`  \nmachine: {machine()}  \nrecipe (the default for image uploads): "
+        f"{describe(config)}  \ntraining: {result.steps} generator steps in {fmt_s(seconds)}"
+        f"{f' (stopped at the {env.args.time_limit:g}-minute limit)' if result.canceled else ''}; "
+        f"{STACKED_TRAIN} training images; "
+        f"classifier test accuracy {100 * acc:.2f}%\n"
+    )
     rows: list[list[Any]] = [[name, m, k] for name, m, k in PUBLISHED_STACKED]
-    rows.append([f"{STACKED_SAMPLES} stacked *test* images (the classifier's ceiling)", int(real_hits),
-                 f"{real_kl:.3f}"])
+    rows.append(
+        [f"{STACKED_SAMPLES} stacked *test* images (the classifier's ceiling)", int(real_hits), f"{real_kl:.3f}"]
+    )
     rows.append([f"**genserve** ({result.steps} generator steps)", f"**{int(hits)}**", f"**{kl:.3f}**"])
     print(table(["model", "modes", "KL"], rows))
 
@@ -490,14 +601,22 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=10, help="ring, grid: trainings, seeds first-seed..")
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--minutes", type=float, default=30.0, help="mnist-vae: training budget")
-    parser.add_argument("--budget-fill", type=float, default=0.95,
-                        help="mnist-vae: share of the budget the calibrated step count aims at")
+    parser.add_argument(
+        "--budget-fill",
+        type=float,
+        default=0.95,
+        help="mnist-vae: share of the budget the calibrated step count aims at",
+    )
     parser.add_argument("--probe-steps", type=int, default=150, help="mnist-vae: steps of the timing run")
     parser.add_argument("--test-images", type=int, default=10_000, help="mnist-vae: test images evaluated")
     parser.add_argument("--families", default="gan,vae", help="cond-mnist: which conditional models")
     parser.add_argument("--steps", type=int, default=0, help="stacked: generator steps (0: the recipe's)")
-    parser.add_argument("--time-limit", type=float, default=0.0,
-                        help="stacked: stop training after this many minutes (0: none), for a fixed device lease")
+    parser.add_argument(
+        "--time-limit",
+        type=float,
+        default=0.0,
+        help="stacked: stop training after this many minutes (0: none), for a fixed device lease",
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="recipe override")

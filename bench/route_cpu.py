@@ -23,11 +23,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def scope(path: str, body: bytes) -> dict[str, Any]:
-    return {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
-            "path": path, "raw_path": path.encode(), "query_string": b"size=680", "root_path": "",
-            "headers": [(b"host", b"x"), (b"content-type", b"application/json"),
-                        (b"content-length", str(len(body)).encode())],
-            "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"size=680",
+        "root_path": "",
+        "headers": [
+            (b"host", b"x"),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }
 
 
 async def one(app: Any, path: str, body: bytes) -> None:
@@ -78,8 +91,11 @@ async def measure(args: argparse.Namespace) -> None:
             wall, cpu = time.perf_counter(), time.process_time()
             await asyncio.gather(*(client(per_client, path) for _ in range(args.clients)))
             wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-            print(f"| {label}{' (canned)' if args.canned and label == 'samples' else ''} | {n} | {args.clients} | "
-                  f"{n / wall:.0f} | {cpu / n * 1e6:.1f} |", flush=True)
+            print(
+                f"| {label}{' (canned)' if args.canned and label == 'samples' else ''} | {n} | {args.clients} | "
+                f"{n / wall:.0f} | {cpu / n * 1e6:.1f} |",
+                flush=True,
+            )
 
 
 def main() -> None:
@@ -91,9 +107,16 @@ def main() -> None:
     parser.add_argument("--canned", action="store_true", help="no forward pass: a ready body for every request")
     parser.add_argument("--inline", choices=["auto", "on", "off"], default="auto")
     args = parser.parse_args()
-    os.environ.update({"GENSERVE_STORE_DIR": str(args.store), "GENSERVE_BENCH_ROUTES": "true",
-                       "GENSERVE_LOG_LEVEL": "warning", "GENSERVE_PRELOAD_MODELS": args.model,
-                       "GENSERVE_MAX_QUEUE_SAMPLES": "100000", "GENSERVE_INLINE_INFERENCE": args.inline})
+    os.environ.update(
+        {
+            "GENSERVE_STORE_DIR": str(args.store),
+            "GENSERVE_BENCH_ROUTES": "true",
+            "GENSERVE_LOG_LEVEL": "warning",
+            "GENSERVE_PRELOAD_MODELS": args.model,
+            "GENSERVE_MAX_QUEUE_SAMPLES": "100000",
+            "GENSERVE_INLINE_INFERENCE": args.inline,
+        }
+    )
     os.environ.setdefault("GENSERVE_REDIS_URL", "redis://127.0.0.1:6379/12")
     import torch
     import uvloop

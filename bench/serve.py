@@ -74,17 +74,33 @@ def prepare_model(store_dir: Path, mnist: Path | None, steps: int) -> str:
         x = (np.random.default_rng(0).random((512, 28, 28)) * 255).astype(np.uint8)
         splits = DatasetSplits(ArrayDataset(x, None, "images"), ArrayDataset(x[:64], None, "images"))
         print("MNIST not found: training on noise images (throughput is what is measured)", file=sys.stderr)
-    config = resolve_config({"family": "gan", "steps": steps, "seed": 0}, dataset_id="mnist", kind="images",
-                            sample_shape=(28, 28), num_classes=0)
+    config = resolve_config(
+        {"family": "gan", "steps": steps, "seed": 0},
+        dataset_id="mnist",
+        kind="images",
+        sample_shape=(28, 28),
+        num_classes=0,
+    )
     result = train(config, splits, device=torch.device("cpu"))
-    record = {"id": new_id("tr"), "request": {"dataset": "mnist"}, "classes": None, "config": config.to_dict(),
-              "created_at": utcnow()}
+    record = {
+        "id": new_id("tr"),
+        "request": {"dataset": "mnist"},
+        "classes": None,
+        "config": config.to_dict(),
+        "created_at": utcnow(),
+    }
     return store_model(ArtifactStore(store_dir), record, result)
 
 
-def raw_limit(store_dir: Path, model_id: str, device: str, sizes: tuple[int, ...] = RAW_BATCH_SIZES,
-              also_forward_only: bool = True, seconds: float = RAW_SECONDS_PER_SIZE,
-              ready: Path | None = None) -> dict[str, Any]:
+def raw_limit(
+    store_dir: Path,
+    model_id: str,
+    device: str,
+    sizes: tuple[int, ...] = RAW_BATCH_SIZES,
+    also_forward_only: bool = True,
+    seconds: float = RAW_SECONDS_PER_SIZE,
+    ready: Path | None = None,
+) -> dict[str, Any]:
     """(a): forward + PNG encoding in this process, one thread, at each batch size (`seconds` each). With `ready`,
     that file is created once the model is loaded and warm, just before the measured loops start."""
     import torch
@@ -142,8 +158,14 @@ class Server:
     def __init__(self, cmd: list[str], env: dict[str, str], port: int, log: Path) -> None:
         self.port = port
         self.log = log
-        self.proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=open(log, "wb"),  # noqa: SIM115
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd,
+            env=env,
+            cwd=ROOT,
+            stdout=open(log, "wb"),  # noqa: SIM115
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 120
         import httpx
 
@@ -167,8 +189,20 @@ class Server:
 
 def wrk(url: str, body: str, seeded: bool, concurrency: int, duration: int, cores: str) -> dict[str, Any]:
     env = {**os.environ, "BENCH_BODY": body, "BENCH_SEEDED": "1" if seeded else "0"}
-    cmd = ["taskset", "-c", cores, "wrk", "-t1", f"-c{concurrency}", f"-d{duration}s", "--timeout", "10s",
-           "-s", str(WRK_SCRIPT), url]
+    cmd = [
+        "taskset",
+        "-c",
+        cores,
+        "wrk",
+        "-t1",
+        f"-c{concurrency}",
+        f"-d{duration}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(WRK_SCRIPT),
+        url,
+    ]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
     line = next(ln for ln in out.splitlines() if ln.startswith("WRKJSON "))
     result: dict[str, Any] = json.loads(line[len("WRKJSON ") :])
@@ -192,46 +226,88 @@ def main() -> None:
     parser.add_argument("--client-cores", default="1")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--max-wait-ms", default=None, help="GENSERVE_MAX_WAIT_MS for (d) (default: the setting's)")
-    parser.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
-                        help="GENSERVE_COMPILE for (c) and (d): torch.compile / CUDA graphs (auto: on with CUDA)")
+    parser.add_argument(
+        "--compile",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="GENSERVE_COMPILE for (c) and (d): torch.compile / CUDA graphs (auto: on with CUDA)",
+    )
     parser.add_argument("--only", default="", help="comma-separated subset: raw,floor,c,d,e,n64,npy")
     parser.add_argument("--out", type=Path, default=None, help="write all results as JSON here")
-    parser.add_argument("--rounds", type=int, default=0,
-                        help="then this many interleaved rounds of a, b and (d) at the top concurrency, each round's "
-                             "L and (d)/L computed from measurements a minute apart (the ratio under drift)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=0,
+        help="then this many interleaved rounds of a, b and (d) at the top concurrency, each round's "
+        "L and (d)/L computed from measurements a minute apart (the ratio under drift)",
+    )
     parser.add_argument("--raw-json", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--raw-sizes", default="", help=argparse.SUPPRESS)
     parser.add_argument("--raw-seconds", type=float, default=RAW_SECONDS_PER_SIZE, help="(a): seconds per batch size")
     parser.add_argument("--raw-ready", type=Path, default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--store", type=Path, default=None,
-                        help="with --model: serve this stored model instead of training one (saves minutes)")
+    parser.add_argument(
+        "--store",
+        type=Path,
+        default=None,
+        help="with --model: serve this stored model instead of training one (saves minutes)",
+    )
     parser.add_argument("--model", default=None)
     args = parser.parse_args()
 
     if args.raw_json:  # the pinned child process of (a)
         default_sizes = RAW_BATCH_SIZES_GPU if args.device.startswith("cuda") else RAW_BATCH_SIZES
         sizes = tuple(int(v) for v in args.raw_sizes.split(",")) if args.raw_sizes else default_sizes
-        args.raw_json.write_text(json.dumps(raw_limit(args.store, args.model, args.device, sizes,
-                                                      also_forward_only=not args.raw_sizes, seconds=args.raw_seconds,
-                                                      ready=args.raw_ready)))
+        args.raw_json.write_text(
+            json.dumps(
+                raw_limit(
+                    args.store,
+                    args.model,
+                    args.device,
+                    sizes,
+                    also_forward_only=not args.raw_sizes,
+                    seconds=args.raw_seconds,
+                    ready=args.raw_ready,
+                )
+            )
+        )
         return
 
     only = set(filter(None, args.only.split(","))) or {"raw", "floor", "c", "d", "e", "n64", "npy"}
     levels = [int(c) for c in args.concurrency.split(",")]
     tmp = Path(tempfile.mkdtemp(prefix="genserve-bench-"))
     store = args.store or tmp / "store"
-    print(f"# bench/serve.py — {platform.machine()}, {os.cpu_count()} cores; server on cores {args.server_cores}, "
-          f"wrk on {args.client_cores}; {args.duration}s per point; device {args.device}{gpu_name(args.device)}, "
-          f"compile {args.compile}", flush=True)
+    print(
+        f"# bench/serve.py — {platform.machine()}, {os.cpu_count()} cores; server on cores {args.server_cores}, "
+        f"wrk on {args.client_cores}; {args.duration}s per point; device {args.device}{gpu_name(args.device)}, "
+        f"compile {args.compile}",
+        flush=True,
+    )
     model_id = args.model or prepare_model(store, args.mnist, args.train_steps)
     results: dict[str, Any] = {"model": model_id, "points": []}
 
     def raw_start(sizes: str = "", *extra: str) -> tuple[subprocess.Popen[bytes], Path]:
         raw_file = tmp / "raw.json"
         raw_file.unlink(missing_ok=True)
-        cmd = ["taskset", "-c", args.server_cores, sys.executable, __file__, "--raw-json", str(raw_file),
-               "--store", str(store), "--model", model_id, "--device", args.device, "--raw-sizes", sizes,
-               "--raw-seconds", str(args.raw_seconds), *extra]
+        cmd = [
+            "taskset",
+            "-c",
+            args.server_cores,
+            sys.executable,
+            __file__,
+            "--raw-json",
+            str(raw_file),
+            "--store",
+            str(store),
+            "--model",
+            model_id,
+            "--device",
+            args.device,
+            "--raw-sizes",
+            sizes,
+            "--raw-seconds",
+            str(args.raw_seconds),
+            *extra,
+        ]
         return subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}), raw_file
 
     def raw_result(proc: subprocess.Popen[bytes], raw_file: Path) -> dict[str, Any]:
@@ -258,10 +334,20 @@ def main() -> None:
         print(f"a = {a:.0f} samples/s at batch {best_bs}; a single-sample png response is {size} bytes", flush=True)
 
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("GENSERVE_")}
-    base_env.update({"OMP_NUM_THREADS": "1", "PYTHONPATH": child_pythonpath(), "GENSERVE_STORE_DIR": str(store),
-                     "GENSERVE_DEVICE": args.device, "GENSERVE_BENCH_ROUTES": "true", "GENSERVE_LOG_LEVEL": "warning",
-                     "GENSERVE_PRELOAD_MODELS": model_id, "GENSERVE_MAX_QUEUE_SAMPLES": "100000",
-                     "BENCH_STORE": str(store), "BENCH_MODEL": model_id})
+    base_env.update(
+        {
+            "OMP_NUM_THREADS": "1",
+            "PYTHONPATH": child_pythonpath(),
+            "GENSERVE_STORE_DIR": str(store),
+            "GENSERVE_DEVICE": args.device,
+            "GENSERVE_BENCH_ROUTES": "true",
+            "GENSERVE_LOG_LEVEL": "warning",
+            "GENSERVE_PRELOAD_MODELS": model_id,
+            "GENSERVE_MAX_QUEUE_SAMPLES": "100000",
+            "BENCH_STORE": str(store),
+            "BENCH_MODEL": model_id,
+        }
+    )
     if os.environ.get("GENSERVE_REDIS_URL"):
         base_env["GENSERVE_REDIS_URL"] = os.environ["GENSERVE_REDIS_URL"]
     port = 18000 + os.getpid() % 1000
@@ -280,8 +366,20 @@ def main() -> None:
         return Server(cmd, env, port, tmp / f"service-{max_batch}.log")
 
     def plain() -> Server:
-        cmd = ["taskset", "-c", args.server_cores, sys.executable, "-m", "uvicorn", "bench.plain_app:app",
-               "--port", str(port), "--no-access-log", "--log-level", "warning"]
+        cmd = [
+            "taskset",
+            "-c",
+            args.server_cores,
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bench.plain_app:app",
+            "--port",
+            str(port),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ]
         return Server(cmd, base_env, port, tmp / "plain.log")
 
     def run(name: str, server: Server, path: str, body: str, seeded: bool, conc: list[int], n: int) -> None:
@@ -289,8 +387,11 @@ def main() -> None:
             r = measure(f"http://127.0.0.1:{server.port}{path}", body, seeded, c, args)
             r.update(name=name, concurrency=c, n=n, samples_per_s=r["rps"] * n)
             results["points"].append(r)
-            print(f"| {name} | {c} | {r['rps']:.0f} | {r['samples_per_s']:.0f} | {r['p50_ms']:.2f} | "
-                  f"{r['p99_ms']:.2f} | {r['errors']} |", flush=True)
+            print(
+                f"| {name} | {c} | {r['rps']:.0f} | {r['samples_per_s']:.0f} | {r['p50_ms']:.2f} | "
+                f"{r['p99_ms']:.2f} | {r['errors']} |",
+                flush=True,
+            )
 
     print("\n## HTTP\n| config | clients | requests/s | samples/s | p50 ms | p99 ms | errors |")
     print("|---|---|---|---|---|---|---|")
@@ -324,11 +425,14 @@ def main() -> None:
     if args.rounds:
         top = max(levels)
         round_sizes = ",".join(str(v) for v in sorted({max(1, int(best_bs) // 2), int(best_bs), int(best_bs) * 2}))
-        print(f"\n## Interleaved rounds at {top} clients: a (batch {round_sizes}, best), b, (d), one after another;\n"
-              f"then the raw loop (batch {best_bs}) and the floor at once on the server's core: a_mix, b_mix, their\n"
-              "share of the isolated rates e = a_mix/a + b_mix/b (1 = no interference), and L_mix = e * L\n\n"
-              "| round | a (samples/s) | b (req/s) | L | (d) req/s | (d) errors | (d) / L | a_mix | b_mix | e | "
-              "L_mix | (d) / L_mix |\n|---|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
+        print(
+            f"\n## Interleaved rounds at {top} clients: a (batch {round_sizes}, best), b, (d), one after another;\n"
+            f"then the raw loop (batch {best_bs}) and the floor at once on the server's core: a_mix, b_mix, their\n"
+            "share of the isolated rates e = a_mix/a + b_mix/b (1 = no interference), and L_mix = e * L\n\n"
+            "| round | a (samples/s) | b (req/s) | L | (d) req/s | (d) errors | (d) / L | a_mix | b_mix | e | "
+            "L_mix | (d) / L_mix |\n|---|---|---|---|---|---|---|---|---|---|---|---|",
+            flush=True,
+        )
         rounds = []
         srv = service(64)
         floor_url = f"http://127.0.0.1:{srv.port}{floor_path}"
@@ -340,27 +444,46 @@ def main() -> None:
                 lim = 1 / (1 / ra + 1 / rb["rps"])
                 ready = tmp / "raw.ready"
                 ready.unlink(missing_ok=True)
-                proc, raw_file = raw_start(str(best_bs), "--raw-seconds", str(WARMUP_S + args.duration),
-                                           "--raw-ready", str(ready))
+                proc, raw_file = raw_start(
+                    str(best_bs), "--raw-seconds", str(WARMUP_S + args.duration), "--raw-ready", str(ready)
+                )
                 while not ready.exists() and proc.poll() is None:
                     time.sleep(0.05)
                 rbm = measure(floor_url, FLOOR_BODY, False, top, args)
                 ram = max(raw_result(proc, raw_file)["samples_per_s"].values())
                 eff = ram / ra + rbm["rps"] / rb["rps"]
-                rounds.append({"a": ra, "b": rb["rps"], "L": lim, "d": rd["rps"], "errors": rd["errors"],
-                               "ratio": rd["rps"] / lim, "a_mix": ram, "b_mix": rbm["rps"], "e": eff,
-                               "ratio_mix": rd["rps"] / (eff * lim)})
-                print(f"| {r} | {ra:.0f} | {rb['rps']:.0f} | {lim:.0f} | {rd['rps']:.0f} | {rd['errors']} | "
-                      f"{100 * rd['rps'] / lim:.1f}% | {ram:.0f} | {rbm['rps']:.0f} | {eff:.3f} | {eff * lim:.0f} | "
-                      f"{100 * rd['rps'] / (eff * lim):.1f}% |", flush=True)
+                rounds.append(
+                    {
+                        "a": ra,
+                        "b": rb["rps"],
+                        "L": lim,
+                        "d": rd["rps"],
+                        "errors": rd["errors"],
+                        "ratio": rd["rps"] / lim,
+                        "a_mix": ram,
+                        "b_mix": rbm["rps"],
+                        "e": eff,
+                        "ratio_mix": rd["rps"] / (eff * lim),
+                    }
+                )
+                print(
+                    f"| {r} | {ra:.0f} | {rb['rps']:.0f} | {lim:.0f} | {rd['rps']:.0f} | {rd['errors']} | "
+                    f"{100 * rd['rps'] / lim:.1f}% | {ram:.0f} | {rbm['rps']:.0f} | {eff:.3f} | {eff * lim:.0f} | "
+                    f"{100 * rd['rps'] / (eff * lim):.1f}% |",
+                    flush=True,
+                )
         finally:
             srv.stop()
         ratios = sorted(x["ratio"] for x in rounds)
-        print(f"\n(d) / L over {len(rounds)} rounds: median {100 * statistics.median(ratios):.1f}%, "
-              f"range {100 * ratios[0]:.1f}-{100 * ratios[-1]:.1f}%; (d) errors {sum(x['errors'] for x in rounds)}")
+        print(
+            f"\n(d) / L over {len(rounds)} rounds: median {100 * statistics.median(ratios):.1f}%, "
+            f"range {100 * ratios[0]:.1f}-{100 * ratios[-1]:.1f}%; (d) errors {sum(x['errors'] for x in rounds)}"
+        )
         mixed = sorted(x["ratio_mix"] for x in rounds)
-        print(f"(d) / L_mix: median {100 * statistics.median(mixed):.1f}%, range {100 * mixed[0]:.1f}-"
-              f"{100 * mixed[-1]:.1f}%; e: median {statistics.median(x['e'] for x in rounds):.3f}")
+        print(
+            f"(d) / L_mix: median {100 * statistics.median(mixed):.1f}%, range {100 * mixed[0]:.1f}-"
+            f"{100 * mixed[-1]:.1f}%; e: median {statistics.median(x['e'] for x in rounds):.3f}"
+        )
         results["rounds"] = rounds
 
     def point(name: str, c: int) -> dict[str, Any] | None:
@@ -371,17 +494,23 @@ def main() -> None:
     if b and d and measure_raw:
         limit = 1 / (1 / a + 1 / b["rps"])
         results["L"] = limit
-        print(f"\nL = 1/(1/a + 1/b) = 1/(1/{a:.0f} + 1/{b['rps']:.0f}) = {limit:.0f} requests/s; "
-              f"(d) at {max(levels)} clients = {d['rps']:.0f} = {100 * d['rps'] / limit:.1f}% of L "
-              f"(errors: {d['errors']})")
+        print(
+            f"\nL = 1/(1/a + 1/b) = 1/(1/{a:.0f} + 1/{b['rps']:.0f}) = {limit:.0f} requests/s; "
+            f"(d) at {max(levels)} clients = {d['rps']:.0f} = {100 * d['rps'] / limit:.1f}% of L "
+            f"(errors: {d['errors']})"
+        )
     b0 = point("(b0) plain FastAPI floor", max(levels))
     if b and b0:
-        print(f"genserve floor / plain FastAPI floor at {max(levels)} clients: {b['rps']:.0f} / {b0['rps']:.0f} "
-              f"= {100 * b['rps'] / b0['rps']:.1f}%")
+        print(
+            f"genserve floor / plain FastAPI floor at {max(levels)} clients: {b['rps']:.0f} / {b0['rps']:.0f} "
+            f"= {100 * b['rps'] / b0['rps']:.1f}%"
+        )
     c1, d1 = point("(c) genserve, batching off", 1), point("(d) genserve, batching on", 1)
     if c1 and d1:
-        print(f"1 client p50: batching on {d1['p50_ms']:.3f} ms vs off {c1['p50_ms']:.3f} ms "
-              f"({100 * (d1['p50_ms'] / c1['p50_ms'] - 1):+.1f}%)")
+        print(
+            f"1 client p50: batching on {d1['p50_ms']:.3f} ms vs off {c1['p50_ms']:.3f} ms "
+            f"({100 * (d1['p50_ms'] / c1['p50_ms'] - 1):+.1f}%)"
+        )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=2))

@@ -103,9 +103,16 @@ async def soak(base: str, api_pid: int, worker_pid: int, minutes: float, clients
         memory.append((time.monotonic() - start, rss_mb(api_pid), tree_rss_mb(worker_pid)))
         elapsed = time.monotonic() - start
     latencies.sort()
-    return {"elapsed_s": elapsed, "statuses": dict(statuses), "requests": len(latencies),
-            "rps": len(latencies) / elapsed, "p50_ms": 1000 * latencies[len(latencies) // 2],
-            "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)], "trainings": dict(trainings), "memory": memory}
+    return {
+        "elapsed_s": elapsed,
+        "statuses": dict(statuses),
+        "requests": len(latencies),
+        "rps": len(latencies) / elapsed,
+        "p50_ms": 1000 * latencies[len(latencies) // 2],
+        "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)],
+        "trainings": dict(trainings),
+        "memory": memory,
+    }
 
 
 def main() -> None:
@@ -119,13 +126,24 @@ def main() -> None:
 
     Redis.from_url(redis_url).flushdb()
     port = free_port()
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("GENSERVE_")},
-           "GENSERVE_REDIS_URL": redis_url, "GENSERVE_STORE_DIR": str(tmp / "store"),
-           "GENSERVE_DATA_DIR": str(tmp / "data"), "GENSERVE_LOG_LEVEL": "warning", "PYTHONPATH": child_pythonpath()}
-    procs = [subprocess.Popen([sys.executable, "-m", "app.cli", *cmd], env=env, cwd=ROOT,
-                              stdout=open(tmp / f"{cmd[0]}.log", "wb"),  # noqa: SIM115 (lives with the process)
-                              stderr=subprocess.STDOUT)
-             for cmd in (["serve", "--port", str(port)], ["worker"])]
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("GENSERVE_")},
+        "GENSERVE_REDIS_URL": redis_url,
+        "GENSERVE_STORE_DIR": str(tmp / "store"),
+        "GENSERVE_DATA_DIR": str(tmp / "data"),
+        "GENSERVE_LOG_LEVEL": "warning",
+        "PYTHONPATH": child_pythonpath(),
+    }
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "app.cli", *cmd],
+            env=env,
+            cwd=ROOT,
+            stdout=open(tmp / f"{cmd[0]}.log", "wb"),  # noqa: SIM115 (lives with the process)
+            stderr=subprocess.STDOUT,
+        )
+        for cmd in (["serve", "--port", str(port)], ["worker"])
+    ]
     try:
         base = f"http://127.0.0.1:{port}"
         for _ in range(600):
@@ -143,17 +161,23 @@ def main() -> None:
         Redis.from_url(redis_url).flushdb()
     mem = result["memory"]
     warm = next((m for m in mem if m[0] >= 60), mem[0])  # after a minute of load: caches and pools are warm
-    print(f"# bench/soak.py: {args.clients} samplers for {result['elapsed_s'] / 60:.1f} min with trainings beside "
-          f"them; {os.cpu_count()} cores")
-    print(f"requests: {result['requests']} ({result['rps']:.0f}/s), p50 {result['p50_ms']:.1f} ms, "
-          f"p99 {result['p99_ms']:.1f} ms")
+    print(
+        f"# bench/soak.py: {args.clients} samplers for {result['elapsed_s'] / 60:.1f} min with trainings beside "
+        f"them; {os.cpu_count()} cores"
+    )
+    print(
+        f"requests: {result['requests']} ({result['rps']:.0f}/s), p50 {result['p50_ms']:.1f} ms, "
+        f"p99 {result['p99_ms']:.1f} ms"
+    )
     print(f"responses by status: {result['statuses']}")
     print(f"trainings beside the load: {result['trainings']}")
     print("| t (s) | API RSS (MB) | worker RSS (MB) |\n|---|---|---|")
     for t, api, worker in mem[:: max(1, len(mem) // 12)] + [mem[-1]]:
         print(f"| {t:.0f} | {api:.0f} | {worker:.0f} |")
-    print(f"API RSS growth after warm-up (t={warm[0]:.0f}s -> end): {mem[-1][1] - warm[1]:+.1f} MB; "
-          f"worker: {mem[-1][2] - warm[2]:+.1f} MB")
+    print(
+        f"API RSS growth after warm-up (t={warm[0]:.0f}s -> end): {mem[-1][1] - warm[1]:+.1f} MB; "
+        f"worker: {mem[-1][2] - warm[2]:+.1f} MB"
+    )
     if set(result["statuses"]) - {"200"}:  # keep the server logs of a run with failures
         print(f"failures: the API and worker logs are kept in {tmp}")
         shutil.rmtree(tmp / "store", ignore_errors=True)

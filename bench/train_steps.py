@@ -37,9 +37,13 @@ CASES = [  # (dataset, family, conditional)
 def time_steps(dataset: str, family: str, conditional: bool, steps: int, data_dir: Path) -> dict[str, object]:
     splits = load_builtin(dataset, data_dir)
     train_set = splits.train
-    config = resolve_config({"family": family, "conditional": conditional, "steps": steps, "seed": 0},
-                            dataset_id=dataset, kind=train_set.kind, sample_shape=train_set.sample_shape,
-                            num_classes=train_set.num_classes)
+    config = resolve_config(
+        {"family": family, "conditional": conditional, "steps": steps, "seed": 0},
+        dataset_id=dataset,
+        kind=train_set.kind,
+        sample_shape=train_set.sample_shape,
+        num_classes=train_set.num_classes,
+    )
     reports: list[Progress] = []
     start = time.perf_counter()
     train(config, splits, device=torch.device("cpu"), on_progress=reports.append, progress_interval_s=0.0)
@@ -63,8 +67,10 @@ def main() -> None:
         data_dir = Path(tmp)
         if args.mnist.exists():
             shutil.copytree(args.mnist, data_dir / "mnist")
-        print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-              f"{args.threads} threads, {args.steps} steps each")
+        print(
+            f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+            f"{args.threads} threads, {args.steps} steps each"
+        )
         print("| dataset | family | conditional | arch | batch | width | latent | ms/step | steps/s |")
         print("|---|---|---|---|---|---|---|---|---|")
         for dataset, family, conditional in CASES:
@@ -73,8 +79,11 @@ def main() -> None:
             r = time_steps(dataset, family, conditional, args.steps, data_dir)
             c = r["config"]
             ms = float(r["ms_per_step"])  # type: ignore[arg-type]
-            print(f"| {dataset} | {family} | {conditional} | {c.architecture} | {c.batch_size} | {c.width} | "  # type: ignore[attr-defined]
-                  f"{c.latent_dim} | {ms:.2f} | {1000 / ms:.0f} |", flush=True)  # type: ignore[attr-defined]
+            print(
+                f"| {dataset} | {family} | {conditional} | {c.architecture} | {c.batch_size} | {c.width} | "  # type: ignore[attr-defined]
+                f"{c.latent_dim} | {ms:.2f} | {1000 / ms:.0f} |",
+                flush=True,
+            )  # type: ignore[attr-defined]
 
 
 if __name__ == "__main__":

@@ -161,14 +161,22 @@ def classifier_for(
     without locks), the first writer's classifier wins and every later reader loads that one.
     """
     key = cache_key(train)
-    meta = {"key": key, "version": CLASSIFIER_VERSION, "sample_shape": list(train.sample_shape),
-            "num_classes": train.num_classes, "seed": CLASSIFIER_SEED, "train_size": len(train)}
+    meta = {
+        "key": key,
+        "version": CLASSIFIER_VERSION,
+        "sample_shape": list(train.sample_shape),
+        "num_classes": train.num_classes,
+        "seed": CLASSIFIER_SEED,
+        "train_size": len(train),
+    }
     if cache is None:
         with _memory_lock:
             tensors = _memory.get(key)
             if tensors is None:
-                tensors = {k: v.detach().cpu().clone() for k, v in
-                           train_classifier(train, device=device, on_step=on_step).state_dict().items()}
+                tensors = {
+                    k: v.detach().cpu().clone()
+                    for k, v in train_classifier(train, device=device, on_step=on_step).state_dict().items()
+                }
                 _memory[key] = tensors
                 while len(_memory) > MEMORY_CACHE_SIZE:
                     _memory.popitem(last=False)

@@ -55,29 +55,52 @@ class BuiltinInfo:
 
 BUILTINS: dict[str, BuiltinInfo] = {
     "ring2d": BuiltinInfo(
-        id="ring2d", name="Ring of 8 Gaussians", kind="points", shape=(2,), size=MIXTURE_TRAIN_SIZE, classes=None,
+        id="ring2d",
+        name="Ring of 8 Gaussians",
+        kind="points",
+        shape=(2,),
+        size=MIXTURE_TRAIN_SIZE,
+        classes=None,
         description="8 equally likely 2-D Gaussians with means (cos 2πi/8, sin 2πi/8) and std 0.01, as in "
         "PacGAN; 100,000 training points and 10,000 fresh test points.",
     ),
     "grid2d": BuiltinInfo(
-        id="grid2d", name="Grid of 25 Gaussians", kind="points", shape=(2,), size=MIXTURE_TRAIN_SIZE, classes=None,
+        id="grid2d",
+        name="Grid of 25 Gaussians",
+        kind="points",
+        shape=(2,),
+        size=MIXTURE_TRAIN_SIZE,
+        classes=None,
         description="25 equally likely 2-D Gaussians with means {-4,-2,0,2,4}² and std 0.05, as in PacGAN; "
         "100,000 training points and 10,000 fresh test points.",
     ),
     "moons2d": BuiltinInfo(
-        id="moons2d", name="Two moons", kind="points", shape=(2,), size=MIXTURE_TRAIN_SIZE,
+        id="moons2d",
+        name="Two moons",
+        kind="points",
+        shape=(2,),
+        size=MIXTURE_TRAIN_SIZE,
         classes=list(MOONS_CLASSES),
         description="scikit-learn's two interleaving half circles (noise 0.05), labeled upper/lower; "
         "100,000 training points and 10,000 test points.",
     ),
     "digits": BuiltinInfo(
-        id="digits", name="8x8 digits", kind="images", shape=(8, 8), size=DIGITS_TRAIN_SIZE,
+        id="digits",
+        name="8x8 digits",
+        kind="images",
+        shape=(8, 8),
+        size=DIGITS_TRAIN_SIZE,
         classes=list(DIGITS_CLASSES),
         description="scikit-learn's 1,797 handwritten 8x8 grayscale digits (UCI), 10 classes; stratified "
         "80/20 split: 1,438 training and 359 test images.",
     ),
     "mnist": BuiltinInfo(
-        id="mnist", name="MNIST", kind="images", shape=(28, 28), size=60_000, classes=list(MNIST_CLASSES),
+        id="mnist",
+        name="MNIST",
+        kind="images",
+        shape=(28, 28),
+        size=60_000,
+        classes=list(MNIST_CLASSES),
         description="LeCun, Cortes and Burges' 28x28 grayscale handwritten digits, 10 classes; 60,000 training "
         "and 10,000 test images, read from the four IDX files in the data directory or downloaded there.",
     ),
@@ -175,8 +198,7 @@ def load_builtin(
     neither works).
     """
     if dataset_id not in BUILTINS:
-        raise NotFound(f"no built-in dataset {dataset_id!r}; built-ins are {', '.join(BUILTINS)}",
-                       field=("dataset",))
+        raise NotFound(f"no built-in dataset {dataset_id!r}; built-ins are {', '.join(BUILTINS)}", field=("dataset",))
     if dataset_id == "mnist":
         ensure_mnist(data_dir, download_url, timeout_s)  # a few stat() calls when the files are there
         return _mnist(Path(data_dir).absolute())

@@ -61,8 +61,9 @@ def _read_bytes(path: Path) -> bytes:
     except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
         raise Invalid(f"cannot read {path}: {exc}", field=(str(path),)) from exc
     if len(data) > MAX_IDX_BYTES:
-        raise Invalid(f"{path} is larger than {MAX_IDX_BYTES} bytes uncompressed", field=(str(path),),
-                      limit=MAX_IDX_BYTES)
+        raise Invalid(
+            f"{path} is larger than {MAX_IDX_BYTES} bytes uncompressed", field=(str(path),), limit=MAX_IDX_BYTES
+        )
     return data
 
 
@@ -131,8 +132,10 @@ def _where(directory: Path, missing: list[str]) -> str:
 
 def _how_to_fix(directory: Path) -> str:
     names = ", ".join(name for name, _ in MNIST_FILES.values())
-    return (f"To fix it, copy the four standard MNIST IDX files ({names}; gzipped or not) into {directory}, "
-            f"or let the server reach the download URL (GENSERVE_MNIST_URL).")
+    return (
+        f"To fix it, copy the four standard MNIST IDX files ({names}; gzipped or not) into {directory}, "
+        f"or let the server reach the download URL (GENSERVE_MNIST_URL)."
+    )
 
 
 def _download(url: str, timeout_s: float) -> bytes:
@@ -177,8 +180,10 @@ def ensure_mnist(data_dir: Path, base_url: str | None, timeout_s: float) -> dict
         return found
     missing_names = [name for name, _ in missing.values()]
     if not base_url:
-        raise Unavailable(f"{_where(directory, missing_names)}, and downloading is off (no download URL is "
-                          f"configured, GENSERVE_MNIST_URL is empty). {_how_to_fix(directory)}")
+        raise Unavailable(
+            f"{_where(directory, missing_names)}, and downloading is off (no download URL is "
+            f"configured, GENSERVE_MNIST_URL is empty). {_how_to_fix(directory)}"
+        )
 
     fetched: dict[str, tuple[Path, bytes]] = {}
     for key, (name, md5) in missing.items():
@@ -201,8 +206,10 @@ def ensure_mnist(data_dir: Path, base_url: str | None, timeout_s: float) -> dict
                 fetched[key] = (target, body)
                 continue
             reason = f"checksum mismatch: the uncompressed MD5 is {actual}, expected {md5}"
-        raise Unavailable(f"{_where(directory, missing_names)}, and downloading {url} failed ({reason}); nothing "
-                          f"was written. {_how_to_fix(directory)}")
+        raise Unavailable(
+            f"{_where(directory, missing_names)}, and downloading {url} failed ({reason}); nothing "
+            f"was written. {_how_to_fix(directory)}"
+        )
 
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -210,8 +217,10 @@ def ensure_mnist(data_dir: Path, base_url: str | None, timeout_s: float) -> dict
             atomic_write_bytes(target, body)
             found[key] = target
     except OSError as exc:
-        raise Unavailable(f"{_where(directory, missing_names)}; they were downloaded but cannot be written "
-                          f"there ({exc}). {_how_to_fix(directory)}") from exc
+        raise Unavailable(
+            f"{_where(directory, missing_names)}; they were downloaded but cannot be written "
+            f"there ({exc}). {_how_to_fix(directory)}"
+        ) from exc
     return {key: found[key] for key in MNIST_FILES}
 
 
@@ -224,17 +233,22 @@ def _read_checked(path: Path, md5: str, directory: Path) -> np.ndarray:
             raise Invalid(f"its uncompressed MD5 is {actual}, expected {md5} (a damaged or non-standard copy)")
         return parse_idx(data, str(path))
     except Invalid as exc:
-        raise Unavailable(f"MNIST file {path} cannot be used: {exc.detail}. Replace it with the standard file "
-                          f"(or delete it so it is downloaded again). {_how_to_fix(directory)}") from exc
+        raise Unavailable(
+            f"MNIST file {path} cannot be used: {exc.detail}. Replace it with the standard file "
+            f"(or delete it so it is downloaded again). {_how_to_fix(directory)}"
+        ) from exc
 
 
 def _split(images: np.ndarray, labels: np.ndarray, images_path: Path, labels_path: Path) -> ArrayDataset:
     if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != MNIST_IMAGE_SHAPE:
-        raise Unavailable(f"{images_path} does not hold uint8 28x28 images (dtype {images.dtype}, "
-                          f"shape {images.shape})")
+        raise Unavailable(
+            f"{images_path} does not hold uint8 28x28 images (dtype {images.dtype}, shape {images.shape})"
+        )
     if labels.dtype != np.uint8 or labels.ndim != 1 or len(labels) != len(images):
-        raise Unavailable(f"{labels_path} does not hold one uint8 label per image of {images_path} "
-                          f"(labels {labels.shape}, images {len(images)})")
+        raise Unavailable(
+            f"{labels_path} does not hold one uint8 label per image of {images_path} "
+            f"(labels {labels.shape}, images {len(images)})"
+        )
     if labels.size and labels.max() > 9:
         raise Unavailable(f"{labels_path} holds a label {int(labels.max())}; MNIST labels are 0..9")
     return ArrayDataset(x=images, y=labels.astype(np.int64), kind="images", classes=list(MNIST_CLASSES))

@@ -271,12 +271,16 @@ def _validate(c: TrainConfig) -> None:
     if not 0 <= c.ema_decay < 1:
         raise _invalid("ema_decay", "ema_decay must be in [0, 1)")
     if not 0 <= c.latent_categories <= MAX_LATENT_CATEGORIES:
-        raise _invalid("latent_categories", f"latent_categories must be in [0, {MAX_LATENT_CATEGORIES}]",
-                       MAX_LATENT_CATEGORIES)
+        raise _invalid(
+            "latent_categories", f"latent_categories must be in [0, {MAX_LATENT_CATEGORIES}]", MAX_LATENT_CATEGORIES
+        )
     if c.latent_dim * c.latent_categories > MAX_LATENT_BIN_COLUMNS:
-        raise _invalid("latent_categories", f"latent_dim * latent_categories must be <= {MAX_LATENT_BIN_COLUMNS} "
-                       f"(one-hot input columns of the generator), not {c.latent_dim * c.latent_categories}",
-                       MAX_LATENT_BIN_COLUMNS)
+        raise _invalid(
+            "latent_categories",
+            f"latent_dim * latent_categories must be <= {MAX_LATENT_BIN_COLUMNS} "
+            f"(one-hot input columns of the generator), not {c.latent_dim * c.latent_categories}",
+            MAX_LATENT_BIN_COLUMNS,
+        )
     if c.gan_loss not in ("ns", "hinge", "wgan-gp"):
         raise _invalid("gan_loss", f"unknown gan_loss {c.gan_loss!r}")
     if c.activation not in ACTIVATIONS:

@@ -80,8 +80,11 @@ class PaddingRule:
     def describe(self) -> str:
         if self.chunk:
             return f"chunk={self.chunk}"
-        parts = [f"{name}={getattr(self, name)}" for name in ("linear_min_rows", "min_rows", "multiple")
-                 if getattr(self, name) > 1]
+        parts = [
+            f"{name}={getattr(self, name)}"
+            for name in ("linear_min_rows", "min_rows", "multiple")
+            if getattr(self, name) > 1
+        ]
         return ", ".join(parts) or "none"
 
 
@@ -169,8 +172,9 @@ class InvariantForward:
         try:
             self._generate = torch.compile(eager, mode=mode, dynamic=False)
             rows = self.rule.chunk or 1
-            self._raw(torch.zeros(rows, self.latent_dim),
-                      torch.zeros(rows, dtype=torch.int64) if self.num_classes else None)
+            self._raw(
+                torch.zeros(rows, self.latent_dim), torch.zeros(rows, dtype=torch.int64) if self.num_classes else None
+            )
         except Exception as exc:
             log.warning("torch.compile failed (%s: %s); serving this model eagerly", type(exc).__name__, exc)
             self.compile = False

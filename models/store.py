@@ -383,10 +383,10 @@ class ArtifactStore:
         """Publish a classifier (weights + manifest, atomically); False when one was there first (it wins)."""
         final = self._classifier_dir(key)
         with self._staging() as tmp:
-            (tmp / "weights.safetensors").write_bytes(save({k: v.detach().cpu().contiguous()
-                                                            for k, v in tensors.items()}))
-            (tmp / "manifest.json").write_text(json.dumps({**meta, "created_at": utcnow()}, indent=2,
-                                                          sort_keys=True))
+            (tmp / "weights.safetensors").write_bytes(
+                save({k: v.detach().cpu().contiguous() for k, v in tensors.items()})
+            )
+            (tmp / "manifest.json").write_text(json.dumps({**meta, "created_at": utcnow()}, indent=2, sort_keys=True))
             return self._publish_dir(tmp, final)
 
     @contextlib.contextmanager

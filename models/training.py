@@ -363,15 +363,25 @@ def train(
     gen = torch.Generator(device=device)
     gen.manual_seed(config.seed)
     binarize = (float(model.data_loc[0]), float(model.data_scale[0])) if config.binarize else None
-    run = _Run(config, task, _Data(x_net, y, gen, binarize), on_progress, progress_interval_s, should_stop,
-               checkpointer)
+    run = _Run(
+        config, task, _Data(x_net, y, gen, binarize), on_progress, progress_interval_s, should_stop, checkpointer
+    )
     canceled = run.loop()
 
     served = task.served().eval()
     metrics: dict[str, float] = {}
     if not canceled:
-        metrics.update(compute_metrics(served, data.test, config, train_set=data.train, mixture=data.mixture,
-                                       classifier_cache=classifier_cache, on_progress=run.metrics_reporter()))
+        metrics.update(
+            compute_metrics(
+                served,
+                data.test,
+                config,
+                train_set=data.train,
+                mixture=data.mixture,
+                classifier_cache=classifier_cache,
+                on_progress=run.metrics_reporter(),
+            )
+        )
     served.to("cpu")
     metrics.update(run.final_losses())
     if run.recoveries:
@@ -556,8 +566,9 @@ class _Run:
                 return
             last[0] = now
             sent[0] = True
-            on_progress(Progress(self.step, self.c.steps, losses_now, self.elapsed(), None, phase="metrics",
-                                 detail=detail))
+            on_progress(
+                Progress(self.step, self.c.steps, losses_now, self.elapsed(), None, phase="metrics", detail=detail)
+            )
 
         return report
 
@@ -645,8 +656,9 @@ def compute_metrics(
         step = max(1, min(n, 100))
         for i in range(0, n, step):
             report("test_nll_iw", i / n)
-            parts.append(iw_log_likelihood(model, x[i : i + step], None if y is None else y[i : i + step], k,
-                                           generator=gen))
+            parts.append(
+                iw_log_likelihood(model, x[i : i + step], None if y is None else y[i : i + step], k, generator=gen)
+            )
         metrics["test_nll_iw"] = -float(torch.cat(parts).mean())
         metrics["test_nll_iw_k"] = float(k)
         metrics["test_nll_iw_samples"] = float(x.shape[0])
@@ -662,6 +674,7 @@ def compute_metrics(
             metrics.update(mode_metrics(draw(MODE_METRIC_SAMPLES), means, std))
 
     if spec.kind == "images" and train_set is not None and train_set.num_classes and train_set.y is not None:
+
         def classifier_step(step: int, total: int) -> None:
             if step % 50 == 0 or step == total:
                 report("classifier", step / total)

@@ -67,8 +67,10 @@ SETTINGS: dict[str, str] = {
     "max_uncompressed_bytes": "GENSERVE_MAX_UNCOMPRESSED_BYTES",
 }
 
-DATASET_TYPES = ".npz (array x, optional integer y), .csv (numeric columns, optional label column), " \
+DATASET_TYPES = (
+    ".npz (array x, optional integer y), .csv (numeric columns, optional label column), "
     ".zip (PNG/JPEG images, a top-level folder per class)"
+)
 IMAGE_TYPES = ".png, .jpg/.jpeg (one image), .zip (PNG/JPEG images), .npz (array x of images)"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 IMAGE_FORMATS = {"PNG", "JPEG", "MPO"}  # MPO: multi-picture JPEG as cameras write it; the first picture is used
@@ -80,10 +82,30 @@ ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # an archive with entries; an empty
 EOCD_MAGIC = b"PK\x05\x06"
 FILE: tuple[str, ...] = ("file",)
 
-_PILLOW_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, TypeError, EOFError, struct.error,
-                  zlib.error, IndexError, KeyError, Image.DecompressionBombError)
-_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, struct.error, zlib.error,
-               NotImplementedError, RuntimeError)
+_PILLOW_ERRORS = (
+    UnidentifiedImageError,
+    OSError,
+    SyntaxError,
+    ValueError,
+    TypeError,
+    EOFError,
+    struct.error,
+    zlib.error,
+    IndexError,
+    KeyError,
+    Image.DecompressionBombError,
+)
+_ZIP_ERRORS = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    OSError,
+    EOFError,
+    ValueError,
+    struct.error,
+    zlib.error,
+    NotImplementedError,
+    RuntimeError,
+)
 
 
 def _limit(what: str, limits: UploadLimits, name: str, field: Sequence[str | int] = FILE) -> TooLarge:
@@ -103,8 +125,9 @@ def parse_upload(filename: str, content: bytes, limits: UploadLimits) -> ArrayDa
     suffix = _suffix(filename)
     expected = {".npz": "npz", ".csv": "csv", ".zip": "zip"}.get(suffix)
     if expected is None:
-        raise UnsupportedFormat(f"{_named(filename)} is not a dataset type genserve reads; accepted: "
-                                f"{DATASET_TYPES}", field=FILE)
+        raise UnsupportedFormat(
+            f"{_named(filename)} is not a dataset type genserve reads; accepted: {DATASET_TYPES}", field=FILE
+        )
     found = _sniff(content)
     if expected == "csv":
         if found != "other":
@@ -117,13 +140,17 @@ def parse_upload(filename: str, content: bytes, limits: UploadLimits) -> ArrayDa
         is_npz = _looks_like_npz(infos)
         if expected == "npz":
             if is_npz is False:
-                raise UnsupportedFormat(f"{_named(filename)} is a zip archive of other files, not an .npz of "
-                                        f".npy arrays; accepted: {DATASET_TYPES}", field=FILE)
+                raise UnsupportedFormat(
+                    f"{_named(filename)} is a zip archive of other files, not an .npz of "
+                    f".npy arrays; accepted: {DATASET_TYPES}",
+                    field=FILE,
+                )
             x, y = _read_npz(zf, infos, limits)
             return _npz_dataset(x, y, limits)
         if is_npz is True:
-            raise UnsupportedFormat(f"{_named(filename)} holds .npy arrays: name it .npz; accepted: "
-                                    f"{DATASET_TYPES}", field=FILE)
+            raise UnsupportedFormat(
+                f"{_named(filename)} holds .npy arrays: name it .npz; accepted: {DATASET_TYPES}", field=FILE
+            )
         images, labels, classes = _read_zip_images(zf, infos, limits, labeled=True)
         return ArrayDataset(x=images, y=labels, kind="images", classes=classes)
 
@@ -135,8 +162,9 @@ def parse_images(filename: str, content: bytes, limits: UploadLimits) -> np.ndar
     suffix = _suffix(filename)
     expected = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".zip": "zip", ".npz": "zip"}.get(suffix)
     if expected is None:
-        raise UnsupportedFormat(f"{_named(filename)} is not an image type genserve reads; accepted: "
-                                f"{IMAGE_TYPES}", field=FILE)
+        raise UnsupportedFormat(
+            f"{_named(filename)} is not an image type genserve reads; accepted: {IMAGE_TYPES}", field=FILE
+        )
     found = _sniff(content)
     if found != expected:
         raise _mismatch(filename, found, IMAGE_TYPES)
@@ -148,12 +176,16 @@ def parse_images(filename: str, content: bytes, limits: UploadLimits) -> np.ndar
         with zf:
             if suffix == ".npz":
                 if _looks_like_npz(infos) is False:
-                    raise UnsupportedFormat(f"{_named(filename)} is a zip archive of other files, not an .npz "
-                                            f"of .npy arrays; accepted: {IMAGE_TYPES}", field=FILE)
+                    raise UnsupportedFormat(
+                        f"{_named(filename)} is a zip archive of other files, not an .npz "
+                        f"of .npy arrays; accepted: {IMAGE_TYPES}",
+                        field=FILE,
+                    )
                 arr, _ = _read_npz(zf, infos, limits, with_y=False)
                 if arr.ndim == 2:
-                    raise Invalid(f"x has shape {arr.shape}: points, not images; send points as JSON",
-                                  field=("file", "x"))
+                    raise Invalid(
+                        f"x has shape {arr.shape}: points, not images; send points as JSON", field=("file", "x")
+                    )
                 x = _npz_images(arr, limits)
             else:
                 x, _, _ = _read_zip_images(zf, infos, limits, labeled=False)
@@ -193,8 +225,10 @@ _DESCRIBED = {"zip": "a zip archive", "png": "a PNG image", "jpeg": "a JPEG imag
 
 
 def _mismatch(filename: str, found: str, accepted: str) -> UnsupportedFormat:
-    return UnsupportedFormat(f"{_named(filename)} holds {_DESCRIBED[found]}, which does not match its "
-                             f"extension; accepted: {accepted}", field=FILE)
+    return UnsupportedFormat(
+        f"{_named(filename)} holds {_DESCRIBED[found]}, which does not match its extension; accepted: {accepted}",
+        field=FILE,
+    )
 
 
 # --- zip containers ----------------------------------------------------------------------------------------------
@@ -242,16 +276,22 @@ def _open_zip(content: bytes, limits: UploadLimits) -> tuple[zipfile.ZipFile, li
             if stat.S_ISLNK(info.external_attr >> 16):
                 raise Invalid(f"zip entry {name!r} is a symbolic link; links are not allowed", field=field)
             if info.flag_bits & 0x1:
-                raise Invalid(f"zip entry {name!r} is encrypted; upload an archive without a password",
-                              field=field)
+                raise Invalid(f"zip entry {name!r} is encrypted; upload an archive without a password", field=field)
             if info.compress_type not in ZIP_METHODS:
-                raise Invalid(f"zip entry {name!r} uses compression method {info.compress_type}; genserve reads "
-                              f"stored and deflate entries", field=field)
+                raise Invalid(
+                    f"zip entry {name!r} uses compression method {info.compress_type}; genserve reads "
+                    f"stored and deflate entries",
+                    field=field,
+                )
             if info.file_size > 0:
                 ratio = info.file_size / max(info.compress_size, 1)
                 if ratio > limits.max_zip_ratio:
-                    raise _limit(f"zip entry {name!r} expands {ratio:.0f}x ({info.compress_size} -> "
-                                 f"{info.file_size} bytes)", limits, "max_zip_ratio", field)
+                    raise _limit(
+                        f"zip entry {name!r} expands {ratio:.0f}x ({info.compress_size} -> {info.file_size} bytes)",
+                        limits,
+                        "max_zip_ratio",
+                        field,
+                    )
             total += info.file_size
         if total > limits.max_uncompressed_bytes:
             raise _limit(f"the zip's entries hold {total} bytes uncompressed", limits, "max_uncompressed_bytes")
@@ -283,11 +323,13 @@ def _read_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
             while chunk := f.read(READ_CHUNK):
                 out += chunk
                 if len(out) > info.file_size:
-                    raise Invalid(f"zip entry {info.filename!r} holds more than the {info.file_size} bytes its "
-                                  f"header declares", field=_entry_field(info.filename), limit=info.file_size)
+                    raise Invalid(
+                        f"zip entry {info.filename!r} holds more than the {info.file_size} bytes its header declares",
+                        field=_entry_field(info.filename),
+                        limit=info.file_size,
+                    )
     except _ZIP_ERRORS as exc:
-        raise Invalid(f"zip entry {info.filename!r} cannot be read ({exc})", field=_entry_field(info.filename)) \
-            from exc
+        raise Invalid(f"zip entry {info.filename!r} cannot be read ({exc})", field=_entry_field(info.filename)) from exc
     return bytes(out)
 
 
@@ -301,8 +343,9 @@ class _Budget:
     def take(self, n: int, what: str) -> None:
         self.used += n
         if self.used > self.limits.max_uncompressed_bytes:
-            raise _limit(f"{what} bring the uncompressed size to {self.used} bytes", self.limits,
-                         "max_uncompressed_bytes")
+            raise _limit(
+                f"{what} bring the uncompressed size to {self.used} bytes", self.limits, "max_uncompressed_bytes"
+            )
 
 
 # --- npz ---------------------------------------------------------------------------------------------------------
@@ -322,14 +365,15 @@ def _npy_header(data: bytes, field: tuple[str, ...]) -> tuple[tuple[int, ...], b
     return tuple(int(s) for s in shape), bool(fortran), dtype, f.tell()
 
 
-def _npy_array(data: bytes, header: tuple[tuple[int, ...], bool, np.dtype, int], field: tuple[str, ...]) \
-        -> np.ndarray:
+def _npy_array(data: bytes, header: tuple[tuple[int, ...], bool, np.dtype, int], field: tuple[str, ...]) -> np.ndarray:
     shape, fortran, dtype, offset = header
     count = math.prod(shape)
     need = count * dtype.itemsize
     if len(data) - offset < need:
-        raise Invalid(f"{field[-1]} is truncated: shape {shape} needs {need} bytes of data, it has "
-                      f"{len(data) - offset}", field=field)
+        raise Invalid(
+            f"{field[-1]} is truncated: shape {shape} needs {need} bytes of data, it has {len(data) - offset}",
+            field=field,
+        )
     flat = np.frombuffer(data, dtype=dtype, count=count, offset=offset)
     return flat.reshape(shape, order="F" if fortran else "C")
 
@@ -337,14 +381,17 @@ def _npy_array(data: bytes, header: tuple[tuple[int, ...], bool, np.dtype, int],
 def _check_dtype(dtype: np.dtype, field: tuple[str, ...], kinds: str, what: str) -> None:
     name = field[-1]
     if dtype.hasobject:
-        raise Invalid(f"{name} is an object array (dtype {dtype}); genserve never loads pickled data: save "
-                      f"numeric arrays", field=field)
+        raise Invalid(
+            f"{name} is an object array (dtype {dtype}); genserve never loads pickled data: save numeric arrays",
+            field=field,
+        )
     if dtype.fields is not None or dtype.subdtype is not None or dtype.kind not in kinds:
         raise Invalid(f"{name} has dtype {dtype}; it must hold {what}", field=field)
 
 
-def _read_npz(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo], limits: UploadLimits, with_y: bool = True) \
-        -> tuple[np.ndarray, np.ndarray | None]:
+def _read_npz(
+    zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo], limits: UploadLimits, with_y: bool = True
+) -> tuple[np.ndarray, np.ndarray | None]:
     members = {i.filename[:-4]: i for i in infos if i.filename.endswith(".npy") and not _ignored(i)}
     if "x" not in members:
         held = ", ".join(sorted(members)) or "nothing"
@@ -365,8 +412,9 @@ def _read_npz(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo], limits: UploadL
         yheader = _npy_header(ydata, yfield)
         _check_dtype(yheader[2], yfield, "iu", "integer labels")
         if len(yheader[0]) != 1 or yheader[0][0] != x.shape[0]:
-            raise Invalid(f"y has shape {yheader[0]}; it must be ({x.shape[0]},), one label per sample of x",
-                          field=yfield)
+            raise Invalid(
+                f"y has shape {yheader[0]}; it must be ({x.shape[0]},), one label per sample of x", field=yfield
+            )
         y = _npy_array(ydata, yheader, yfield)
     return x, y
 
@@ -375,8 +423,11 @@ def _check_x_shape(shape: tuple[int, ...], limits: UploadLimits) -> None:
     """Rules that only need the shape; checked before the data is touched."""
     field = ("file", "x")
     if len(shape) not in (2, 3, 4):
-        raise Invalid(f"x has {len(shape)} dimensions (shape {shape}); it must be (N, D) points, (N, H, W) or "
-                      f"(N, H, W, C) images", field=field)
+        raise Invalid(
+            f"x has {len(shape)} dimensions (shape {shape}); it must be (N, D) points, (N, H, W) or "
+            f"(N, H, W, C) images",
+            field=field,
+        )
     n = shape[0]
     if n == 0:
         raise Invalid("x holds no samples (N = 0)", field=field)
@@ -390,8 +441,9 @@ def _check_x_shape(shape: tuple[int, ...], limits: UploadLimits) -> None:
         return
     if len(shape) == 4 and shape[3] not in (1, 3):
         hint = " (RGBA?): convert to RGB" if shape[3] == 4 else ""
-        raise Invalid(f"x has {shape[3]} channels{hint}; images must have 1 (grayscale) or 3 (RGB) channels",
-                      field=field)
+        raise Invalid(
+            f"x has {shape[3]} channels{hint}; images must have 1 (grayscale) or 3 (RGB) channels", field=field
+        )
     if n > limits.max_images:
         raise _limit(f"x holds {n} images", limits, "max_images", field)
     h, w = shape[1], shape[2]
@@ -416,14 +468,20 @@ def _npz_images(x: np.ndarray, limits: UploadLimits) -> np.ndarray:
             raise Invalid(f"x holds NaN or infinite values (first at index {_first_bad(~finite)})", field=field)
         lo, hi = float(x.min()), float(x.max())
         if lo < 0.0 or hi > 1.0:
-            raise Invalid(f"x holds float images with values in [{lo:g}, {hi:g}]; float images must be within "
-                          f"[0, 1] (uint8 images may use 0..255)", field=field)
+            raise Invalid(
+                f"x holds float images with values in [{lo:g}, {hi:g}]; float images must be within "
+                f"[0, 1] (uint8 images may use 0..255)",
+                field=field,
+            )
         return np.array(x, dtype=np.float32, order="C")
     if x.dtype != np.uint8:
         lo, hi = int(x.min()), int(x.max())
         if lo < 0 or hi > 255:
-            raise Invalid(f"x holds {x.dtype} images with values in [{lo}, {hi}]; integer images must be "
-                          f"within 0..255 (or send floats in [0, 1])", field=field)
+            raise Invalid(
+                f"x holds {x.dtype} images with values in [{lo}, {hi}]; integer images must be "
+                f"within 0..255 (or send floats in [0, 1])",
+                field=field,
+            )
     return np.array(x, dtype=np.uint8, order="C")
 
 
@@ -431,13 +489,13 @@ def _npz_dataset(x: np.ndarray, y: np.ndarray | None, limits: UploadLimits) -> A
     field = ("file", "x")
     if x.ndim == 2:
         if x.dtype.kind == "f" and not np.isfinite(x).all():
-            raise Invalid(f"x holds NaN or infinite values (first at index {_first_bad(~np.isfinite(x))})",
-                          field=field)
+            raise Invalid(f"x holds NaN or infinite values (first at index {_first_bad(~np.isfinite(x))})", field=field)
         with np.errstate(over="ignore"):
             points = np.array(x, dtype=np.float32, order="C")
         if not np.isfinite(points).all():
-            raise Invalid(f"x holds values too large for float32 (first at index "
-                          f"{_first_bad(~np.isfinite(points))})", field=field)
+            raise Invalid(
+                f"x holds values too large for float32 (first at index {_first_bad(~np.isfinite(points))})", field=field
+            )
         data_x, kind = points, "points"
     else:
         data_x, kind = _npz_images(x, limits), "images"
@@ -487,8 +545,10 @@ def _parse_csv(content: bytes, limits: UploadLimits) -> ArrayDataset:
     try:
         text = content.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise Invalid(f"the csv is not UTF-8 text (byte 0x{content[exc.start]:02x} at offset {exc.start}); save "
-                      f"it as UTF-8", field=FILE) from exc
+        raise Invalid(
+            f"the csv is not UTF-8 text (byte 0x{content[exc.start]:02x} at offset {exc.start}); save it as UTF-8",
+            field=FILE,
+        ) from exc
     if "\x00" in text:
         raise Invalid("the csv holds NUL characters; it is not a text file", field=FILE)
     reader = csv.reader(io.StringIO(text, newline=""))
@@ -533,8 +593,10 @@ def _parse_csv(content: bytes, limits: UploadLimits) -> ArrayDataset:
         except ValueError:
             for i in num_cols:
                 if not _is_number(row[i]):
-                    raise Invalid(f"line {line}, column {names[i]!r}: {row[i]!r} is not a number",
-                                  field=("file", f"line {line}", names[i])) from None
+                    raise Invalid(
+                        f"line {line}, column {names[i]!r}: {row[i]!r} is not a number",
+                        field=("file", f"line {line}", names[i]),
+                    ) from None
             raise
         if label_col is not None:
             label = row[label_col].strip()
@@ -573,13 +635,16 @@ def _layout(names: list[str]) -> tuple[list[str | None], str | None, str | None]
     return [p[0] if len(p) > 1 else None for p in paths], None, None
 
 
-def _read_zip_images(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo], limits: UploadLimits, *, labeled: bool) \
-        -> tuple[np.ndarray, np.ndarray | None, list[str] | None]:
+def _read_zip_images(
+    zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo], limits: UploadLimits, *, labeled: bool
+) -> tuple[np.ndarray, np.ndarray | None, list[str] | None]:
     entries = sorted((i for i in infos if not _ignored(i)), key=lambda i: i.filename)
     for info in entries:
         if not info.filename.lower().endswith(IMAGE_SUFFIXES):
-            raise Invalid(f"zip entry {info.filename!r} is not a PNG or JPEG image (.png, .jpg, .jpeg)",
-                          field=_entry_field(info.filename))
+            raise Invalid(
+                f"zip entry {info.filename!r} is not a PNG or JPEG image (.png, .jpg, .jpeg)",
+                field=_entry_field(info.filename),
+            )
     if not entries:
         raise Invalid("the zip holds no PNG or JPEG images", field=FILE)
     if len(entries) > limits.max_images:
@@ -588,8 +653,11 @@ def _read_zip_images(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo], limits: 
     if labeled:
         classes_of, loose, folder = _layout([i.filename for i in entries])
         if loose is not None:
-            raise Invalid(f"the zip mixes images at the top level ({loose!r}) with class folders ('{folder}/'); put "
-                          f"every image in a class folder, or none in folders", field=_entry_field(loose))
+            raise Invalid(
+                f"the zip mixes images at the top level ({loose!r}) with class folders ('{folder}/'); put "
+                f"every image in a class folder, or none in folders",
+                field=_entry_field(loose),
+            )
 
     budget = _Budget(limits)
     n = len(entries)
@@ -601,8 +669,9 @@ def _read_zip_images(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo], limits: 
         name = info.filename
         data = _read_entry(zf, info)
         budget.take(len(data), f"the entries up to {name!r}")
-        image, color = _decode_image(data, _entry_field(name), f"zip entry {name!r}", limits,
-                                     (size, first) if size else None)
+        image, color = _decode_image(
+            data, _entry_field(name), f"zip entry {name!r}", limits, (size, first) if size else None
+        )
         if size is None:
             size, first = (image.shape[1], image.shape[0]), name
             _check_decoded(n, size, 1, limits)
@@ -625,18 +694,21 @@ def _read_zip_images(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo], limits: 
 def _check_decoded(n: int, size: tuple[int, int], channels: int, limits: UploadLimits) -> None:
     total = n * size[0] * size[1] * channels
     if total > limits.max_uncompressed_bytes:
-        raise _limit(f"the {n} images decode to {total} bytes ({size[0]}x{size[1]}x{channels} each)", limits,
-                     "max_uncompressed_bytes")
+        raise _limit(
+            f"the {n} images decode to {total} bytes ({size[0]}x{size[1]}x{channels} each)",
+            limits,
+            "max_uncompressed_bytes",
+        )
 
 
-def _decode_image(data: bytes, field: tuple[str, ...], what: str, limits: UploadLimits,
-                  expected: tuple[tuple[int, int], str] | None) -> tuple[np.ndarray, bool]:
+def _decode_image(
+    data: bytes, field: tuple[str, ...], what: str, limits: UploadLimits, expected: tuple[tuple[int, int], str] | None
+) -> tuple[np.ndarray, bool]:
     """uint8 pixels (H, W) or (H, W, 3) and whether the image is in color; sizes checked before decoding."""
     try:
         img = Image.open(io.BytesIO(data))  # reads the header only
     except Image.DecompressionBombError as exc:  # Pillow's own guard fires on a header claiming a huge picture
-        raise _limit(f"{what} declares a picture too large to decode ({exc})", limits, "max_image_side",
-                     field) from exc
+        raise _limit(f"{what} declares a picture too large to decode ({exc})", limits, "max_image_side", field) from exc
     except _PILLOW_ERRORS as exc:
         raise Invalid(f"{what} is not a readable PNG or JPEG image ({exc})", field=field) from exc
     with img:
@@ -649,8 +721,10 @@ def _decode_image(data: bytes, field: tuple[str, ...], what: str, limits: Upload
             raise _limit(f"{what} is {w}x{h} pixels (side {max(w, h)})", limits, "max_image_side", field)
         if expected is not None and (w, h) != expected[0]:
             ew, eh = expected[0]
-            raise Invalid(f"{what} is {w}x{h} pixels but {expected[1]!r} is {ew}x{eh}; all images must have the "
-                          f"same size", field=field)
+            raise Invalid(
+                f"{what} is {w}x{h} pixels but {expected[1]!r} is {ew}x{eh}; all images must have the same size",
+                field=field,
+            )
         try:
             img.load()
             return _pixels(img)

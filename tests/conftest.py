@@ -119,8 +119,14 @@ class LiveService:
 
     def _spawn(self, args: list[str], log_name: str) -> subprocess.Popen[bytes]:
         log = open(self.log_dir / log_name, "ab")  # noqa: SIM115 (closed with the process)
-        return subprocess.Popen([sys.executable, "-m", "app.cli", *args], env=self.env, cwd=ROOT,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            [sys.executable, "-m", "app.cli", *args],
+            env=self.env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def start_api(self) -> None:
         self.api = self._spawn(["serve", "--port", str(self.port)], "api.log")

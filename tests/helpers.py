@@ -106,9 +106,16 @@ def assert_problem(response: httpx.Response, status: int, field: str | None = No
     return body
 
 
-def store_untrained_model(store_dir: Any, *, family: str = "gan", kind: str = "points",
-                          shape: tuple[int, ...] = (2,), classes: list[str] | None = None, width: int = 16,
-                          latent_dim: int = 4) -> str:
+def store_untrained_model(
+    store_dir: Any,
+    *,
+    family: str = "gan",
+    kind: str = "points",
+    shape: tuple[int, ...] = (2,),
+    classes: list[str] | None = None,
+    width: int = 16,
+    latent_dim: int = 4,
+) -> str:
     """A freshly initialized (untrained) model stored as the worker stores models: fast, for serving tests."""
     import torch
 
@@ -119,12 +126,21 @@ def store_untrained_model(store_dir: Any, *, family: str = "gan", kind: str = "p
     from worker.jobs import store_model
 
     num_classes = len(classes or [])
-    config = resolve_config({"family": family, "conditional": num_classes > 0, "width": width,
-                             "latent_dim": latent_dim, "seed": 0},
-                            dataset_id="upload", kind=kind, sample_shape=shape, num_classes=num_classes)  # type: ignore[arg-type]
+    config = resolve_config(
+        {"family": family, "conditional": num_classes > 0, "width": width, "latent_dim": latent_dim, "seed": 0},
+        dataset_id="upload",
+        kind=kind,
+        sample_shape=shape,
+        num_classes=num_classes,
+    )  # type: ignore[arg-type]
     spec = spec_for(config, kind, shape, num_classes)  # type: ignore[arg-type]
     torch.manual_seed(0)
     model = build_model(spec).eval()
-    record = {"id": new_id("tr"), "request": {"dataset": "upload"}, "classes": classes, "config": config.to_dict(),
-              "created_at": utcnow()}
+    record = {
+        "id": new_id("tr"),
+        "request": {"dataset": "upload"},
+        "classes": classes,
+        "config": config.to_dict(),
+        "created_at": utcnow(),
+    }
     return store_model(ArtifactStore(store_dir), record, TrainResult(model, spec, {}, 0, False))

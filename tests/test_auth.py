@@ -17,8 +17,11 @@ from tests.helpers import assert_problem
 
 KEYS = "tok-sampler:sample,tok-trainer:train,tok-admin:sample+train"
 TOKENS = {"sample": "tok-sampler", "train": "tok-trainer"}
-FILLERS = {"model_id": "mdl_0123456789abcdef", "dataset_id": "ds_0123456789abcdef",
-           "training_id": "tr_0123456789abcdef"}
+FILLERS = {
+    "model_id": "mdl_0123456789abcdef",
+    "dataset_id": "ds_0123456789abcdef",
+    "training_id": "tr_0123456789abcdef",
+}
 
 
 @pytest.fixture
@@ -43,8 +46,14 @@ def routes(client: TestClient) -> list[tuple[str, str, str]]:
 
 def test_the_matrix_covers_the_whole_api(guarded: TestClient) -> None:
     templates = {t for _, _, t in routes(guarded)}
-    assert {"/v1/models/{model_id}/samples", "/v1/datasets", "/v1/trainings/{training_id}/cancel", "/metrics",
-            "/openapi.json", "/docs"} <= templates
+    assert {
+        "/v1/models/{model_id}/samples",
+        "/v1/datasets",
+        "/v1/trainings/{training_id}/cancel",
+        "/metrics",
+        "/openapi.json",
+        "/docs",
+    } <= templates
     assert len(routes(guarded)) >= 18
 
 

@@ -49,13 +49,25 @@ def test_embedded_redis_is_a_real_server_that_stops(tmp_path: Path) -> None:
 def test_dev_runs_api_worker_and_embedded_redis(tmp_path: Path) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("GENSERVE_")}
-    env.update({"GENSERVE_STORE_DIR": str(tmp_path / "store"), "GENSERVE_DATA_DIR": str(tmp_path / "data"),
-                "GENSERVE_DEVICE": "cpu", "PYTHONPATH": child_pythonpath()})
+    env.update(
+        {
+            "GENSERVE_STORE_DIR": str(tmp_path / "store"),
+            "GENSERVE_DATA_DIR": str(tmp_path / "data"),
+            "GENSERVE_DEVICE": "cpu",
+            "PYTHONPATH": child_pythonpath(),
+        }
+    )
     log = open(tmp_path / "dev.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "dev", "--embedded-redis", "--port", str(port)],
-                            env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "dev", "--embedded-redis", "--port", str(port)],
+        env=env,
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
+
         def ready() -> bool:
             assert proc.poll() is None, (tmp_path / "dev.log").read_text()
             try:
@@ -65,8 +77,9 @@ def test_dev_runs_api_worker_and_embedded_redis(tmp_path: Path) -> None:
 
         wait_until(ready, 60, message="genserve dev to be ready")
         with httpx.Client(base_url=base, timeout=30) as http:
-            t = http.post("/v1/trainings", json={"dataset": "ring2d", "family": "gan", "steps": 30,
-                                                 "batch_size": 32, "width": 16})
+            t = http.post(
+                "/v1/trainings", json={"dataset": "ring2d", "family": "gan", "steps": 30, "batch_size": 32, "width": 16}
+            )
             assert t.status_code == 202, t.text
             done = wait_for_training(http, t.json()["id"], timeout_s=120)
             assert done["status"] == "succeeded", (done, (tmp_path / "dev.log").read_text())

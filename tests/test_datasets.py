@@ -55,8 +55,9 @@ def test_generated_builtins_match_their_info(dataset_id: str, tmp_path: Path) ->
         assert set(np.unique(train.y)) == set(range(len(info.classes)))
 
 
-@pytest.mark.parametrize(("dataset_id", "means", "std"), [("ring2d", RING2D_MEANS, RING2D_STD),
-                                                          ("grid2d", GRID2D_MEANS, GRID2D_STD)])
+@pytest.mark.parametrize(
+    ("dataset_id", "means", "std"), [("ring2d", RING2D_MEANS, RING2D_STD), ("grid2d", GRID2D_MEANS, GRID2D_STD)]
+)
 def test_mixtures_have_the_pacgan_modes(dataset_id: str, means: np.ndarray, std: float, tmp_path: Path) -> None:
     assert mixture_modes(dataset_id) == (means, std)
     x = load_builtin(dataset_id, tmp_path).train.x.astype(np.float64)
@@ -91,7 +92,8 @@ def test_digits_split_is_stratified(tmp_path: Path) -> None:
     assert splits.train.x.shape[1:] == (8, 8) and int(splits.train.x.max()) == 255
     assert splits.train.y is not None and splits.test.y is not None
     per_class = np.bincount(splits.test.y, minlength=10) / (
-        np.bincount(splits.test.y, minlength=10) + np.bincount(splits.train.y, minlength=10))
+        np.bincount(splits.test.y, minlength=10) + np.bincount(splits.train.y, minlength=10)
+    )
     assert per_class == pytest.approx(np.full(10, 0.2), abs=0.01)
 
 
@@ -122,8 +124,14 @@ def test_unknown_builtin_is_not_found(tmp_path: Path) -> None:
 
 
 # --- IDX ---------------------------------------------------------------------------------------------------------
-_CODES = {np.dtype(np.uint8): 0x08, np.dtype(np.int8): 0x09, np.dtype(np.int16): 0x0B, np.dtype(np.int32): 0x0C,
-          np.dtype(np.float32): 0x0D, np.dtype(np.float64): 0x0E}
+_CODES = {
+    np.dtype(np.uint8): 0x08,
+    np.dtype(np.int8): 0x09,
+    np.dtype(np.int16): 0x0B,
+    np.dtype(np.int32): 0x0C,
+    np.dtype(np.float32): 0x0D,
+    np.dtype(np.float64): 0x0E,
+}
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
@@ -132,12 +140,15 @@ def idx_bytes(array: np.ndarray) -> bytes:
 
 
 @pytest.mark.parametrize("gz", [False, True])
-@pytest.mark.parametrize("array", [
-    np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4),
-    np.array([-5, 0, 70000], dtype=np.int32),
-    np.array([[1.5, -2.25]], dtype=np.float32),
-    np.array([-1, 2], dtype=np.int16),
-])
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4),
+        np.array([-5, 0, 70000], dtype=np.int32),
+        np.array([[1.5, -2.25]], dtype=np.float32),
+        np.array([-1, 2], dtype=np.int16),
+    ],
+)
 def test_idx_round_trip(array: np.ndarray, gz: bool, tmp_path: Path) -> None:
     data = idx_bytes(array)
     path = tmp_path / ("a.idx.gz" if gz else "a.idx")
@@ -146,14 +157,17 @@ def test_idx_round_trip(array: np.ndarray, gz: bool, tmp_path: Path) -> None:
     assert back.dtype == array.dtype.newbyteorder("=") and np.array_equal(back, array)
 
 
-@pytest.mark.parametrize(("data", "words"), [
-    (b"\x01\x00\x08\x01\x00\x00\x00\x02ab", "magic"),
-    (b"\x00\x00\x07\x01\x00\x00\x00\x02ab", "type code"),
-    (b"\x00\x00\x08\x01\x00\x00\x00\x05ab", "truncated"),
-    (b"\x00\x00\x08\x01\x00\x00\x00\x01ab", "longer"),
-    (b"\x00\x00\x08\x03\x00\x00", "header"),
-    (b"\x00\x00", "short"),
-])
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        (b"\x01\x00\x08\x01\x00\x00\x00\x02ab", "magic"),
+        (b"\x00\x00\x07\x01\x00\x00\x00\x02ab", "type code"),
+        (b"\x00\x00\x08\x01\x00\x00\x00\x05ab", "truncated"),
+        (b"\x00\x00\x08\x01\x00\x00\x00\x01ab", "longer"),
+        (b"\x00\x00\x08\x03\x00\x00", "header"),
+        (b"\x00\x00", "short"),
+    ],
+)
 def test_bad_idx_is_invalid(data: bytes, words: str, tmp_path: Path) -> None:
     path = tmp_path / "bad-idx"
     path.write_bytes(data)
@@ -263,8 +277,9 @@ def test_missing_mnist_without_url_says_downloading_is_off(tmp_path: Path) -> No
     assert str(tmp_path / "mnist") in err.value.detail and "copy" in err.value.detail
 
 
-def test_download_verifies_checksums_and_writes_files(tiny_checksums: dict[str, bytes], server: str,
-                                                       tmp_path: Path) -> None:
+def test_download_verifies_checksums_and_writes_files(
+    tiny_checksums: dict[str, bytes], server: str, tmp_path: Path
+) -> None:
     data_dir = tmp_path / "data"
     files = ensure_mnist(data_dir, server, 5.0)
     assert set(files) == set(MNIST_FILES)
@@ -274,8 +289,9 @@ def test_download_verifies_checksums_and_writes_files(tiny_checksums: dict[str, 
     assert len(splits.train) == 6 and len(splits.test) == 4
 
 
-def test_download_with_checksum_mismatch_writes_nothing(tiny_checksums: dict[str, bytes], server: str,
-                                                        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_download_with_checksum_mismatch_writes_nothing(
+    tiny_checksums: dict[str, bytes], server: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setitem(MNIST_FILES, "test_labels", (MNIST_FILES["test_labels"][0], "0" * 32))
     data_dir = tmp_path / "data"
     with pytest.raises(Unavailable, match="checksum mismatch") as err:

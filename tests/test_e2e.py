@@ -170,8 +170,11 @@ def test_vae_reconstructions_and_interpolations(http: httpx.Client, trainings: d
     assert r.status_code == 200, r.text
     assert np.array(r.json()["samples"]).shape == (2, 2)
     images_url = f"/v1/models/{model_id(trainings, 'images_vae')}"
-    r = http.post(f"{images_url}/reconstructions", files={"file": ("bars.zip", bars_zip(3), "application/zip")},
-                  data={"labels": "0,0,0,1,1,1", "format": "npy"})
+    r = http.post(
+        f"{images_url}/reconstructions",
+        files={"file": ("bars.zip", bars_zip(3), "application/zip")},
+        data={"labels": "0,0,0,1,1,1", "format": "npy"},
+    )
     assert r.status_code == 200, r.text
     assert np.load(io.BytesIO(r.content)).shape == (6, 8, 8)
     r = http.post(f"{images_url}/interpolations", json={"seed_a": 1, "seed_b": 2, "steps": 5, "label": 1})
@@ -231,8 +234,9 @@ def test_datasets_in_use_cannot_be_deleted_and_builtins_never(http: httpx.Client
     assert_problem(http.delete(f"/v1/datasets/{datasets['images']}"), 409)
     http.post(f"/v1/trainings/{t['id']}/cancel")
     wait_for_training(http, t["id"], timeout_s=60)
-    r = http.post("/v1/datasets", files={"file": ("again.csv", blobs_csv(n=50, seed=9), "text/csv")},
-                  data={"name": "throwaway"})
+    r = http.post(
+        "/v1/datasets", files={"file": ("again.csv", blobs_csv(n=50, seed=9), "text/csv")}, data={"name": "throwaway"}
+    )
     assert r.status_code == 201
     assert http.delete(f"/v1/datasets/{r.json()['id']}").status_code == 204
     assert_problem(http.get(f"/v1/datasets/{r.json()['id']}"), 404)
@@ -243,9 +247,14 @@ def test_health_readiness_metrics_and_docs(http: httpx.Client, trainings: dict[s
     ready = http.get("/readyz")
     assert ready.status_code == 200 and ready.json()["checks"] == {"redis": "ok", "store": "ok"}
     text = http.get("/metrics").text
-    expected = ("genserve_http_requests_total", "genserve_http_request_duration_seconds", "genserve_samples_total",
-                "genserve_batch_size_samples", "genserve_training_queue_depth",
-                'genserve_trainings{status="succeeded"}')
+    expected = (
+        "genserve_http_requests_total",
+        "genserve_http_request_duration_seconds",
+        "genserve_samples_total",
+        "genserve_batch_size_samples",
+        "genserve_training_queue_depth",
+        'genserve_trainings{status="succeeded"}',
+    )
     for name in expected:
         assert name in text, name
     assert http.get("/docs").status_code == 200
@@ -270,8 +279,10 @@ def test_body_limit_holds_for_chunked_and_mislabeled_bodies(http: httpx.Client, 
 
     body = b'{"dataset": "ring2d", "family": "gan", "pad": "' + b"x" * 65536 + b'"}'
     with socket.create_connection(("127.0.0.1", live.port), timeout=10) as s:
-        s.sendall(b"POST /v1/trainings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                  b"Content-Length: 40\r\n\r\n" + body)
+        s.sendall(
+            b"POST /v1/trainings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 40\r\n\r\n" + body
+        )
         status_line = s.recv(4096).split(b"\r\n", 1)[0]
     assert status_line.startswith(b"HTTP/1.1 4"), status_line  # the 40 bytes are malformed JSON: 400, not a 5xx
     assert http.get("/healthz").status_code == 200
@@ -291,8 +302,9 @@ def test_an_idle_connection_outlives_clients_keep_alive(live: LiveService) -> No
                 return head  # closed by the server
             head += chunk
         headers, _, body = head.partition(b"\r\n\r\n")
-        length = int(next(line.split(b":")[1] for line in headers.split(b"\r\n")
-                          if line.lower().startswith(b"content-length")))
+        length = int(
+            next(line.split(b":")[1] for line in headers.split(b"\r\n") if line.lower().startswith(b"content-length"))
+        )
         while len(body) < length:
             body += sock.recv(4096)
         return headers

@@ -86,8 +86,15 @@ class _Part:
 @pytest.mark.parametrize("shape", [(28, 28), (16, 16, 3)])
 def test_a_batch_gives_each_part_the_body_it_would_get_alone(shape: tuple[int, ...]) -> None:
     """Batch-wide PNG preparation must not change a byte: every part (any n, format, seed) gets `encode`'s body."""
-    parts = [_Part(1, "png", 5), _Part(3, "png", None), _Part(2, "npy", 7), _Part(0, "png", 1), _Part(1, "json", 2),
-             _Part(4, "grid", 3), _Part(1, "png", 2**31 - 1)]
+    parts = [
+        _Part(1, "png", 5),
+        _Part(3, "png", None),
+        _Part(2, "npy", 7),
+        _Part(0, "png", 1),
+        _Part(1, "json", 2),
+        _Part(4, "grid", 3),
+        _Part(1, "png", 2**31 - 1),
+    ]
     samples = np.random.default_rng(3).random((sum(p.n for p in parts), *shape)).astype(np.float32) * 1.2 - 0.1
     expected, row = [], 0
     for p in parts:
@@ -101,5 +108,7 @@ def test_a_batch_gives_each_part_the_body_it_would_get_alone(shape: tuple[int, .
 def test_a_points_batch_is_encoded_part_by_part() -> None:
     points = np.random.default_rng(4).normal(size=(5, 2)).astype(np.float32)
     parts = [_Part(2, "json", 1), _Part(3, "npy", None)]
-    assert encode_batch(points, parts, "points") == [encode(points[:2], "json", "points", 1),
-                                                     encode(points[2:], "npy", "points", None)]
+    assert encode_batch(points, parts, "points") == [
+        encode(points[:2], "json", "points", 1),
+        encode(points[2:], "npy", "points", None),
+    ]

@@ -196,13 +196,26 @@ def test_the_defaults_notice_a_killed_worker_within_60s() -> None:
     assert s.lease_ttl_s + s.watchdog_interval_s + grace + s.watchdog_interval_s <= DETECTION_BOUND_S
     assert s.checkpoint_interval_s <= 30  # at most ~30 s of work lost
 
+
 def put_record(store: ArtifactStore, status: str = "running", **extra: Any) -> dict[str, Any]:
     tid = new_id("tr")
     record = {
-        "id": tid, "status": status, "request": {"dataset": "ring2d"}, "config": {"family": "gan"},
-        "progress": {"step": 0, "total_steps": 10}, "metrics": {}, "model_id": None, "error": None,
-        "attempts": 1, "job_id": f"{tid}-1", "enqueues": 1, "lost_workers": 0, "created_at": utcnow(),
-        "started_at": None, "finished_at": None, **extra,
+        "id": tid,
+        "status": status,
+        "request": {"dataset": "ring2d"},
+        "config": {"family": "gan"},
+        "progress": {"step": 0, "total_steps": 10},
+        "metrics": {},
+        "model_id": None,
+        "error": None,
+        "attempts": 1,
+        "job_id": f"{tid}-1",
+        "enqueues": 1,
+        "lost_workers": 0,
+        "created_at": utcnow(),
+        "started_at": None,
+        "finished_at": None,
+        **extra,
     }
     store.put_training(record)
     return record
@@ -336,8 +349,12 @@ def test_a_killed_worker_is_noticed_and_its_training_resumes_from_the_checkpoint
     checkpointed = r.checkpoint_step(tid)
     assert r.record(tid)["status"] == "running"  # the store still says so: only the missing lease tells
     r.live.start_worker()
-    wait_until(lambda: r.record(tid)["job_id"] != first_job, DETECTION_BOUND_S, interval_s=0.2,
-               message="the watchdog to re-queue the training")
+    wait_until(
+        lambda: r.record(tid)["job_id"] != first_job,
+        DETECTION_BOUND_S,
+        interval_s=0.2,
+        message="the watchdog to re-queue the training",
+    )
     detected_s = time.monotonic() - killed_at
     done = wait_for_training(r.http, tid, timeout_s=120)
     assert done["status"] == "succeeded", done
@@ -361,9 +378,15 @@ def test_a_training_whose_workers_keep_dying_fails_with_the_reason(rig: Callable
     r.live.start_api()
     tid = start_training(r, {**LONG_GAN, "steps": 200_000})
     for attempt in (1, 2):
-        wait_until(lambda a=attempt: r.record(tid)["attempts"] == a and r.record(tid)["status"] == "running"  # type: ignore[misc]
-                   and r.http.get(f"/v1/trainings/{tid}").json()["progress"]["step"] > 0,
-                   60, message=f"attempt {attempt} to run")
+        wait_until(
+            lambda a=attempt: (
+                r.record(tid)["attempts"] == a
+                and r.record(tid)["status"] == "running"  # type: ignore[misc]
+                and r.http.get(f"/v1/trainings/{tid}").json()["progress"]["step"] > 0
+            ),
+            60,
+            message=f"attempt {attempt} to run",
+        )
         r.kill_worker(worker)
         if attempt == 1:
             worker = r.live.start_worker()
@@ -381,8 +404,7 @@ def test_sigterm_checkpoints_requeues_and_exits_cleanly_then_another_worker_resu
     worker = r.live.start_worker()
     r.live.start_api()
     tid = start_training(r, LONG_GAN)
-    wait_until(lambda: r.http.get(f"/v1/trainings/{tid}").json()["progress"]["step"] > 200, 60,
-               message="some progress")
+    wait_until(lambda: r.http.get(f"/v1/trainings/{tid}").json()["progress"]["step"] > 200, 60, message="some progress")
     asked = time.monotonic()
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(15) == 0
@@ -407,9 +429,11 @@ def test_api_sigterm_finishes_the_request_in_flight_then_exits_0(rig: Callable[.
     r.live.start_api()
     assert r.live.api is not None
     boundary = "genserve-test-boundary"
-    head = (f'--{boundary}\r\nContent-Disposition: form-data; name="name"\r\n\r\nslow\r\n'
-            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="blobs.csv"\r\n'
-            f"Content-Type: text/csv\r\n\r\n").encode()
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="name"\r\n\r\nslow\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="blobs.csv"\r\n'
+        f"Content-Type: text/csv\r\n\r\n"
+    ).encode()
     body = head + blobs_csv() + f"\r\n--{boundary}--\r\n".encode()
     first_half_sent, go_on = threading.Event(), threading.Event()
     result: dict[str, httpx.Response] = {}
@@ -421,8 +445,12 @@ def test_api_sigterm_finishes_the_request_in_flight_then_exits_0(rig: Callable[.
         yield body[len(body) // 2 :]
 
     def upload() -> None:
-        result["response"] = httpx.post(f"{r.live.base_url}/v1/datasets", content=slow_body(), timeout=60,
-                                        headers={"content-type": f"multipart/form-data; boundary={boundary}"})
+        result["response"] = httpx.post(
+            f"{r.live.base_url}/v1/datasets",
+            content=slow_body(),
+            timeout=60,
+            headers={"content-type": f"multipart/form-data; boundary={boundary}"},
+        )
 
     client = threading.Thread(target=upload)
     client.start()
@@ -451,8 +479,11 @@ def test_redis_down_then_back_empty(rig: Callable[..., Rig], private_redis: Priv
     before = r.http.post(model_url, json={"n": 8, "seed": 4, "format": "npy"}).content
     running = start_training(r, {**LONG_GAN, "steps": 4000})
     queued = start_training(r, {"dataset": "ring2d", "family": "vae", **TINY, "steps": 300})
-    wait_until(lambda: r.http.get(f"/v1/trainings/{running}").json()["progress"]["step"] > 0, 60,
-               message="the first training to run")
+    wait_until(
+        lambda: r.http.get(f"/v1/trainings/{running}").json()["progress"]["step"] > 0,
+        60,
+        message="the first training to run",
+    )
 
     private_redis.stop()
     sampled = r.http.post(model_url, json={"n": 8, "seed": 4, "format": "npy"})
@@ -492,8 +523,9 @@ def test_a_diverging_training_fails_with_the_reason_and_stores_no_model(rig: Cal
     x = (rng.choice([-1.0, 1.0], size=(200, 2)) * 3e38 * rng.uniform(0.9, 1.0, size=(200, 2))).astype(np.float32)
     buf = io.BytesIO()
     np.savez(buf, x=x)  # finite float32 values, so the upload is valid; their scale overflows the training
-    up = r.http.post("/v1/datasets", files={"file": ("huge.npz", buf.getvalue(), "application/octet-stream")},
-                     data={"name": "huge"})
+    up = r.http.post(
+        "/v1/datasets", files={"file": ("huge.npz", buf.getvalue(), "application/octet-stream")}, data={"name": "huge"}
+    )
     assert up.status_code == 201, up.text
     tid = start_training(r, {"dataset": up.json()["id"], "family": "gan", **TINY, "steps": 300})
     done = wait_for_training(r.http, tid, timeout_s=60)

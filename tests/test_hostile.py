@@ -57,7 +57,7 @@ def digit(seed: int = 0, size: int = 8) -> bytes:
 
 def symlink_entry() -> zipfile.ZipInfo:
     info = zipfile.ZipInfo("cats/link.png")
-    info.external_attr = (0o120777 << 16)  # a symlink (to wherever its content says)
+    info.external_attr = 0o120777 << 16  # a symlink (to wherever its content says)
     return info
 
 
@@ -73,8 +73,10 @@ def encrypted_zip() -> bytes:
 
 def png_header_only(width: int, height: int) -> bytes:
     """A PNG whose header claims a huge picture (a decompression bomb's calling card) with almost no data."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     idat = chunk(b"IDAT", zlib.compress(b"\x00" * 64))
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + idat + chunk(b"IEND", b"")
@@ -86,32 +88,76 @@ def upload(name: str, data: bytes, content_type: str = "application/octet-stream
 
 UPLOADS: list[tuple[str, Callable[[], dict[str, Any]], int, str, bool]] = [
     # (case, request kwargs, status, field substring, the body names a limit)
-    ("zip bomb", lambda: upload("bomb.zip", zip_of([("a/x.png", b"\0" * 20_000_000), ("b/y.png", digit())])),
-     413, "file", True),
-    ("path traversal", lambda: upload("t.zip", zip_of([("../evil.png", digit()), ("b/y.png", digit())])), 422,
-     "file", False),
+    (
+        "zip bomb",
+        lambda: upload("bomb.zip", zip_of([("a/x.png", b"\0" * 20_000_000), ("b/y.png", digit())])),
+        413,
+        "file",
+        True,
+    ),
+    (
+        "path traversal",
+        lambda: upload("t.zip", zip_of([("../evil.png", digit()), ("b/y.png", digit())])),
+        422,
+        "file",
+        False,
+    ),
     ("absolute path", lambda: upload("t.zip", zip_of([("/etc/evil.png", digit())])), 422, "file", False),
     ("backslash path", lambda: upload("t.zip", zip_of([("a\\..\\..\\evil.png", digit())])), 422, "file", False),
-    ("symlink in zip", lambda: upload("t.zip", zip_of([(symlink_entry(), b"/etc/passwd"), ("b/y.png", digit())])),
-     422, "file", False),
+    (
+        "symlink in zip",
+        lambda: upload("t.zip", zip_of([(symlink_entry(), b"/etc/passwd"), ("b/y.png", digit())])),
+        422,
+        "file",
+        False,
+    ),
     ("encrypted entry", lambda: upload("t.zip", encrypted_zip()), 422, "file", False),
-    ("truncated png", lambda: upload("t.zip", zip_of([("a/x.png", digit()[:40]), ("b/y.png", digit())])), 422,
-     "file", False),
-    ("fake image", lambda: upload("t.zip", zip_of([("a/x.png", b"#!/bin/sh\nrm -rf /\n"), ("b/y.png", digit())])),
-     422, "file", False),
-    ("decompression bomb header", lambda: upload("t.zip", zip_of([("a/x.png", png_header_only(60000, 60000))])),
-     413, "file", True),
-    ("image over the side limit", lambda: upload("t.zip", zip_of([("a/x.png", digit(size=100))])), 413, "file",
-     True),
-    ("mixed image sizes", lambda: upload("t.zip", zip_of([("a/x.png", digit(size=8)), ("a/y.png", digit(size=16))])),
-     422, "file", False),
-    ("too many entries", lambda: upload("t.zip", zip_of([(f"a/{i}.png", digit(i)) for i in range(60)])), 413,
-     "file", True),
+    (
+        "truncated png",
+        lambda: upload("t.zip", zip_of([("a/x.png", digit()[:40]), ("b/y.png", digit())])),
+        422,
+        "file",
+        False,
+    ),
+    (
+        "fake image",
+        lambda: upload("t.zip", zip_of([("a/x.png", b"#!/bin/sh\nrm -rf /\n"), ("b/y.png", digit())])),
+        422,
+        "file",
+        False,
+    ),
+    (
+        "decompression bomb header",
+        lambda: upload("t.zip", zip_of([("a/x.png", png_header_only(60000, 60000))])),
+        413,
+        "file",
+        True,
+    ),
+    ("image over the side limit", lambda: upload("t.zip", zip_of([("a/x.png", digit(size=100))])), 413, "file", True),
+    (
+        "mixed image sizes",
+        lambda: upload("t.zip", zip_of([("a/x.png", digit(size=8)), ("a/y.png", digit(size=16))])),
+        422,
+        "file",
+        False,
+    ),
+    (
+        "too many entries",
+        lambda: upload("t.zip", zip_of([(f"a/{i}.png", digit(i)) for i in range(60)])),
+        413,
+        "file",
+        True,
+    ),
     ("not a zip at all", lambda: upload("t.zip", b"PK\x03\x04" + b"\xff" * 100), 422, "file", False),
     ("NaN points", lambda: upload("p.npz", npz_of(x=np.array([[0.0, np.nan], [1.0, 2.0]]))), 422, "file", False),
     ("inf points", lambda: upload("p.npz", npz_of(x=np.array([[0.0, np.inf], [1.0, 2.0]]))), 422, "file", False),
-    ("object array (pickle)", lambda: upload("p.npz", npz_of(x=np.array([{"a": 1}, None], dtype=object))), 422,
-     "file", False),
+    (
+        "object array (pickle)",
+        lambda: upload("p.npz", npz_of(x=np.array([{"a": 1}, None], dtype=object))),
+        422,
+        "file",
+        False,
+    ),
     ("five dimensions", lambda: upload("p.npz", npz_of(x=np.zeros((2, 2, 2, 2, 2)))), 422, "file", False),
     ("huge declared shape", lambda: upload("p.npz", npz_of(x=np.zeros((2, 100_000)))), 413, "file", True),
     ("empty file", lambda: upload("p.csv", b""), 422, "file", False),
@@ -120,15 +166,26 @@ UPLOADS: list[tuple[str, Callable[[], dict[str, Any]], int, str, bool]] = [
     ("csv ragged rows", lambda: upload("p.csv", b"x,y\n1,2\n3\n"), 422, "file", False),
     ("csv not UTF-8", lambda: upload("p.csv", b"x,y\n\xff\xfe,1\n"), 422, "file", False),
     ("csv with inf", lambda: upload("p.csv", b"x,y\n1,inf\n2,3\n"), 422, "file", False),
-    ("name with control characters", lambda: {"files": {"file": ("p.csv", b"x,y\n1,2\n3,4\n", "text/csv")},
-                                              "data": {"name": "bad\x1b[31mname"}}, 422, "name", False),
+    (
+        "name with control characters",
+        lambda: {"files": {"file": ("p.csv", b"x,y\n1,2\n3,4\n", "text/csv")}, "data": {"name": "bad\x1b[31mname"}},
+        422,
+        "name",
+        False,
+    ),
     ("upload over the byte limit", lambda: upload("big.csv", b"x,y\n" + b"1,2\n" * 600_000), 413, "body", True),
 ]
 
 
 @pytest.mark.parametrize(("case", "make", "status", "field", "names_limit"), UPLOADS, ids=[u[0] for u in UPLOADS])
-def test_hostile_uploads(hostile: tuple[TestClient, Settings, Redis], case: str, make: Callable[[], dict[str, Any]],
-                         status: int, field: str, names_limit: bool) -> None:
+def test_hostile_uploads(
+    hostile: tuple[TestClient, Settings, Redis],
+    case: str,
+    make: Callable[[], dict[str, Any]],
+    status: int,
+    field: str,
+    names_limit: bool,
+) -> None:
     client, settings, redis = hostile
     before = store_files(settings)
     body = assert_problem(client.post("/v1/datasets", **make()), status, field)
@@ -144,14 +201,29 @@ def deep_json(depth: int) -> bytes:
 REQUESTS: list[tuple[str, str, Callable[[str], bytes | dict[str, Any]], int, str]] = [
     ("malformed json", "/v1/trainings", lambda m: b'{"dataset": "ring2d", "family": ', 422, "body"),
     ("json array instead of object", "/v1/trainings", lambda m: b"[1, 2, 3]", 422, "body"),
-    ("negative steps", "/v1/trainings", lambda m: {"dataset": "ring2d", "family": "gan", "steps": -5}, 422,
-     "body.steps"),
-    ("enormous steps", "/v1/trainings", lambda m: {"dataset": "ring2d", "family": "gan", "steps": 10**30}, 422,
-     "body.steps"),
+    (
+        "negative steps",
+        "/v1/trainings",
+        lambda m: {"dataset": "ring2d", "family": "gan", "steps": -5},
+        422,
+        "body.steps",
+    ),
+    (
+        "enormous steps",
+        "/v1/trainings",
+        lambda m: {"dataset": "ring2d", "family": "gan", "steps": 10**30},
+        422,
+        "body.steps",
+    ),
     ("enormous lr", "/v1/trainings", lambda m: {"dataset": "ring2d", "family": "gan", "lr": 1e308}, 422, "body.lr"),
     ("NaN literal", "/v1/trainings", lambda m: b'{"dataset": "ring2d", "family": "gan", "lr": NaN}', 422, "body"),
-    ("dataset id traversal", "/v1/trainings", lambda m: {"dataset": "../../etc/passwd", "family": "gan"}, 422,
-     "body.dataset"),
+    (
+        "dataset id traversal",
+        "/v1/trainings",
+        lambda m: {"dataset": "../../etc/passwd", "family": "gan"},
+        422,
+        "body.dataset",
+    ),
     ("deeply nested json", "/v1/models/{m}/samples", lambda m: deep_json(5000), 400, "body"),
     ("n as a float", "/v1/models/{m}/samples", lambda m: {"n": 1.5}, 422, "body.n"),
     ("n enormous", "/v1/models/{m}/samples", lambda m: {"n": 10**20}, 422, "body.n"),
@@ -162,8 +234,14 @@ REQUESTS: list[tuple[str, str, Callable[[str], bytes | dict[str, Any]], int, str
 
 
 @pytest.mark.parametrize(("case", "path", "make", "status", "field"), REQUESTS, ids=[r[0] for r in REQUESTS])
-def test_hostile_requests(hostile: tuple[TestClient, Settings, Redis], case: str, path: str,
-                          make: Callable[[str], bytes | dict[str, Any]], status: int, field: str) -> None:
+def test_hostile_requests(
+    hostile: tuple[TestClient, Settings, Redis],
+    case: str,
+    path: str,
+    make: Callable[[str], bytes | dict[str, Any]],
+    status: int,
+    field: str,
+) -> None:
     client, settings, redis = hostile
     model = store_untrained_model(settings.store_dir)
     before, keys = store_files(settings), sorted(redis.keys("*"))

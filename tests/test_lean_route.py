@@ -133,4 +133,3 @@ def test_is_json() -> None:
     assert is_json("application/json") and is_json("Application/JSON; charset=utf-8")
     assert is_json("application/problem+json")
     assert not is_json(None) and not is_json("") and not is_json("text/json") and not is_json("application/jsonx")
-

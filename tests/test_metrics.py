@@ -56,7 +56,10 @@ def test_off_mode_samples_are_low_quality() -> None:
     m = mode_metrics(torch.from_numpy(x), RING2D_MEANS, RING2D_STD)
     assert m["modes_captured"] == 8 and m["hq_fraction"] == pytest.approx(0.8) and m["reverse_kl"] == 0.0
     assert mode_metrics(np.zeros((10, 2)), RING2D_MEANS, RING2D_STD) == {
-        "modes_captured": 0.0, "hq_fraction": 0.0, "reverse_kl": pytest.approx(math.log(8))}
+        "modes_captured": 0.0,
+        "hq_fraction": 0.0,
+        "reverse_kl": pytest.approx(math.log(8)),
+    }
 
 
 def test_two_modes_balanced_and_not() -> None:
@@ -103,13 +106,21 @@ def test_iw_bound_tightens_with_k_and_is_seeded() -> None:
     vae = build_model(spec_for(config, "points", (2,), 0)).eval()
     x = torch.randn(2000, 2)
     with torch.no_grad():
-        bounds = [float(iw_log_likelihood(vae, x, None, k, generator=torch.Generator().manual_seed(0)).mean())
-                  for k in (1, 20, 400)]
+        bounds = [
+            float(iw_log_likelihood(vae, x, None, k, generator=torch.Generator().manual_seed(0)).mean())
+            for k in (1, 20, 400)
+        ]
         again = float(iw_log_likelihood(vae, x, None, 400, generator=torch.Generator().manual_seed(0)).mean())
         eps = torch.randn(50, 2, generator=torch.Generator().manual_seed(1))
-        shared = [vae.log_likelihood_bound(x[:30], None, 50, eps=eps),  # type: ignore[operator]
-                  torch.cat([vae.log_likelihood_bound(x[:30][i : i + 7], None, 50, eps=eps)  # type: ignore[operator]
-                             for i in range(0, 30, 7)])]
+        shared = [
+            vae.log_likelihood_bound(x[:30], None, 50, eps=eps),  # type: ignore[operator]
+            torch.cat(
+                [
+                    vae.log_likelihood_bound(x[:30][i : i + 7], None, 50, eps=eps)  # type: ignore[operator]
+                    for i in range(0, 30, 7)
+                ]
+            ),
+        ]
     assert bounds[0] < bounds[1] < bounds[2] and again == bounds[2]
     assert torch.allclose(shared[0], shared[1], rtol=1e-5)  # shared noise: a row's bound ignores its batch
 
@@ -148,8 +159,10 @@ def test_classifier_learns_and_is_trained_once_per_store(tmp_path: Path, monkeyp
 
     monkeypatch.setattr(clf, "train_classifier", counting)
     nets: list[clf.Classifier] = []
-    threads = [threading.Thread(target=lambda: nets.append(clf.classifier_for(data, device=CPU, cache=store)))
-               for _ in range(2)]
+    threads = [
+        threading.Thread(target=lambda: nets.append(clf.classifier_for(data, device=CPU, cache=store)))
+        for _ in range(2)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -181,8 +194,13 @@ def test_the_first_classifier_written_wins(tmp_path: Path) -> None:
 def test_ring_gan_reports_mode_metrics() -> None:
     splits = load_builtin("ring2d", Path("."))
     small = DatasetSplits(train=splits.train.subset(np.arange(2000)), test=splits.test, mixture=splits.mixture)
-    config = resolve_config({"family": "gan", "steps": 30, "seed": 0, "width": 32}, dataset_id="ring2d",
-                            kind="points", sample_shape=(2,), num_classes=0)
+    config = resolve_config(
+        {"family": "gan", "steps": 30, "seed": 0, "width": 32},
+        dataset_id="ring2d",
+        kind="points",
+        sample_shape=(2,),
+        num_classes=0,
+    )
     result = train(config, small, device=torch.device(DEVICE))  # the metrics run where the model trained
     m = result.metrics
     assert {"energy_distance", "mmd", "modes_captured", "hq_fraction", "reverse_kl"} <= m.keys()
@@ -193,12 +211,23 @@ def test_ring_gan_reports_mode_metrics() -> None:
 def test_labeled_images_report_frechet_distance_and_label_accuracy(family: str) -> None:
     data = bars(300)
     splits = DatasetSplits(train=data, test=bars(100, seed=2))
-    config = resolve_config({"family": family, "conditional": True, "steps": 20, "seed": 0, "width": 8,
-                             "latent_dim": 4, "eval_iw_k": 4} | ({"binarize": True} if family == "vae" else {}),
-                            dataset_id="ds_bars", kind="images", sample_shape=(8, 8), num_classes=2)
+    config = resolve_config(
+        {"family": family, "conditional": True, "steps": 20, "seed": 0, "width": 8, "latent_dim": 4, "eval_iw_k": 4}
+        | ({"binarize": True} if family == "vae" else {}),
+        dataset_id="ds_bars",
+        kind="images",
+        sample_shape=(8, 8),
+        num_classes=2,
+    )
     phases: list[str] = []
-    result = train(config, splits, device=CPU, classifier_cache=None, progress_interval_s=0.0,
-                   on_progress=lambda p: phases.append(p.phase))
+    result = train(
+        config,
+        splits,
+        device=CPU,
+        classifier_cache=None,
+        progress_interval_s=0.0,
+        on_progress=lambda p: phases.append(p.phase),
+    )
     m = result.metrics
     assert {"frechet_distance", "label_accuracy", "classifier_test_accuracy"} <= m.keys()
     assert m["frechet_distance"] > 0 and 0 <= m["label_accuracy"] <= 1 and m["classifier_test_accuracy"] > 0.9

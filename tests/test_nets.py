@@ -85,16 +85,20 @@ def test_samples_do_not_depend_on_their_batch(family: str) -> None:
     assert torch.allclose(model.generate(z, None)[:4], alone, atol=1e-5)
 
 
-@pytest.mark.parametrize(("kind", "shape", "activation"),
-                         [("points", (2,), "default"), ("points", (2,), "gated"), ("images", (8, 8), "default")])
+@pytest.mark.parametrize(
+    ("kind", "shape", "activation"),
+    [("points", (2,), "default"), ("points", (2,), "gated"), ("images", (8, 8), "default")],
+)
 @pytest.mark.parametrize("conditional", [False, True])
-def test_binned_input_is_the_one_hot_product(kind: str, shape: tuple[int, ...], activation: str,
-                                              conditional: bool) -> None:
+def test_binned_input_is_the_one_hot_product(
+    kind: str, shape: tuple[int, ...], activation: str, conditional: bool
+) -> None:
     _, spec, model = make("gan", kind, shape, conditional=conditional, latent_categories=5, activation=activation)
     # The body holds the parameters a one-hot input layer would, under the same names (stored weights still load)
     plain = up_body(spec.latent_dim * (1 + 5) + spec.cond_dim, spec)
     assert {k: v.shape for k, v in model.body.state_dict().items()} == {
-        k: v.shape for k, v in plain.state_dict().items()}
+        k: v.shape for k, v in plain.state_dict().items()
+    }
     layer = next(m for m in model.body.modules() if isinstance(m, BinnedInput | torch.nn.Linear))
     assert isinstance(layer, BinnedInput)  # the first layer met is the swapped one
     # ... and computes the product with the one-hot codes, with the same gradients

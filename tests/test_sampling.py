@@ -24,8 +24,13 @@ CASES = [  # (dataset id, kind, sample shape, classes, family)
 
 
 def model_for(dataset: str, kind: str, shape: tuple[int, ...], classes: int, family: str) -> torch.nn.Module:
-    config = resolve_config({"family": family, "conditional": classes > 0, "seed": 0, "width": 16}, dataset_id=dataset,
-                            kind=kind, sample_shape=shape, num_classes=classes)  # type: ignore[arg-type]
+    config = resolve_config(
+        {"family": family, "conditional": classes > 0, "seed": 0, "width": 16},
+        dataset_id=dataset,
+        kind=kind,
+        sample_shape=shape,
+        num_classes=classes,
+    )  # type: ignore[arg-type]
     torch.manual_seed(0)
     model = build_model(spec_for(config, kind, shape, classes))  # type: ignore[arg-type]
     return prepare_for_inference(model, torch.device(DEVICE))

@@ -34,8 +34,10 @@ def app(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[Fa
 def test_every_operation_honours_the_schema(app: FastAPI) -> None:
     store_dir = app.state.services.settings.store_dir
     # Real ids for the generating operations, so that generated bodies reach the model code, not just a 404.
-    models = [store_untrained_model(store_dir, kind="images", shape=(8, 8), classes=["a", "b"], family="vae"),
-              store_untrained_model(store_dir, family="gan")]
+    models = [
+        store_untrained_model(store_dir, kind="images", shape=(8, 8), classes=["a", "b"], family="vae"),
+        store_untrained_model(store_dir, family="gan"),
+    ]
     real_model_paths = ("/samples", "/interpolations", "/reconstructions")
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]
@@ -44,8 +46,9 @@ def test_every_operation_honours_the_schema(app: FastAPI) -> None:
     for operation in operations:
 
         @given(case=operation.as_strategy())
-        @settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, suppress_health_check=list(HealthCheck),
-                  database=None)
+        @settings(
+            max_examples=EXAMPLES_PER_OPERATION, deadline=None, suppress_health_check=list(HealthCheck), database=None
+        )
         def honours(case: schemathesis.Case) -> None:
             if case.operation.path.endswith(real_model_paths):
                 case.path_parameters = {"model_id": models[hash(repr(case.body)) % len(models)]}

@@ -23,13 +23,21 @@ DEV = torch.device(DEVICE)  # the CPU unless GENSERVE_TEST_DEVICE says otherwise
 
 def _train(data: ArrayDataset, dataset_id: str, **overrides: Any) -> tuple[TrainResult, dict[str, Any]]:
     """A tiny model trained in-process, and the training record the worker would have."""
-    config = resolve_config({"steps": 150, "batch_size": 64, "width": 32, "latent_dim": 2, "seed": 1,
-                             "eval_iw_k": 4, **overrides},
-                            dataset_id=dataset_id, kind=data.kind, sample_shape=data.sample_shape,
-                            num_classes=data.num_classes)
+    config = resolve_config(
+        {"steps": 150, "batch_size": 64, "width": 32, "latent_dim": 2, "seed": 1, "eval_iw_k": 4, **overrides},
+        dataset_id=dataset_id,
+        kind=data.kind,
+        sample_shape=data.sample_shape,
+        num_classes=data.num_classes,
+    )
     result = train(config, DatasetSplits(train=data, test=data), device=DEV)
-    return result, {"id": new_id("tr"), "request": {"dataset": dataset_id}, "classes": data.classes,
-                    "config": config.to_dict(), "created_at": utcnow()}
+    return result, {
+        "id": new_id("tr"),
+        "request": {"dataset": dataset_id},
+        "classes": data.classes,
+        "config": config.to_dict(),
+        "created_at": utcnow(),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +90,11 @@ def test_image_scores_from_an_upload(client: httpx.Client, models: dict[str, str
     x[0, :4] = 230
     x[1, 4:] = 230
     x[2] = np.random.default_rng(0).integers(0, 256, (8, 8))  # noise: an outlier
-    r = client.post(f"/v1/models/{models['image_vae']}/scores?k=20",
-                    files={"file": ("x.npz", npz(x), "application/octet-stream")}, data={"labels": "0,1,0"})
+    r = client.post(
+        f"/v1/models/{models['image_vae']}/scores?k=20",
+        files={"file": ("x.npz", npz(x), "application/octet-stream")},
+        data={"labels": "0,1,0"},
+    )
     assert r.status_code == 200, r.text
     scores = r.json()["scores"]
     assert len(scores) == 3 and max(scores[:2]) < 0 and scores[2] < min(scores[:2])
@@ -98,13 +109,27 @@ def test_image_scores_from_an_upload(client: httpx.Client, models: dict[str, str
         ("k too big", "vae", "?k=100000", {"json": {"points": [[0.0, 0.0]]}}, 422, "query.k"),
         ("unknown field", "vae", "", {"json": {"points": [[0.0, 0.0]], "k": 3}}, 422, "body.k"),
         ("format", "vae", "", {"json": {"points": [[0.0, 0.0]], "format": "npy"}}, 422, "body.format"),
-        ("no labels", "image_vae", "", {"files": {"file": ("x.npz", npz(np.zeros((1, 8, 8), np.uint8)))}}, 422,
-         "body.labels"),
+        (
+            "no labels",
+            "image_vae",
+            "",
+            {"files": {"file": ("x.npz", npz(np.zeros((1, 8, 8), np.uint8)))}},
+            422,
+            "body.labels",
+        ),
         ("points as a form", "vae", "", {"files": {"file": ("x.npz", b"...")}}, 415, "header.content-type"),
     ],
 )
-def test_bad_score_requests(client: httpx.Client, models: dict[str, str], case: str, model: str, url: str,
-                            kwargs: dict[str, Any], status: int, field: str) -> None:
+def test_bad_score_requests(
+    client: httpx.Client,
+    models: dict[str, str],
+    case: str,
+    model: str,
+    url: str,
+    kwargs: dict[str, Any],
+    status: int,
+    field: str,
+) -> None:
     body = assert_problem(client.post(f"/v1/models/{models[model]}/scores{url}", **kwargs), status, field)
     if case == "a GAN":
         assert models["gan"] in body["detail"]

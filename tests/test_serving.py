@@ -69,8 +69,15 @@ async def test_concurrent_callers_each_get_their_own_result(settings: Settings, 
     settings = settings.model_copy(update={"inline_inference": inline})
     model = store_untrained_model(store_dir, kind="images", shape=(8, 8), classes=["a", "b", "c"])
     url = f"/v1/models/{model}/samples"
-    requests = [{"n": 1 + i % 4, "seed": i, "labels": [(i + k) % 3 for k in range(1 + i % 4)],
-                 "format": ("png", "npy", "json")[i % 3]} for i in range(48)]
+    requests = [
+        {
+            "n": 1 + i % 4,
+            "seed": i,
+            "labels": [(i + k) % 3 for k in range(1 + i % 4)],
+            "format": ("png", "npy", "json")[i % 3],
+        }
+        for i in range(48)
+    ]
     async with serving(settings) as (app, client):
         alone = [(await client.post(url, json=r)).content for r in requests]
         together = await asyncio.gather(*(client.post(url, json=r) for r in requests))
@@ -82,8 +89,9 @@ async def test_concurrent_callers_each_get_their_own_result(settings: Settings, 
     assert total == 2 * 48 and count < 2 * 48  # the concurrent half shared passes
 
 
-async def test_deadline_passes_while_queued_gives_504(settings: Settings, store_dir: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_deadline_passes_while_queued_gives_504(
+    settings: Settings, store_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     gate = Gate(monkeypatch)
     model = store_untrained_model(store_dir)
     url = f"/v1/models/{model}/samples"
@@ -100,8 +108,9 @@ async def test_deadline_passes_while_queued_gives_504(settings: Settings, store_
     assert gate.batches == [[BLOCKING_SEED], [1]]  # the timed-out request never reached a forward pass
 
 
-async def test_full_queue_gives_503_with_retry_after(tmp_path: Path, redis_url: str, redis: Redis,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_full_queue_gives_503_with_retry_after(
+    tmp_path: Path, redis_url: str, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
     settings = make_settings(tmp_path, redis_url, max_batch_size=2, max_queue_samples=2)
     gate = Gate(monkeypatch)
     model = store_untrained_model(settings.store_dir)
@@ -118,8 +127,9 @@ async def test_full_queue_gives_503_with_retry_after(tmp_path: Path, redis_url: 
         assert [r.status_code for r in await asyncio.gather(blocker, *queued)] == [200, 200, 200]
 
 
-async def test_a_client_that_disconnects_is_dropped(settings: Settings, store_dir: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_client_that_disconnects_is_dropped(
+    settings: Settings, store_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     gate = Gate(monkeypatch)
     model = store_untrained_model(store_dir)
     url = f"/v1/models/{model}/samples"
@@ -136,10 +146,21 @@ async def test_a_client_that_disconnects_is_dropped(settings: Settings, store_di
         async def send(message: dict[str, Any]) -> None:
             sent.append(message)
 
-        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-                 "scheme": "http", "path": url, "raw_path": url.encode(), "query_string": b"", "root_path": "",
-                 "headers": [(b"host", b"test"), (b"content-type", b"application/json")],
-                 "client": ("127.0.0.1", 1), "server": ("test", 80), "state": {}}
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": url,
+            "raw_path": url.encode(),
+            "query_string": b"",
+            "root_path": "",
+            "headers": [(b"host", b"test"), (b"content-type", b"application/json")],
+            "client": ("127.0.0.1", 1),
+            "server": ("test", 80),
+            "state": {},
+        }
         await asyncio.wait_for(app(scope, receive, send), 5)  # returns while the pass ahead is still held
         assert sent[0]["status"] == 499
         gate.open.set()
@@ -148,8 +169,9 @@ async def test_a_client_that_disconnects_is_dropped(settings: Settings, store_di
     assert all(4242 not in seeds for seeds in gate.batches)
 
 
-async def test_models_hot_reload_across_replicas(tmp_path: Path, redis_url: str, redis: Redis,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_models_hot_reload_across_replicas(
+    tmp_path: Path, redis_url: str, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
     settings = make_settings(tmp_path, redis_url, preload_models="all")
     first = store_untrained_model(settings.store_dir)
     gate = Gate(monkeypatch)
@@ -190,10 +212,13 @@ async def test_lru_cache_stays_within_its_memory_budget(tmp_path: Path, redis_ur
         assert cache.loaded == [models[0]]
 
 
-@pytest.mark.parametrize(("setting", "cores", "inline"),
-                         [("auto", {0}, True), ("auto", {0, 1}, False), ("on", {0, 1}, True), ("off", {0}, False)])
-def test_inline_inference_is_on_for_a_cpu_model_on_one_core(settings: Settings, monkeypatch: pytest.MonkeyPatch,
-                                                             setting: str, cores: set[int], inline: bool) -> None:
+@pytest.mark.parametrize(
+    ("setting", "cores", "inline"),
+    [("auto", {0}, True), ("auto", {0, 1}, False), ("on", {0, 1}, True), ("off", {0}, False)],
+)
+def test_inline_inference_is_on_for_a_cpu_model_on_one_core(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, setting: str, cores: set[int], inline: bool
+) -> None:
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: cores)
     app = create_app(settings.model_copy(update={"inline_inference": setting, "device": "cpu"}))
     assert app.state.services.models.options.inline is inline

@@ -210,8 +210,13 @@ def test_progress_steps_increase_and_end_at_total() -> None:
 
 def test_metrics_phase_is_reported_after_the_last_step() -> None:
     seen: list[Progress] = []
-    train(config("vae", "points", steps=20), splits(blobs(128)), device=DEV, on_progress=seen.append,
-          progress_interval_s=0.0)
+    train(
+        config("vae", "points", steps=20),
+        splits(blobs(128)),
+        device=DEV,
+        on_progress=seen.append,
+        progress_interval_s=0.0,
+    )
     phases = [p.phase for p in seen]
     first_metrics = phases.index("metrics")
     assert set(phases[:first_metrics]) == {"train"} and set(phases[first_metrics:]) == {"metrics"}
@@ -271,8 +276,18 @@ class MemoryCheckpointer:
     ("family", "kind", "options"),
     [
         ("vae", "images", {"conditional": True}),
-        ("gan", "points", {"ema_decay": 0.9, "spectral_norm": True, "pack": 2, "d_steps": 2, "gan_loss": "wgan-gp",
-                           "latent_categories": 3}),
+        (
+            "gan",
+            "points",
+            {
+                "ema_decay": 0.9,
+                "spectral_norm": True,
+                "pack": 2,
+                "d_steps": 2,
+                "gan_loss": "wgan-gp",
+                "latent_categories": 3,
+            },
+        ),
     ],
 )
 def test_resume_after_a_crash_equals_an_uninterrupted_run(family: str, kind: str, options: dict[str, Any]) -> None:
@@ -475,8 +490,10 @@ def test_dynamic_binarization_draws_fresh_binary_batches() -> None:
     assert set(gan.batch(50)[0].unique().tolist()) == {-1.0, 1.0}
 
 
-@pytest.mark.parametrize("options", [{"activation": "gated", "depth": 2}, {"activation": "silu", "depth": 1},
-                                     {"binarize": True, "lr_decay": "cosine"}])
+@pytest.mark.parametrize(
+    "options",
+    [{"activation": "gated", "depth": 2}, {"activation": "silu", "depth": 1}, {"binarize": True, "lr_decay": "cosine"}],
+)
 def test_architecture_and_data_options_train(options: dict[str, Any]) -> None:
     kind = "images" if "binarize" in options else "points"
     cfg = config("vae", kind, steps=10, **({"architecture": "mlp", "width": 16} | options))
@@ -495,24 +512,37 @@ def test_benchmark_recipes_resolve() -> None:
     assert (grid.latent_dim, grid.latent_categories, grid.ema_decay) == (1, 1000, 0.9995)
     vae = resolve_config({"family": "vae"}, dataset_id="mnist", kind="images", sample_shape=(28, 28), num_classes=10)
     assert (vae.architecture, vae.binarize, vae.decoder, vae.latent_dim) == ("mlp", True, "bernoulli", 50)
-    conv = resolve_config({"family": "vae", "architecture": "conv"}, dataset_id="mnist", kind="images",
-                          sample_shape=(28, 28), num_classes=10)
+    conv = resolve_config(
+        {"family": "vae", "architecture": "conv"},
+        dataset_id="mnist",
+        kind="images",
+        sample_shape=(28, 28),
+        num_classes=10,
+    )
     assert conv.architecture == "conv" and conv.width == RECIPES["mnist"]["vae"].conv_width
-    cvae = resolve_config({"family": "vae", "conditional": True}, dataset_id="mnist", kind="images",
-                          sample_shape=(28, 28), num_classes=10)
+    cvae = resolve_config(
+        {"family": "vae", "conditional": True}, dataset_id="mnist", kind="images", sample_shape=(28, 28), num_classes=10
+    )
     assert (cvae.latent_dim, cvae.steps, cvae.binarize) == (8, 30_000, True)  # the conditional MNIST VAE recipe
-    cgan = resolve_config({"family": "gan", "conditional": True}, dataset_id="mnist", kind="images",
-                          sample_shape=(28, 28), num_classes=10)
+    cgan = resolve_config(
+        {"family": "gan", "conditional": True}, dataset_id="mnist", kind="images", sample_shape=(28, 28), num_classes=10
+    )
     assert cgan.latent_dim == RECIPES["mnist"]["gan"].latent_dim  # no conditional GAN recipe: the dataset's
 
 
 @pytest.mark.parametrize(
     ("overrides", "field"),
-    [({"binarize": True}, "binarize"), ({"activation": "tanh"}, "activation"), ({"lr_decay": "step"}, "lr_decay"),
-     ({"lr_decay_start": 1.0}, "lr_decay_start"), ({"depth": 0}, "depth")],
+    [
+        ({"binarize": True}, "binarize"),
+        ({"activation": "tanh"}, "activation"),
+        ({"lr_decay": "step"}, "lr_decay"),
+        ({"lr_decay_start": 1.0}, "lr_decay_start"),
+        ({"depth": 0}, "depth"),
+    ],
 )
 def test_resolve_rejects_bad_new_options(overrides: dict[str, Any], field: str) -> None:
     with pytest.raises(Invalid) as err:
-        resolve_config({"family": "vae", **overrides}, dataset_id="ds_x", kind="points", sample_shape=(2,),
-                       num_classes=0)
+        resolve_config(
+            {"family": "vae", **overrides}, dataset_id="ds_x", kind="points", sample_shape=(2,), num_classes=0
+        )
     assert err.value.field == ("body", field)

@@ -201,8 +201,12 @@ def train(training_id: str, settings: Settings | None = None) -> dict[str, Any]:
     if TrainingStatus(record["status"]).is_terminal():
         return {"status": record["status"], "skipped": True}
     if dispatch.current_job_id(record) != job_id:
-        log.info("training %s: job %s is stale (the current one is %s); skipped",
-                 training_id, job_id, dispatch.current_job_id(record))
+        log.info(
+            "training %s: job %s is stale (the current one is %s); skipped",
+            training_id,
+            job_id,
+            dispatch.current_job_id(record),
+        )
         return {"status": record["status"], "skipped": True}
     redis = Redis.from_url(
         settings.effective_redis_url,
@@ -237,8 +241,14 @@ def _run(
         return {"status": "superseded"}
     record = started
     reporter.status(TrainingStatus.running, attempt=record["attempts"])
-    log.info("training %s: started (%s on %s, attempt %d, job %s)", training_id, record["config"]["family"],
-             record["request"]["dataset"], record["attempts"], fence.job_id)
+    log.info(
+        "training %s: started (%s on %s, attempt %d, job %s)",
+        training_id,
+        record["config"]["family"],
+        record["request"]["dataset"],
+        record["attempts"],
+        fence.job_id,
+    )
     checkpointer = StoreCheckpointer(store, fence, settings.checkpoint_interval_s, reporter)
     try:
         device = resolve_device(settings.device)
@@ -259,8 +269,13 @@ def _run(
         return _finish(fence, reporter, TrainingStatus.failed, error=exc.detail, progress=reporter.last)
     except Exception as exc:
         log.exception("training %s: crashed", training_id)
-        _finish(fence, reporter, TrainingStatus.failed,
-                error=f"internal error: {type(exc).__name__}: {exc}", progress=reporter.last)
+        _finish(
+            fence,
+            reporter,
+            TrainingStatus.failed,
+            error=f"internal error: {type(exc).__name__}: {exc}",
+            progress=reporter.last,
+        )
         raise
     if result.canceled:
         return _stopped(store, redis, settings, fence, reporter, result)
@@ -273,8 +288,9 @@ def _run(
         log.warning("training %s: failed: %s", training_id, exc.detail)
         return _finish(fence, reporter, TrainingStatus.failed, error=exc.detail, progress=reporter.last)
     log.info("training %s: succeeded, model %s", training_id, model_id)
-    record = _finish(fence, reporter, TrainingStatus.succeeded,
-                     model_id=model_id, metrics=result.metrics, progress=reporter.last)
+    record = _finish(
+        fence, reporter, TrainingStatus.succeeded, model_id=model_id, metrics=result.metrics, progress=reporter.last
+    )
     try:
         events.publish_model_event(redis, "created", model_id)
     except RedisError as exc:
@@ -283,7 +299,11 @@ def _run(
 
 
 def _stopped(
-    store: ArtifactStore, redis: Redis, settings: Settings, fence: Fence, reporter: TrainingReporter,
+    store: ArtifactStore,
+    redis: Redis,
+    settings: Settings,
+    fence: Fence,
+    reporter: TrainingReporter,
     result: TrainResult,
 ) -> dict[str, Any]:
     """The loop stopped early (having checkpointed): canceled, handed back on SIGTERM, or superseded."""
@@ -296,9 +316,15 @@ def _stopped(
         reason = f"worker shutting down; re-queued at step {result.steps} to resume from its checkpoint"
         try:
             requeued = dispatch.requeue(
-                store, Queue(settings.queue_name, connection=redis), redis, settings, training_id,
-                expect_job_id=fence.job_id, reason=reason,
-                preemptions=int(record.get("preemptions", 0)) + 1, progress=reporter.last or record["progress"],
+                store,
+                Queue(settings.queue_name, connection=redis),
+                redis,
+                settings,
+                training_id,
+                expect_job_id=fence.job_id,
+                reason=reason,
+                preemptions=int(record.get("preemptions", 0)) + 1,
+                progress=reporter.last or record["progress"],
             )
         except RedisError as exc:  # the record already says queued: the watchdog enqueues it when Redis answers
             log.warning("training %s: re-queued in the store, but Redis is down (%s)", training_id, exc)
@@ -307,4 +333,3 @@ def _stopped(
         return {"status": TrainingStatus.queued.value if requeued else "superseded", "preempted": True}
     log.info("training %s: canceled at step %d", training_id, result.steps)
     return _finish(fence, reporter, TrainingStatus.canceled, progress=reporter.last)
-

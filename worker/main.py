@@ -48,8 +48,11 @@ class GenserveWorker(Worker):
     def request_stop(self, signum: int, frame: FrameType | None) -> None:
         self.stopping = True
         if self.horse_pid:
-            log.info("worker %s: %s: the training checkpoints and goes back on the queue",
-                     self.name, signal.Signals(signum).name)
+            log.info(
+                "worker %s: %s: the training checkpoints and goes back on the queue",
+                self.name,
+                signal.Signals(signum).name,
+            )
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.horse_pid, signal.SIGTERM)
         super().request_stop(signum, frame)
@@ -104,8 +107,9 @@ def run_worker(settings: Settings | None = None, *, burst: bool = False, name: s
     try:
         while True:
             worker = GenserveWorker([queue], connection=redis, name=name)
-            log.info("worker %s listening on queue %s at %s", worker.name, queue.name,
-                     safe_url(settings.effective_redis_url))
+            log.info(
+                "worker %s listening on queue %s at %s", worker.name, queue.name, safe_url(settings.effective_redis_url)
+            )
             try:
                 worked = worker.work(burst=burst, logging_level=settings.log_level.upper()) or worked
             except RedisError as exc:  # start-up or teardown met a Redis outage
@@ -120,8 +124,9 @@ def run_worker(settings: Settings | None = None, *, burst: bool = False, name: s
 
             signal.signal(signal.SIGTERM, on_signal)
             signal.signal(signal.SIGINT, on_signal)
-            log.warning("worker %s: the work loop ended (Redis unavailable?); restarting when Redis answers",
-                        worker.name)
+            log.warning(
+                "worker %s: the work loop ended (Redis unavailable?); restarting when Redis answers", worker.name
+            )
             _stop_pubsub(worker)
             stop.wait(RECONNECT_MIN_S)
             _wait_for_redis(redis, stop)

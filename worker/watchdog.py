@@ -153,21 +153,30 @@ class Watchdog:
         worker_lost = verdict.liveness is Liveness.lost or record["status"] == TrainingStatus.running.value
         if not worker_lost:
             done = dispatch.requeue(
-                self.store, self.queue, self.redis, self.settings, training_id,
-                expect_job_id=job_id, reason="Redis lost the queued job; enqueued again",
+                self.store,
+                self.queue,
+                self.redis,
+                self.settings,
+                training_id,
+                expect_job_id=job_id,
+                reason="Redis lost the queued job; enqueued again",
             )
             return "re-enqueued (job missing from Redis)" if done else None
         lost = int(record.get("lost_workers", 0)) + 1
         seen = self._last_seen(training_id)
         if lost >= self.settings.max_attempts:
-            reason = (
-                f"worker lost {lost} times (GENSERVE_MAX_ATTEMPTS={self.settings.max_attempts}); last seen {seen}"
-            )
+            reason = f"worker lost {lost} times (GENSERVE_MAX_ATTEMPTS={self.settings.max_attempts}); last seen {seen}"
             return self._end(record, TrainingStatus.failed, reason, f"failed: {reason}", lost_workers=lost)
         reason = f"worker lost (last seen {seen}); re-queued, attempt {lost + 1} of {self.settings.max_attempts}"
         done = dispatch.requeue(
-            self.store, self.queue, self.redis, self.settings, training_id,
-            expect_job_id=job_id, reason=reason, lost_workers=lost,
+            self.store,
+            self.queue,
+            self.redis,
+            self.settings,
+            training_id,
+            expect_job_id=job_id,
+            reason=reason,
+            lost_workers=lost,
         )
         if done:
             log.warning("watchdog: training %s: %s", training_id, reason)
@@ -180,7 +189,10 @@ class Watchdog:
         updated = self.store.update_training_if(
             record["id"],
             lambda r: dispatch.current_job_id(r) == job_id and not TrainingStatus(r["status"]).is_terminal(),
-            status=status.value, error=error, finished_at=utcnow(), **changes,
+            status=status.value,
+            error=error,
+            finished_at=utcnow(),
+            **changes,
         )
         if updated is None:
             return None
@@ -199,8 +211,10 @@ class Watchdog:
         parts = []
         if holder:
             when = datetime.fromtimestamp(float(holder.get("at", 0)), UTC).isoformat(timespec="seconds")
-            parts.append(f"{when.replace('+00:00', 'Z')} on worker {holder.get('worker')} "
-                         f"(pid {holder.get('pid')}, host {holder.get('host')})")
+            parts.append(
+                f"{when.replace('+00:00', 'Z')} on worker {holder.get('worker')} "
+                f"(pid {holder.get('pid')}, host {holder.get('host')})"
+            )
         if progress:
             parts.append(f"at step {progress.get('step')} of {progress.get('total_steps')}")
         return " ".join(parts) or "never (no lease or progress on record)"

@@ -61,8 +61,11 @@ async def upload_dataset(
     limits = _limits(services)
     content = await file.read(limits.max_bytes + 1)
     if len(content) > limits.max_bytes:
-        raise TooLarge(f"the file exceeds {limits.max_bytes} bytes (GENSERVE_MAX_UPLOAD_BYTES)",
-                       field=("body", "file"), limit=limits.max_bytes)
+        raise TooLarge(
+            f"the file exceeds {limits.max_bytes} bytes (GENSERVE_MAX_UPLOAD_BYTES)",
+            field=("body", "file"),
+            limit=limits.max_bytes,
+        )
     if not name.isprintable() or not name.strip():
         raise Invalid("name must be printable text", field=("body", "name"))
     with located_in("body"):
@@ -80,8 +83,9 @@ async def get_dataset(dataset_id: str, services: ServicesDep) -> Dataset:
     return Dataset(**await run_in_threadpool(services.catalog.info, dataset_id))
 
 
-@router.delete("/{dataset_id}", status_code=status.HTTP_204_NO_CONTENT,
-               responses={403: PROBLEM, 404: PROBLEM, 409: PROBLEM})
+@router.delete(
+    "/{dataset_id}", status_code=status.HTTP_204_NO_CONTENT, responses={403: PROBLEM, 404: PROBLEM, 409: PROBLEM}
+)
 def delete_dataset(dataset_id: str, services: ServicesDep) -> Response:
     """Delete an uploaded dataset (not while a training uses it; built-ins cannot be deleted)."""
     if dataset_id in BUILTINS:

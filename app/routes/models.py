@@ -63,8 +63,9 @@ async def create_samples(model_id: str, body: SampleRequest, services: ServicesD
     limit = services.settings.max_samples_per_request
     n = len(body.z) if body.z is not None and "n" not in body.model_fields_set else body.n
     if n > limit:
-        raise Invalid(f"n is {n}; the limit is {limit} (GENSERVE_MAX_SAMPLES_PER_REQUEST)",
-                      field=("body", "n"), limit=limit)
+        raise Invalid(
+            f"n is {n}; the limit is {limit} (GENSERVE_MAX_SAMPLES_PER_REQUEST)", field=("body", "n"), limit=limit
+        )
     loaded = services.models.cached(model_id) or await services.models.get(model_id)
     manifest = loaded.manifest
     fmt = sampling.resolve_format(body.format, manifest, ("body", "format"))
@@ -112,21 +113,26 @@ async def create_interpolation(
     """`steps` samples along the spherical path between two seeds' (or two given) latent vectors."""
     limit = services.settings.max_interpolation_steps
     if body.steps > limit:
-        raise Invalid(f"steps is {body.steps}; the limit is {limit} (GENSERVE_MAX_INTERPOLATION_STEPS)",
-                      field=("body", "steps"), limit=limit)
+        raise Invalid(
+            f"steps is {body.steps}; the limit is {limit} (GENSERVE_MAX_INTERPOLATION_STEPS)",
+            field=("body", "steps"),
+            limit=limit,
+        )
     loaded = await services.models.get(model_id)
     manifest = loaded.manifest
     d = manifest["latent_dim"]
     fmt = sampling.resolve_format(body.format, manifest, ("body", "format"))
     if manifest["conditional"] and body.label is None:
         raise Invalid("label is required for a conditional model", field=("body", "label"))
-    labels = sampling.labels_tensor(None if body.label is None else [body.label] * body.steps, body.steps,
-                                    manifest, ("body", "label"))
+    labels = sampling.labels_tensor(
+        None if body.label is None else [body.label] * body.steps, body.steps, manifest, ("body", "label")
+    )
     ends = []
     for end in ("a", "b"):
         seed, z = getattr(body, f"seed_{end}"), getattr(body, f"z_{end}")
-        ends.append(latents(seed, 1, d)[0] if seed is not None
-                    else sampling.latent_tensor([z], d, ("body", f"z_{end}"))[0])
+        ends.append(
+            latents(seed, 1, d)[0] if seed is not None else sampling.latent_tensor([z], d, ("body", f"z_{end}"))[0]
+        )
     job = SampleJob(n=body.steps, fmt=fmt.value, z=slerp(ends[0], ends[1], body.steps), labels=labels)
     timeout_ms = float(services.settings.sample_timeout_ms)
     return sampling.response(await sampling.run(loaded, job, timeout_ms, services.metrics, request))
@@ -175,25 +181,37 @@ async def read_vae_input(
             raise Invalid(f"each point needs {dims} coordinates", field=("body", "points"), limit=dims)
         return x, body.labels, body.format
     if not content_type.startswith("multipart/form-data"):
-        raise UnsupportedFormat("image models take a multipart upload with a `file` field",
-                                field=("header", "content-type"))
+        raise UnsupportedFormat(
+            "image models take a multipart upload with a `file` field", field=("header", "content-type")
+        )
     form = await request.form(max_files=1, max_fields=8)
     upload = form.get("file")
     if not isinstance(upload, UploadFile):
         raise Invalid("a `file` field with an image, a .zip or a .npz of images is required", field=("body", "file"))
     s = services.settings
-    limits = UploadLimits(max_bytes=s.max_upload_bytes, max_images=s.max_samples_per_request,
-                          max_image_side=s.max_image_side, max_zip_entries=s.max_zip_entries,
-                          max_zip_ratio=s.max_zip_ratio, max_uncompressed_bytes=s.max_uncompressed_bytes)
+    limits = UploadLimits(
+        max_bytes=s.max_upload_bytes,
+        max_images=s.max_samples_per_request,
+        max_image_side=s.max_image_side,
+        max_zip_entries=s.max_zip_entries,
+        max_zip_ratio=s.max_zip_ratio,
+        max_uncompressed_bytes=s.max_uncompressed_bytes,
+    )
     content = await upload.read(limits.max_bytes + 1)
     if len(content) > limits.max_bytes:
-        raise TooLarge(f"the file exceeds {limits.max_bytes} bytes (GENSERVE_MAX_UPLOAD_BYTES)",
-                       field=("body", "file"), limit=limits.max_bytes)
+        raise TooLarge(
+            f"the file exceeds {limits.max_bytes} bytes (GENSERVE_MAX_UPLOAD_BYTES)",
+            field=("body", "file"),
+            limit=limits.max_bytes,
+        )
     with located_in("body"):
         x = await run_in_threadpool(parse_images, upload.filename or "", content, limits)
     if list(x.shape[1:]) != list(manifest["sample_shape"]):
-        raise Invalid(f"images are {list(x.shape[1:])}; this model takes {manifest['sample_shape']}",
-                      field=("body", "file"), limit=manifest["sample_shape"])
+        raise Invalid(
+            f"images are {list(x.shape[1:])}; this model takes {manifest['sample_shape']}",
+            field=("body", "file"),
+            limit=manifest["sample_shape"],
+        )
     labels_raw, fmt_raw = form.get("labels"), form.get("format")
     try:
         labels = [int(v) for v in str(labels_raw).replace(",", " ").split()] if labels_raw else None
@@ -221,8 +239,9 @@ async def create_reconstructions(model_id: str, request: Request, services: Serv
     x, labels_list, fmt_requested = await read_vae_input(request, loaded, services)
     limit = services.settings.max_samples_per_request
     if len(x) > limit:
-        raise Invalid(f"{len(x)} inputs; the limit is {limit} (GENSERVE_MAX_SAMPLES_PER_REQUEST)",
-                      field=("body",), limit=limit)
+        raise Invalid(
+            f"{len(x)} inputs; the limit is {limit} (GENSERVE_MAX_SAMPLES_PER_REQUEST)", field=("body",), limit=limit
+        )
     fmt = sampling.resolve_format(fmt_requested, manifest, ("body", "format"))
     if manifest["conditional"] and labels_list is None:
         raise Invalid("labels (one per input) are required for a conditional model", field=("body", "labels"))

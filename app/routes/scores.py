@@ -30,8 +30,11 @@ class ScoreResponse(BaseModel):
 
     model_config = {"json_schema_extra": {"examples": [{"scores": [1.83, -412.5], "k": 100, "unit": "nats"}]}}
 
-    scores: list[float] = Field(..., description="log p(x) lower bound per input (the IWAE bound with k samples), "
-                                "nats; higher = more likely, so low scores flag outliers.")
+    scores: list[float] = Field(
+        ...,
+        description="log p(x) lower bound per input (the IWAE bound with k samples), "
+        "nats; higher = more likely, so low scores flag outliers.",
+    )
     k: int = Field(..., description="Importance samples per input.")
     unit: Literal["nats"] = "nats"
 
@@ -40,7 +43,9 @@ def _score(loaded: LoadedModel, x: np.ndarray, labels: torch.Tensor | None, eps:
     with torch.inference_mode():
         device = loaded.forward.device
         out = loaded.model.log_likelihood_bound(  # type: ignore[operator]
-            torch.from_numpy(x).to(device), None if labels is None else labels.to(device), eps.shape[0],
+            torch.from_numpy(x).to(device),
+            None if labels is None else labels.to(device),
+            eps.shape[0],
             eps=eps.to(device),
         )
         return [float(v) for v in out.double().cpu()]
@@ -76,8 +81,9 @@ async def create_scores(
         raise Invalid("scores come as JSON; format does not apply", field=("body", "format"))
     limit = services.settings.max_samples_per_request
     if len(x) > limit:
-        raise Invalid(f"{len(x)} inputs; the limit is {limit} (GENSERVE_MAX_SAMPLES_PER_REQUEST)",
-                      field=("body",), limit=limit)
+        raise Invalid(
+            f"{len(x)} inputs; the limit is {limit} (GENSERVE_MAX_SAMPLES_PER_REQUEST)", field=("body",), limit=limit
+        )
     if manifest["conditional"] and labels_list is None:
         raise Invalid("labels (one per input) are required for a conditional model", field=("body", "labels"))
     labels = sampling.labels_tensor(labels_list, len(x), manifest, ("body", "labels"))

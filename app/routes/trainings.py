@@ -25,8 +25,7 @@ SSE_REDIS_RETRY_S = 1.0  # while Redis is down, the stream checks the store this
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=Training,
-             responses={422: PROBLEM, 503: PROBLEM})
+@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=Training, responses={422: PROBLEM, 503: PROBLEM})
 def create_training(body: TrainingRequest, services: ServicesDep, response: Response) -> Training:
     """Start a training: validated, recorded, and queued for a worker."""
     training = services.trainings.create(body)
@@ -46,8 +45,12 @@ def get_training(training_id: str, services: ServicesDep) -> Training:
     return Training(**services.trainings.get(training_id))
 
 
-@router.post("/{training_id}/cancel", status_code=status.HTTP_202_ACCEPTED, response_model=Training,
-             responses={404: PROBLEM, 409: PROBLEM})
+@router.post(
+    "/{training_id}/cancel",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=Training,
+    responses={404: PROBLEM, 409: PROBLEM},
+)
 def cancel_training(training_id: str, services: ServicesDep) -> Training:
     """Cancel a queued or running training; it ends as `canceled` within a few seconds."""
     return Training(**services.trainings.cancel(training_id))
@@ -61,8 +64,7 @@ def _sse(event: str, data: dict, event_id: str | None = None) -> bytes:
 @router.get(
     "/{training_id}/events",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}, "description": "Progress and status events"},
-               404: PROBLEM},
+    responses={200: {"content": {"text/event-stream": {}}, "description": "Progress and status events"}, 404: PROBLEM},
 )
 async def training_events(
     training_id: str,

@@ -97,8 +97,9 @@ class Discriminator(nn.Module):
             if spec.num_classes:
                 self.embed = nn.Embedding(spec.num_classes, spec.label_dim)  # concatenated to the input
             in_features = pack * (spec.features + spec.cond_dim)
-            self.body = mlp(in_features, spec.width, spec.mlp_depth, nn.LeakyReLU,
-                            spec.activation)  # (B/m, m*(D+E)) -> (B/m, width)
+            self.body = mlp(
+                in_features, spec.width, spec.mlp_depth, nn.LeakyReLU, spec.activation
+            )  # (B/m, m*(D+E)) -> (B/m, width)
             features = spec.width
         self.out = nn.Linear(features, 1) if spec.architecture == "conv" else he_linear(features, 1)  # (B/m, 1)
         if spectral_norm:

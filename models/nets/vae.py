@@ -29,8 +29,9 @@ class VAE(GenerativeModel):
             self.encoder: nn.Module = ConvDown(spec.channels + cond, spec)  # (n, C + cond, H, W) -> (n, F)
             enc_out = self.encoder.out_features
         else:
-            self.encoder = mlp(spec.features + cond, spec.width, spec.mlp_depth, nn.LeakyReLU,
-                               spec.activation)  # (n, width)
+            self.encoder = mlp(
+                spec.features + cond, spec.width, spec.mlp_depth, nn.LeakyReLU, spec.activation
+            )  # (n, width)
             enc_out = spec.width
         self.to_posterior = nn.Linear(enc_out, 2 * spec.latent_dim)  # (n, 2L): mu, logvar
         self.decoder = up_body(spec.latent_dim + cond, spec)  # (n, L + cond) -> (n, *net_shape)
@@ -127,7 +128,8 @@ class VAE(GenerativeModel):
         chunk = max(1, IW_CHUNK_DECODES // k)
         out = []
         for i in range(0, n, chunk):
-            lw = self.log_weights(xn[i : i + chunk], None if labels is None else labels[i : i + chunk], k, generator,
-                                  eps)
+            lw = self.log_weights(
+                xn[i : i + chunk], None if labels is None else labels[i : i + chunk], k, generator, eps
+            )
             out.append(torch.logsumexp(lw, dim=0) - math.log(k))
         return torch.cat(out) + self.log_det_data_to_net()
