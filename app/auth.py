@@ -2,6 +2,8 @@
 
 Keys come from GENSERVE_API_KEYS and/or GENSERVE_API_KEYS_FILE as entries `<token>:<scope>[+<scope>...]`
 (`sample`: read and generate; `train`: upload, train, cancel, delete). Clients send `Authorization: Bearer <token>`.
+Every route declares what it needs where it is defined: `dependencies=[requires("sample")]`, `requires("train")`,
+or `PUBLIC`; the check itself (`Guard.authorize`) runs only when keys are configured.
 Tokens are kept only as SHA-256 digests and compared in constant time against every configured key, so neither a
 match nor its position leaks through timing. Without keys the service is open (and says so at start).
 
@@ -17,20 +19,16 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Any, Literal
 
-from fastapi import Request, Security
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Depends, FastAPI, Request
+from fastapi.routing import APIRoute
 
 from models.errors import Forbidden, RateLimited, Unauthorized
 
 Scope = Literal["sample", "train"]
 SCOPES: tuple[Scope, ...] = ("sample", "train")
-GENERATE_SUFFIXES = ("/samples", "/reconstructions", "/interpolations", "/scores")
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})  # probes work without a key
-
-# Shown in OpenAPI, so Swagger UI offers an "Authorize" button; the check itself is `Guard.__call__`.
-bearer_scheme = HTTPBearer(auto_error=False, description="API key, as `Authorization: Bearer <token>`")
+SECURITY_SCHEME = "HTTPBearer"  # its name in the OpenAPI document, where Swagger UI offers an "Authorize" button
 
 
 @dataclass(frozen=True)
@@ -63,13 +61,6 @@ def load_keys(inline: str, path: Path | None) -> list[ApiKey]:
     return parse_keys(entries)
 
 
-def required_scope(method: str, path: str) -> Scope:
-    """Reading and generating need `sample`; everything that changes state needs `train`."""
-    if method in ("GET", "HEAD") or (method == "POST" and path.endswith(GENERATE_SUFFIXES)):
-        return "sample"
-    return "train"
-
-
 @dataclass
 class TokenBucket:
     rate: float  # tokens per second
@@ -92,7 +83,7 @@ class TokenBucket:
 
 
 class Guard:
-    """The dependency on every protected route: authenticate, authorize by scope, rate-limit."""
+    """Authenticates, authorizes by scope and rate-limits requests; one per app, built when keys are configured."""
 
     def __init__(self, keys: list[ApiKey], rate_per_s: float, burst: int) -> None:
         self.keys = keys
@@ -114,22 +105,13 @@ class Guard:
             raise Unauthorized("the API key is not valid", field=("header", "authorization"))
         return found
 
-    async def __call__(
-        self, request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)]
-    ) -> None:
-        """As a FastAPI dependency; the credentials parameter only puts the bearer scheme into the OpenAPI schema."""
-        await self.check(request)
-
-    async def check(self, request: Request) -> None:
-        """Authenticate, authorize and rate-limit one request (also called directly by `LeanRoute`)."""
-        if request.scope["path"] in PUBLIC_PATHS:
-            return
+    def authorize(self, request: Request, scope: Scope) -> None:
+        """Authenticate one request, check that its key has `scope`, and take a token from the key's bucket."""
         key = self.identify(request.headers.get("authorization"))
-        route = request.scope.get("route")
-        scope = required_scope(request.method, str(getattr(route, "path", request.scope["path"])))
         if scope not in key.scopes:
+            route = getattr(request.scope.get("route"), "path", "")
             raise Forbidden(
-                f"this key lacks the `{scope}` scope that {request.method} {getattr(route, 'path', '')} needs",
+                f"this key lacks the `{scope}` scope that {request.method} {route} needs",
                 field=("header", "authorization"),
             )
         if self.rate_per_s > 0:
@@ -143,3 +125,64 @@ class Guard:
                     "(GENSERVE_RATE_LIMIT_PER_S)",
                     retry_after_s=max(1, math.ceil(wait)),
                 )
+
+
+class Requires:
+    """A route's declared access: the scope its requests need, or None for a public route (the probes).
+
+    A FastAPI dependency, and also called directly by `LeanRoute` through `check`. It finds the app's `Guard` on
+    `app.state.guard` (None when no keys are configured: then every route is open).
+    """
+
+    def __init__(self, scope: Scope | None) -> None:
+        self.scope = scope
+
+    async def __call__(self, request: Request) -> None:
+        await self.check(request)
+
+    async def check(self, request: Request) -> None:
+        guard: Guard | None = request.app.state.guard
+        if guard is not None and self.scope is not None:
+            guard.authorize(request, self.scope)
+
+    def __repr__(self) -> str:
+        return f"Requires({self.scope!r})"
+
+
+def requires(scope: Scope) -> Any:
+    """The dependency that declares a route's scope: `dependencies=[requires("sample")]`."""
+    return Depends(Requires(scope))
+
+
+PUBLIC: Any = Depends(Requires(None))  # declares a route public: it answers without a key
+
+
+def declared_access(route: APIRoute) -> list[Requires]:
+    """The access declarations among a route's dependencies (a well-declared route has exactly one)."""
+    return [d.call for d in route.dependant.dependencies if isinstance(d.call, Requires)]
+
+
+def document_bearer_auth(app: FastAPI) -> None:
+    """Put the bearer scheme into the app's OpenAPI document, on every operation whose route needs a scope."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = build()
+        schema.setdefault("components", {}).setdefault("securitySchemes", {})[SECURITY_SCHEME] = {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "API key, as `Authorization: Bearer <token>`",
+        }
+        for route in app.routes:
+            if not isinstance(route, APIRoute) or not route.include_in_schema:
+                continue
+            if any(r.scope is not None for r in declared_access(route)):
+                for method in route.methods or ():
+                    operation = schema["paths"].get(route.path_format, {}).get(method.lower())
+                    if operation is not None:
+                        operation["security"] = [{SECURITY_SCHEME: []}]
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -11,10 +11,10 @@ from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
 from app.metrics import Metrics
-from app.model_cache import ModelCache
+from app.serving.model_cache import ModelCache
 from app.settings import Settings
 from app.trainings import Trainings
-from models.catalog import Catalog
+from models.data.catalog import Catalog
 from models.store import ArtifactStore
 
 

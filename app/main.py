@@ -11,32 +11,29 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.routing import APIRoute
-from redis import Redis
-from redis.asyncio import Redis as AsyncRedis
 from rq import Queue
 
 from app import model_events, problems
-from app.auth import Guard, load_keys
+from app.auth import Guard, document_bearer_auth, load_keys, requires
 from app.deps import Services
-from app.edge import EdgeMiddleware
 from app.metrics import Metrics, TrainingCollector
-from app.model_cache import ModelCache, ServingOptions
-from app.routes import bench, datasets, health, models, scores, trainings
-from app.settings import Settings, get_settings, safe_url
+from app.routes import datasets, generation, health, models, trainings
+from app.serving.edge import EdgeMiddleware
+from app.serving.model_cache import ModelCache, ServingOptions
+from app.settings import Settings, get_settings
 from app.trainings import Trainings
-from models.catalog import Catalog
-from models.devices import resolve_device
 from models.store import ArtifactStore
-from worker.watchdog import Watchdog
+from worker.state import connection
+from worker.state.records import TrainingRecords
+from worker.state.settings import safe_url
+from worker.state.watchdog import Watchdog
 
 log = logging.getLogger("genserve.api")
 
-REDIS_CONNECT_TIMEOUT_S = 2.0
-REDIS_SOCKET_TIMEOUT_S = 5.0
 DESCRIPTION = """Train VAEs and GANs on your data and sample from them over plain HTTP.
 
 1. Pick a dataset (`GET /v1/datasets`: built-ins such as `ring2d`, `digits`, `mnist`) or upload one.
@@ -50,14 +47,12 @@ Errors are `application/problem+json` (RFC 9457) naming the offending field.
 
 def build_services(settings: Settings) -> Services:
     store = ArtifactStore(settings.store_dir)
-    catalog = Catalog(store, settings.data_dir, settings.mnist_url, settings.download_timeout_s)
-    url = settings.effective_redis_url
-    timeouts = {"socket_connect_timeout": REDIS_CONNECT_TIMEOUT_S, "socket_timeout": REDIS_SOCKET_TIMEOUT_S}
-    redis = Redis.from_url(url, **timeouts)
-    aredis = AsyncRedis.from_url(url, socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S)
+    catalog = settings.catalog(store)
+    redis = connection.connect(settings.effective_redis_url)
+    aredis = connection.connect_async(settings.effective_redis_url)
     queue = Queue(settings.queue_name, connection=redis)
     metrics = Metrics()
-    device = resolve_device(settings.device)
+    device = settings.torch_device()
     on_cuda = device.type == "cuda"
     cores = len(os.sched_getaffinity(0))
     encode_threads = settings.encode_threads or cores
@@ -80,27 +75,26 @@ def build_services(settings: Settings) -> Services:
         ),
         metrics=metrics,
     )
+    records = TrainingRecords(store)
     services = Services(
         settings=settings,
         store=store,
         catalog=catalog,
         redis=redis,
         aredis=aredis,
-        trainings=Trainings(store, catalog, redis, queue, settings),
+        trainings=Trainings(records, catalog, redis, queue, settings),
         models=cache,
         metrics=metrics,
         encoders=encoders,
     )
     metrics.add_collector(
-        TrainingCollector(
-            queue_depth=lambda: len(queue), statuses=lambda: (r["status"] for r in store.list_trainings())
-        )
+        TrainingCollector(queue_depth=lambda: len(queue), statuses=lambda: (r.status for r in records.list()))
     )
     return services
 
 
 async def watch(watchdog: Watchdog) -> None:
-    """Re-queue (or fail) trainings whose worker was lost, every GENSERVE_WATCHDOG_INTERVAL_S (worker/watchdog.py)."""
+    """Re-queue (or fail) trainings whose worker was lost, every `watchdog_interval_s` (worker/state/watchdog.py)."""
     while True:
         await asyncio.sleep(watchdog.settings.watchdog_interval_s)
         try:
@@ -112,9 +106,8 @@ async def watch(watchdog: Watchdog) -> None:
 def include_flat(app: FastAPI, router: APIRouter) -> None:
     """Add a router's routes to the app's own router, as `include_router` did before FastAPI 0.16x.
 
-    `include_router` now keeps the router as a nested route that every request walks through (about 20 µs of CPU per
-    request on this machine, a sixth of a trivial endpoint's cost); added directly, a route is matched in one step.
-    App-level dependencies (the API-key guard) apply to routes added this way as to any other.
+    `include_router` now keeps the router as a nested route that every request walks through (a measurable share of
+    a trivial endpoint's CPU, BENCHMARKS.md); added directly, a route is matched in one step.
     """
     for route in router.routes:
         if not isinstance(route, APIRoute):
@@ -142,13 +135,13 @@ def include_flat(app: FastAPI, router: APIRouter) -> None:
 
 
 def add_guarded_docs(app: FastAPI) -> None:
-    """/openapi.json and /docs as API routes, so that the app-level key check covers them too."""
+    """/openapi.json and /docs as API routes that need the `sample` scope (docs behind the keys)."""
 
-    @app.get("/openapi.json", include_in_schema=False)
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[requires("sample")])
     async def openapi_schema() -> JSONResponse:
         return JSONResponse(app.openapi())
 
-    @app.get("/docs", include_in_schema=False)
+    @app.get("/docs", include_in_schema=False, dependencies=[requires("sample")])
     async def swagger_ui() -> HTMLResponse:
         return get_swagger_ui_html(openapi_url="/openapi.json", title="genserve")
 
@@ -169,17 +162,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         preload = [p.strip() for p in settings.preload_models.split(",") if p.strip()]
         preload_all = preload == ["all"]
         if preload_all:
-            preload = [m["id"] for m in services.store.list_models()]
+            preload = [m.id for m in services.store.list_models()]
         await services.models.preload(preload)
         # Everything built so far lives as long as the process: keep it out of the collector's scans, which
         # otherwise walk the model and library objects again and again under load.
         gc.collect()
         gc.freeze()
-        listener = asyncio.create_task(model_events.listen(services.aredis, services.models, preload_all))
+        stop = asyncio.Event()
+        listener = asyncio.create_task(model_events.listen(services.aredis, services.models, preload_all, stop))
         watchdog = asyncio.create_task(
             watch(Watchdog(services.store, services.redis, services.trainings.queue, settings))
         )
         yield
+        stop.set()
         for task in (listener, watchdog):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -199,24 +194,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
         responses={422: {"description": "Invalid input (problem+json)"}},
-        dependencies=[Depends(Guard(keys, settings.rate_limit_per_s, settings.rate_limit_burst))] if guarded else [],
         docs_url=None if hide_docs else "/docs",
         redoc_url=None if hide_docs else "/redoc",
         openapi_url=None if hide_docs else "/openapi.json",
     )
+    app.state.guard = Guard(keys, settings.rate_limit_per_s, settings.rate_limit_burst) if guarded else None
+    if guarded:
+        document_bearer_auth(app)
     if hide_docs:
         add_guarded_docs(app)
     if not guarded:
         log.warning("no API keys configured (GENSERVE_API_KEYS): the API is open to anyone who can reach it")
     app.state.services = services
     problems.install(app)
-    if settings.bench_routes:
-        include_flat(app, bench.router)
     # Routes match in order: the sampling route (the hot path) first.
-    include_flat(app, models.hot_router)
-    for module in (models, health, datasets, trainings):
-        include_flat(app, module.router)
-    include_flat(app, scores.router)  # POST /v1/models/{id}/scores
+    for router in (
+        generation.hot_router,
+        models.router,
+        generation.router,
+        health.router,
+        datasets.router,
+        trainings.router,
+    ):
+        include_flat(app, router)
     app.add_middleware(
         EdgeMiddleware,
         stats=services.metrics.requests,

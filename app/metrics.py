@@ -11,8 +11,9 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from app.batching import BatchStats
-from app.edge import RequestStats
+from app.serving.batching import BatchStats
+from app.serving.edge import RequestStats
+from worker.state.status import TrainingStatus
 
 log = logging.getLogger("genserve.api")
 
@@ -61,7 +62,7 @@ class Metrics:
 class TrainingCollector(Collector):
     """Queue depth and trainings by status, read when Prometheus scrapes (errors give no sample, not a 500)."""
 
-    def __init__(self, queue_depth: Callable[[], int], statuses: Callable[[], Iterable[str]]) -> None:
+    def __init__(self, queue_depth: Callable[[], int], statuses: Callable[[], Iterable[TrainingStatus]]) -> None:
         self.queue_depth = queue_depth
         self.statuses = statuses
 
@@ -77,6 +78,6 @@ class TrainingCollector(Collector):
             log.debug("queue depth unavailable: %s", exc)
         by_status = GaugeMetricFamily("genserve_trainings", "Trainings by status", labels=["status"])
         tally = Tally(self.statuses())
-        for status in ("queued", "running", "succeeded", "failed", "canceled"):
-            by_status.add_metric([status], tally.get(status, 0))
+        for status in TrainingStatus:
+            by_status.add_metric([status.value], tally.get(status, 0))
         yield by_status

@@ -7,37 +7,45 @@ or a preload; the listener reconnects with backoff while Redis is down and never
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 
 from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import RedisError
 
-from app.model_cache import ModelCache
-from worker.events import MODELS_CHANNEL
+from app.serving.model_cache import ModelCache
+from worker.state.keys import MODELS_CHANNEL
 
 log = logging.getLogger("genserve.api")
 
 RECONNECT_MAX_S = 30.0
+POLL_S = 1.0  # the longest a stopping listener takes to notice
 
 
-async def listen(aredis: AsyncRedis, cache: ModelCache, preload_new: bool) -> None:
-    """Evict deleted models; load new ones ahead of their first request when `preload_new`."""
+async def listen(aredis: AsyncRedis, cache: ModelCache, preload_new: bool, stop: asyncio.Event) -> None:
+    """Evict deleted models; load new ones ahead of their first request when `preload_new`; return once `stop` is set.
+
+    The listener polls with a timeout instead of blocking in `pubsub.listen()`, because the Redis client can swallow
+    a cancellation that arrives while it reads (seen: a cancelled listener waited forever, and the API's shutdown
+    with it); a set `stop` ends it within POLL_S whatever happens to a cancellation.
+    """
     backoff = 0.5
-    while True:
+    while not stop.is_set():
         try:
             async with aredis.pubsub() as pubsub:
                 await pubsub.subscribe(MODELS_CHANNEL)
                 backoff = 0.5
-                async for message in pubsub.listen():
-                    if message.get("type") != "message":
-                        continue
-                    await _handle(message["data"], cache, preload_new)
+                while not stop.is_set():
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=POLL_S)
+                    if message is not None and message.get("type") == "message":
+                        await _handle(message["data"], cache, preload_new)
         except asyncio.CancelledError:
             raise
         except (RedisError, OSError) as exc:
             log.debug("model events: redis unavailable (%s); retrying in %.1fs", exc, backoff)
-            await asyncio.sleep(backoff)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), backoff)
             backoff = min(backoff * 2, RECONNECT_MAX_S)
 
 

@@ -8,11 +8,39 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from models.recipes import MAX_LATENT_BIN_COLUMNS, MAX_LATENT_CATEGORIES
+from models.config import (
+    GAN_OPTIONS,
+    MAX_LATENT_BIN_COLUMNS,
+    VAE_OPTIONS,
+    Activation,
+    ArchitectureChoice,
+    Beta,
+    Count,
+    Decoder,
+    Depth,
+    DSteps,
+    EvalIwK,
+    Family,
+    FreeBits,
+    GanLoss,
+    IwaeK,
+    Kind,
+    LatentCategories,
+    LearningRate,
+    LrDecay,
+    NonNegativeCount,
+    Pack,
+    PenaltyWeight,
+    UnitFraction,
+    Width,
+)
+from models.progress import Progress
+from models.seeds import Seed
+from worker.state.status import TrainingStatus
 
-SEED_MAX = 2**31 - 1
-Seed = Annotated[int, Field(ge=0, le=SEED_MAX, description="Random seed in [0, 2^31).")]
-LatentVector = Annotated[list[Annotated[float, Field(allow_inf_nan=False)]], Field(min_length=1, max_length=512)]
+# A latent vector's length is checked against the model's latent_dim when a request is served (a model may have up
+# to GENSERVE_MAX_LATENT_DIM latents, a setting the schema cannot know).
+LatentVector = Annotated[list[Annotated[float, Field(allow_inf_nan=False)]], Field(min_length=1)]
 
 
 class Format(StrEnum):
@@ -32,7 +60,7 @@ class Strict(BaseModel):
 class Dataset(BaseModel):
     id: str
     name: str
-    kind: Literal["points", "images"]
+    kind: Kind
     shape: list[int]
     size: int
     classes: list[str] | None
@@ -47,16 +75,12 @@ class DatasetList(BaseModel):
 
 
 # --- trainings ------------------------------------------------------------------------------------------------------
-class TrainingStatusName(StrEnum):
-    queued = "queued"
-    running = "running"
-    succeeded = "succeeded"
-    failed = "failed"
-    canceled = "canceled"
-
-
 class TrainingRequest(Strict):
-    """What to train. Every option left out (or null) takes the dataset's default recipe."""
+    """What to train. Every option left out (or null) takes the dataset's default recipe.
+
+    The options' choices and ranges are `models.config`'s types (the ones `TrainConfig` is validated with), and
+    which options belong to one family only is `models.config.VAE_OPTIONS` / `GAN_OPTIONS`.
+    """
 
     model_config = ConfigDict(
         extra="forbid",
@@ -69,106 +93,69 @@ class TrainingRequest(Strict):
     )
 
     dataset: str = Field(..., min_length=1, max_length=64, description="Dataset id (built-in or uploaded).")
-    family: Literal["vae", "gan"]
+    family: Family
     conditional: bool = Field(False, description="Condition on the dataset's labels (labeled datasets only).")
-    steps: int | None = Field(
-        None, ge=1, description="Optimizer steps (generator steps for GANs); at most GENSERVE_MAX_TRAIN_STEPS."
+    steps: Count | None = Field(
+        None, description="Optimizer steps (generator steps for GANs); at most GENSERVE_MAX_TRAIN_STEPS."
     )
-    batch_size: int | None = Field(None, ge=1, description="Minibatch size; at most GENSERVE_MAX_TRAIN_BATCH_SIZE.")
-    lr: float | None = Field(None, gt=0, le=1, allow_inf_nan=False, description="Adam learning rate, (0, 1].")
-    latent_dim: int | None = Field(None, ge=1, description="Latent dimension; at most GENSERVE_MAX_LATENT_DIM.")
-    seed: int | None = Field(None, ge=0, le=SEED_MAX, description="Seed; null draws one and records it.")
-    architecture: Literal["auto", "mlp", "conv"] | None = Field(
+    batch_size: Count | None = Field(None, description="Minibatch size; at most GENSERVE_MAX_TRAIN_BATCH_SIZE.")
+    lr: LearningRate | None = Field(None, description="Adam learning rate, (0, 1].")
+    latent_dim: Count | None = Field(None, description="Latent dimension; at most GENSERVE_MAX_LATENT_DIM.")
+    seed: Seed | None = Field(None, description="Seed; null draws one and records it.")
+    architecture: ArchitectureChoice | None = Field(
         None, description="auto: conv for images with sides divisible by 4, else MLP."
     )
-    width: int | None = Field(None, ge=8, le=2048, description="Hidden width (MLP) or base channels (conv).")
-    depth: int | None = Field(None, ge=1, le=8, description="Hidden layers of the MLPs.")
-    activation: Literal["default", "elu", "silu", "gated"] | None = Field(
+    width: Width | None = Field(None, description="Hidden width (MLP) or base channels (conv).")
+    depth: Depth | None = Field(None, description="Hidden layers of the MLPs.")
+    activation: Activation | None = Field(
         None, description="MLP hidden activation: default (ReLU / LeakyReLU), elu, silu, or gated linear units."
     )
-    lr_decay: Literal["none", "linear", "cosine"] | None = Field(
+    lr_decay: LrDecay | None = Field(
         None, description="Decay of the learning rates to 0 at the last step, from lr_decay_start on."
     )
-    lr_decay_start: float | None = Field(
-        None, ge=0, lt=1, allow_inf_nan=False, description="Fraction of the steps after which lr_decay begins."
-    )
+    lr_decay_start: UnitFraction | None = Field(None, description="Fraction of the steps after which lr_decay begins.")
     binarize: bool | None = Field(
         None,
-        description="Images: dynamic binarization (a fresh Bernoulli draw of "
-        "every pixel for every minibatch), as in the MNIST likelihood literature.",
+        description="Images: dynamic binarization (a fresh Bernoulli draw of every pixel for every minibatch), as "
+        "in the MNIST likelihood literature.",
     )
-    # VAE options
-    beta: float | None = Field(None, gt=0, le=100, allow_inf_nan=False, description="VAE: KL weight β.")
-    decoder: Literal["bernoulli", "gaussian"] | None = Field(None, description="VAE: decoder likelihood.")
-    kl_warmup_steps: int | None = Field(None, ge=0, description="VAE: steps of linear KL warm-up.")
-    free_bits: float | None = Field(
-        None, ge=0, le=10, allow_inf_nan=False, description="VAE: free bits, nats per latent dimension."
-    )
-    iwae_k: int | None = Field(None, ge=1, le=64, description="VAE: importance samples for IWAE training.")
-    eval_iw_k: int | None = Field(
-        None, ge=1, le=5000, description="VAE: importance samples for the log-likelihood metric."
-    )
-    # GAN options
-    gan_loss: Literal["ns", "hinge", "wgan-gp"] | None = Field(
+    # VAE options (models.config.VAE_OPTIONS)
+    beta: Beta | None = Field(None, description="VAE: KL weight β.")
+    decoder: Decoder | None = Field(None, description="VAE: decoder likelihood.")
+    kl_warmup_steps: NonNegativeCount | None = Field(None, description="VAE: steps of linear KL warm-up.")
+    free_bits: FreeBits | None = Field(None, description="VAE: free bits, nats per latent dimension.")
+    iwae_k: IwaeK | None = Field(None, description="VAE: importance samples for IWAE training.")
+    eval_iw_k: EvalIwK | None = Field(None, description="VAE: importance samples for the log-likelihood metric.")
+    # GAN options (models.config.GAN_OPTIONS)
+    gan_loss: GanLoss | None = Field(
         None, description="GAN: non-saturating, hinge, or Wasserstein with gradient penalty."
     )
-    gp_weight: float | None = Field(None, ge=0, le=1000, allow_inf_nan=False, description="GAN: WGAN-GP weight.")
-    r1_gamma: float | None = Field(None, ge=0, le=1000, allow_inf_nan=False, description="GAN: R1 penalty γ.")
+    gp_weight: PenaltyWeight | None = Field(None, description="GAN: WGAN-GP weight.")
+    r1_gamma: PenaltyWeight | None = Field(None, description="GAN: R1 penalty γ.")
     spectral_norm: bool | None = Field(None, description="GAN: spectral norm in the discriminator.")
-    pack: int | None = Field(None, ge=1, le=8, description="GAN: PacGAN packing m.")
-    ema_decay: float | None = Field(
-        None, ge=0, lt=1, allow_inf_nan=False, description="GAN: EMA decay of generator weights; 0 = off."
-    )
-    d_steps: int | None = Field(None, ge=1, le=10, description="GAN: discriminator steps per generator step.")
-    d_lr: float | None = Field(None, gt=0, le=1, allow_inf_nan=False, description="GAN: discriminator lr.")
-    latent_categories: int | None = Field(
+    pack: Pack | None = Field(None, description="GAN: PacGAN packing m.")
+    ema_decay: UnitFraction | None = Field(None, description="GAN: EMA decay of generator weights; 0 = off.")
+    d_steps: DSteps | None = Field(None, description="GAN: discriminator steps per generator step.")
+    d_lr: LearningRate | None = Field(None, description="GAN: discriminator lr.")
+    latent_categories: LatentCategories | None = Field(
         None,
-        ge=0,
-        le=MAX_LATENT_CATEGORIES,
-        description="GAN: K > 0 gives the latent a discrete part: each "
-        "coordinate also enters the generator as one of K equiprobable bins, so that it can jump between separated "
-        f"modes; 0 = off. latent_dim * K is at most {MAX_LATENT_BIN_COLUMNS}.",
+        description="GAN: K > 0 gives the latent a discrete part: each coordinate also enters the generator as one "
+        "of K equiprobable bins, so that it can jump between separated modes; 0 = off. latent_dim * K is at most "
+        f"{MAX_LATENT_BIN_COLUMNS}.",
     )
 
     @model_validator(mode="after")
     def _family_options(self) -> TrainingRequest:
-        vae_only = ("beta", "decoder", "kl_warmup_steps", "free_bits", "iwae_k", "eval_iw_k")
-        gan_only = (
-            "gan_loss",
-            "gp_weight",
-            "r1_gamma",
-            "spectral_norm",
-            "pack",
-            "ema_decay",
-            "d_steps",
-            "d_lr",
-            "latent_categories",
-        )
-        wrong = gan_only if self.family == "vae" else vae_only
+        wrong, other = (GAN_OPTIONS, "GAN") if self.family == "vae" else (VAE_OPTIONS, "VAE")
         for name in wrong:
             if getattr(self, name) is not None:
-                raise ValueError(
-                    f"{name} is a {'GAN' if self.family == 'vae' else 'VAE'} option; "
-                    f"this training is a {self.family.upper()}"
-                )
+                raise ValueError(f"{name} is a {other} option; this training is a {self.family.upper()}")
         return self
-
-
-class Progress(BaseModel):
-    step: int = 0
-    total_steps: int = 0
-    fraction: float = 0.0
-    eta_seconds: float | None = None
-    losses: dict[str, float] = Field(default_factory=dict)
-    phase: Literal["train", "metrics"] = Field(
-        "train", description="'train', then 'metrics' while the end-of-training quality metrics are computed."
-    )
-    detail: str | None = Field(None, description="During 'metrics': the metric being computed.")
 
 
 class Training(BaseModel):
     id: str
-    status: TrainingStatusName
+    status: TrainingStatus
     request: dict[str, Any]
     config: dict[str, Any] | None = Field(None, description="The resolved recipe the worker runs.")
     progress: Progress
@@ -192,9 +179,9 @@ class TrainingList(BaseModel):
 # --- models and sampling ---------------------------------------------------------------------------------------------
 class Model(BaseModel):
     id: str
-    family: Literal["vae", "gan"]
+    family: Family
     dataset: str
-    kind: Literal["points", "images"]
+    kind: Kind
     sample_shape: list[int]
     latent_dim: int
     conditional: bool

@@ -1,7 +1,7 @@
-"""All GENSERVE_* settings in one class, read once through a cached getter.
+"""The API's settings: the worker-side ones (`worker.state.settings.WorkerSettings`) plus those of HTTP, sampling,
+uploads and access. `Settings` is the one place every GENSERVE_* variable of the API is defined.
 
-This module imports neither FastAPI nor RQ nor torch, so the worker can read settings without loading the web
-stack and the API can read them without loading training code.
+This module imports neither RQ nor torch, so settings can be read without loading the training stack.
 """
 
 from __future__ import annotations
@@ -9,55 +9,35 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlparse
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr
 
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-DEFAULT_HOME = Path("genserve-data")
+from models.uploads import UploadLimits
+from worker.state.settings import WorkerSettings
+
+UPLOAD_LIMIT_SETTINGS = {  # UploadLimits field -> the setting that configures it
+    "max_bytes": "max_upload_bytes",
+    "max_images": "max_images",
+    "max_image_side": "max_image_side",
+    "max_points": "max_points",
+    "max_point_dims": "max_point_dims",
+    "max_zip_entries": "max_zip_entries",
+    "max_zip_ratio": "max_zip_ratio",
+    "max_uncompressed_bytes": "max_uncompressed_bytes",
+}
 
 
-class Settings(BaseSettings):
+class Settings(WorkerSettings):
     """Service configuration; every field maps to an environment variable `GENSERVE_<NAME>`."""
 
-    model_config = SettingsConfigDict(env_prefix="GENSERVE_", extra="ignore", frozen=True)
-
-    # --- wiring -------------------------------------------------------------------------------------------------
-    redis_url: str | None = Field(
-        None,
-        description="Redis URL. Unset: redis://127.0.0.1:6379/0 (and `genserve dev` starts an embedded Redis "
-        "when nothing answers there).",
-    )
-    store_dir: Path = Field(DEFAULT_HOME / "store", description="Artifact store: datasets, checkpoints, models.")
-    data_dir: Path = Field(DEFAULT_HOME / "data", description="Where built-in data (MNIST IDX files) lives.")
-    device: str = Field("auto", description="Torch device: auto (cuda if available, else cpu), cpu, cuda, cuda:N.")
-    queue_name: str = Field("genserve-training", description="RQ queue that carries training jobs.")
+    # --- HTTP ---------------------------------------------------------------------------------------------------
     host: str = Field("127.0.0.1", description="Address `genserve serve` binds.")
     port: int = Field(8000, ge=1, le=65535, description="Port `genserve serve` binds.")
-    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
-    mnist_url: str = Field(
-        "https://ossci-datasets.s3.amazonaws.com/mnist/",
-        description="Base URL MNIST's four IDX files are downloaded from when they are not in data_dir/mnist.",
-    )
-    download_timeout_s: float = Field(30.0, gt=0, description="Timeout for each MNIST file download.")
 
-    # --- trainings ----------------------------------------------------------------------------------------------
-    job_timeout_s: int = Field(24 * 3600, ge=10, description="RQ job timeout for one training.")
+    # --- training requests --------------------------------------------------------------------------------------
     max_train_steps: int = Field(200_000, ge=1, description="Largest `steps` a training may ask for.")
     max_train_batch_size: int = Field(4096, ge=1, description="Largest training `batch_size`.")
     max_latent_dim: int = Field(512, ge=1, description="Largest `latent_dim`.")
-    progress_interval_s: float = Field(0.5, gt=0, description="How often a training reports progress.")
-    checkpoint_interval_s: float = Field(30.0, gt=0, description="How often a training checkpoints.")
-    max_attempts: int = Field(
-        3, ge=1, description="Attempts of a training whose worker is lost (killed, crashed) before it fails."
-    )
-    lease_ttl_s: float = Field(
-        15.0, ge=1, description="Liveness lease of a running training; its work horse renews it every third of this."
-    )
-    watchdog_interval_s: float = Field(
-        5.0, gt=0, description="How often the watchdog (in every API and worker process) looks for lost trainings."
-    )
 
     # --- sampling -----------------------------------------------------------------------------------------------
     max_samples_per_request: int = Field(1024, ge=1, description="Largest `n` in one sample request.")
@@ -100,7 +80,6 @@ class Settings(BaseSettings):
         "and requests 5 s, browsers 60 s), so a client never reuses a connection the server is closing "
         "(that race loses requests with uvicorn's default of 5 s).",
     )
-    bench_routes: bool = Field(False, description="Expose POST /_bench/floor, the HTTP floor of the benchmark.")
     max_interpolation_steps: int = Field(256, ge=2, description="Largest `steps` of an interpolation.")
 
     # --- uploads and request limits ---------------------------------------------------------------------------
@@ -131,24 +110,14 @@ class Settings(BaseSettings):
     rate_limit_burst: int = Field(200, ge=1, description="Requests a key may send at once before the rate applies.")
     public_docs: bool = Field(False, description="With API keys: serve /docs and /openapi.json without a key.")
 
-    @field_validator("device")
-    @classmethod
-    def _check_device(cls, value: str) -> str:
-        if value not in ("auto", "cpu", "cuda", "mps") and not value.startswith("cuda:"):
-            raise ValueError("device must be auto, cpu, cuda, cuda:N or mps")
-        return value
-
-    @property
-    def effective_redis_url(self) -> str:
-        return self.redis_url or DEFAULT_REDIS_URL
-
-
-def safe_url(url: str) -> str:
-    """A URL without its password, for logs."""
-    parsed = urlparse(url)
-    if parsed.password:
-        return url.replace(f":{parsed.password}@", ":***@")
-    return url
+    def upload_limits(self, *, max_images_setting: str = "max_images") -> UploadLimits:
+        """The limits of an upload, each named by its setting. `max_images_setting` picks the setting that bounds
+        the image count (inputs to a VAE are bounded by `max_samples_per_request`, not by `max_images`)."""
+        fields = {**UPLOAD_LIMIT_SETTINGS, "max_images": max_images_setting}
+        return UploadLimits(
+            **{bound: getattr(self, setting) for bound, setting in fields.items()},
+            names={bound: self.env_name(setting) for bound, setting in fields.items()},
+        )
 
 
 @lru_cache

@@ -2,7 +2,7 @@
 behind all of genserve's middleware and routing versus the same endpoint in a plain FastAPI app. Finds per-request
 overhead without wrk and without an idle machine (CPU time, not wall time).
 
-    python bench/floor_cpu.py [--requests 20000]
+    python -m bench.floor_cpu [--requests 20000]
 """
 
 from __future__ import annotations
@@ -10,20 +10,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from fastapi import FastAPI, Request, Response
 
-from fastapi import FastAPI, Request, Response  # noqa: E402
-
-from bench.route_cpu import one  # noqa: E402
+from bench.floor_app import PATH
+from bench.route_cpu import one
 
 BODY = b'{"n": 1, "seed": 1}'
-PATH = "/_bench/floor"
 
 
 def plain_app() -> FastAPI:
@@ -53,10 +49,9 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("GENSERVE_STORE_DIR", tempfile.mkdtemp(prefix="genserve-floor-"))
     os.environ.setdefault("GENSERVE_REDIS_URL", "redis://127.0.0.1:6379/12")
-    os.environ["GENSERVE_BENCH_ROUTES"] = "true"
-    from app.main import create_app
+    from bench.floor_app import create
 
-    asyncio.run(measure([("plain FastAPI", plain_app()), ("genserve", create_app())], args.requests))
+    asyncio.run(measure([("plain FastAPI", plain_app()), ("genserve", create())], args.requests))
 
 
 if __name__ == "__main__":

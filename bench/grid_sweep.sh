@@ -27,7 +27,7 @@ run_one() {  # $1: job number, rest: the job line
   for kv in "$@"; do sets+=(--set "$kv"); done
   local left=$(( end - $(date +%s) ))
   local t0; t0=$(date +%s)
-  timeout "$left" "$PY" bench/quality.py "$PART" --seeds 1 --first-seed "$seed" --threads 1 --device "$DEVICE" \
+  timeout "$left" "$PY" -m bench.quality "$PART" --seeds 1 --first-seed "$seed" --threads 1 --device "$DEVICE" \
     "${sets[@]}" > "$LOGS/$n.out" 2> "$LOGS/$n.err"
   local rc=$?
   local row; row=$(grep -E "^  [a-z0-9]+ seed $seed:" "$LOGS/$n.err" | tail -1)

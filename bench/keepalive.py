@@ -6,7 +6,7 @@ RemoteProtocolError, though the server did nothing wrong. This script starts `ge
 setting and runs clients that each wait just under 5 s between requests on their one pooled connection, then prints
 the failures per setting.
 
-    python bench/keepalive.py [--clients 32] [--rounds 8] [--settings 5,75]
+    python -m bench.keepalive [--clients 32] [--rounds 8] [--settings 5,75]
 """
 
 from __future__ import annotations
@@ -24,11 +24,10 @@ from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from bench.machine import cpu_model
+from genserve import child_pythonpath, free_port
 
-from app.cli import free_port  # noqa: E402
-from bench.machine import child_pythonpath, cpu_model  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 IDLE_S = (4.95, 5.0)  # client waits between requests: just under httpx's 5 s keep-alive expiry
 CLIENT_KEEPALIVE_S = 5.0  # httpx's default keepalive_expiry, stated so the script does not depend on it
@@ -66,7 +65,7 @@ def measure(keep_alive_s: int, clients: int, rounds: int, tmp: Path) -> tuple[co
         "PYTHONPATH": child_pythonpath(),
     }
     api = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "genserve", "serve", "--port", str(port)],
         env=env,
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
@@ -99,7 +98,7 @@ def main() -> None:
     parser.add_argument("--settings", default="5,75", help="GENSERVE_KEEP_ALIVE_S values to compare")
     args = parser.parse_args()
     print(
-        f"command: `python bench/keepalive.py --clients {args.clients} --rounds {args.rounds} "
+        f"command: `python -m bench.keepalive --clients {args.clients} --rounds {args.rounds} "
         f"--settings {args.settings}`  \nmachine: {cpu_model()}; client idle {IDLE_S[0]}-{IDLE_S[1]} s "
         f"between requests, httpx keepalive_expiry {CLIENT_KEEPALIVE_S} s\n"
     )

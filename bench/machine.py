@@ -1,4 +1,4 @@
-"""The machine a benchmark ran on, as BENCHMARKS.md names it, and the environment its child processes get."""
+"""The machine a benchmark ran on, as BENCHMARKS.md names it."""
 
 from __future__ import annotations
 
@@ -17,10 +17,3 @@ def cpu_model() -> str:
                 cpu = line.split(":", 1)[1].strip()
                 break
     return f"{cpu} ({os.cpu_count()} cores)"
-
-
-def child_pythonpath() -> str:
-    """PYTHONPATH for a child process: the project root first, then whatever the caller's PYTHONPATH holds (a GPU
-    image's extra packages, say), so that the child imports what this process imports."""
-    root = str(Path(__file__).resolve().parents[1])
-    return os.pathsep.join([root, *filter(None, [os.environ.get("PYTHONPATH")])])

@@ -13,15 +13,15 @@ import os
 import torch
 from fastapi import FastAPI, Request, Response
 
-from app.encoding import png_base64_list
-from models.nets import ModelSpec, build_model
+from app.serving.encoding import png_base64_list
+from models.nets import build_model
 from models.store import ArtifactStore
 
 app = FastAPI()
 store = ArtifactStore(os.environ["BENCH_STORE"])
 manifest = store.get_model(os.environ["BENCH_MODEL"])
-model = build_model(ModelSpec.from_dict(manifest["spec"]))
-model.load_state_dict(store.load_model_tensors(manifest["id"]))
+model = build_model(manifest.spec)
+model.load_state_dict(store.load_model_tensors(manifest.id))
 model.eval()
 
 
@@ -35,7 +35,7 @@ async def floor(request: Request, size: int = 512) -> Response:
 async def samples(request: Request) -> Response:
     body = await request.json()
     n, seed = int(body.get("n", 1)), int(body["seed"])
-    z = torch.randn(n, manifest["latent_dim"], generator=torch.Generator().manual_seed(seed))
+    z = torch.randn(n, manifest.latent_dim, generator=torch.Generator().manual_seed(seed))
     with torch.inference_mode():
         images = model.generate(z, None).numpy()
     return Response(json.dumps({"images": png_base64_list(images), "seed": seed}), media_type="application/json")

@@ -2,12 +2,12 @@
 with the product's default recipes (`models.recipes.resolve_config`). Prints markdown tables; results are recorded in
 BENCHMARKS.md.
 
-    python bench/quality.py ring --seeds 10          # PacGAN 2D ring: modes, high-quality share, reverse KL
-    python bench/quality.py grid --seeds 10          # PacGAN 2D grid
-    python bench/quality.py mnist-vae --minutes 30   # NLL (k = 5000) on the 10,000 dynamically binarized test images
-    python bench/quality.py cond-mnist               # classifier >= 99%; share of conditional samples of their class
-    python bench/quality.py mnist-gan                # Fréchet distance in the classifier's features
-    python bench/quality.py stacked --steps N        # Stacked MNIST: modes of 1000 and KL to uniform
+    python -m bench.quality ring --seeds 10          # PacGAN 2D ring: modes, high-quality share, reverse KL
+    python -m bench.quality grid --seeds 10          # PacGAN 2D grid
+    python -m bench.quality mnist-vae --minutes 30   # NLL (k = 5000) on the 10,000 dynamically binarized test images
+    python -m bench.quality cond-mnist               # classifier >= 99%; share of conditional samples of their class
+    python -m bench.quality mnist-gan                # Fréchet distance in the classifier's features
+    python -m bench.quality stacked --steps N        # Stacked MNIST: modes of 1000 and KL to uniform
 
 Common options: --mnist PATH (the four IDX files; default ../shared/data/mnist from the repository root),
 --threads N (torch threads), --device cpu|cuda, --set key=value (recipe overrides, repeatable; e.g. --set steps=500
@@ -33,17 +33,19 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from bench.machine import cpu_model
+from models import classifier as clf
+from models.config import TrainConfig
+from models.data.arrays import ArrayDataset, DatasetSplits
+from models.data.builtin import load_builtin
+from models.evaluation import binarized_test_x
+from models.metrics import frechet_distance, iw_log_likelihood, label_accuracy, mode_histogram_kl, mode_metrics
+from models.nets import VAE, GenerativeModel, build_model
+from models.progress import Progress
+from models.recipes import resolve_config
+from models.training import TrainResult, train
 
-from bench.machine import cpu_model  # noqa: E402
-from models import classifier as clf  # noqa: E402
-from models.data import ArrayDataset, DatasetSplits  # noqa: E402
-from models.datasets import load_builtin  # noqa: E402
-from models.metrics import frechet_distance, iw_log_likelihood, label_accuracy, mode_histogram_kl, mode_metrics  # noqa: E402
-from models.nets import VAE, GenerativeModel, build_model  # noqa: E402
-from models.recipes import TrainConfig, resolve_config  # noqa: E402
-from models.training import Progress, TrainResult, binarized_test_x, train  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 MODE_SAMPLES = 2500  # PacGAN: samples evaluated per trained 2D model
 SAMPLE_SEED = 2018  # seeds of the evaluation samples (+ training seed)
@@ -80,7 +82,7 @@ class Env:
     overrides: dict[str, Any] = field(default_factory=dict)
 
     def command(self) -> str:
-        return "python " + " ".join(["bench/quality.py", *sys.argv[1:]])
+        return "python -m bench.quality " + " ".join(sys.argv[1:])
 
 
 def machine() -> str:
@@ -128,7 +130,7 @@ class Ticker:
         if p.phase == "train":
             self.train_s = p.elapsed_s
         now = time.monotonic()
-        if now - self.last >= self.every_s or (p.step == p.total_steps and p.phase == "train" and p.eta_s == 0):
+        if now - self.last >= self.every_s or (p.step == p.total_steps and p.phase == "train" and p.eta_seconds == 0):
             self.last = now
             losses = " ".join(f"{k}={v:.3f}" for k, v in p.losses.items())
             what = p.phase if p.phase == "train" else f"{p.phase}:{p.detail}"

@@ -3,7 +3,7 @@ route, with many concurrent callers so that batching works as under load. Finds 
 and without an idle machine (CPU time, not wall time); `--canned` replaces the forward pass and encoding by a ready
 body, leaving only what the route, the batcher and the HTTP layers above them cost.
 
-    python bench/route_cpu.py --store DIR --model ID [--requests 6400] [--clients 64] [--canned] [--inline on|off]
+    python -m bench.route_cpu --store DIR --model ID [--requests 6400] [--clients 64] [--canned] [--inline on|off]
 
 DIR/ID: a stored model, e.g. the one `bench/serve.py` trains (or any model id in a store).
 """
@@ -14,12 +14,9 @@ import argparse
 import asyncio
 import json
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def scope(path: str, body: bytes) -> dict[str, Any]:
@@ -67,10 +64,10 @@ async def one(app: Any, path: str, body: bytes) -> None:
 
 
 async def measure(args: argparse.Namespace) -> None:
-    from app.encoding import Encoded
-    from app.main import create_app
+    from app.serving.encoding import Encoded
+    from bench.floor_app import PATH, create
 
-    app = create_app()
+    app = create()
     async with app.router.lifespan_context(app):
         loaded = app.state.services.models._models[args.model]
         assert loaded.batcher is not None
@@ -86,7 +83,7 @@ async def measure(args: argparse.Namespace) -> None:
                 await one(app, path, json.dumps({"n": 1, "seed": next(seeds), "format": "png"}).encode())
 
         print("| route | requests | clients | requests/s (wall) | µs of CPU per request |\n|---|---|---|---|---|")
-        for label, path in [("floor", "/_bench/floor"), ("samples", f"/v1/models/{args.model}/samples")] * 2:
+        for label, path in [("floor", PATH), ("samples", f"/v1/models/{args.model}/samples")] * 2:
             await asyncio.gather(*(client(max(1, per_client // 5), path) for _ in range(args.clients)))  # warm-up
             wall, cpu = time.perf_counter(), time.process_time()
             await asyncio.gather(*(client(per_client, path) for _ in range(args.clients)))
@@ -110,7 +107,6 @@ def main() -> None:
     os.environ.update(
         {
             "GENSERVE_STORE_DIR": str(args.store),
-            "GENSERVE_BENCH_ROUTES": "true",
             "GENSERVE_LOG_LEVEL": "warning",
             "GENSERVE_PRELOAD_MODELS": args.model,
             "GENSERVE_MAX_QUEUE_SAMPLES": "100000",

@@ -3,8 +3,8 @@
 The server is pinned to one core and the load generator (wrk, from Debian's packages) to another. For each
 concurrency it prints requests/s, samples/s, p50/p99 latency and errors of:
   (a)  raw: the model's forward pass + PNG encoding in-process, one thread, at each batch size (the best is `a`);
-  (b)  floor: a trivial endpoint returning a response of the same size — genserve's (/_bench/floor, behind all of
-       genserve's middleware) and a plain FastAPI app's (b0);
+  (b)  floor: a trivial endpoint returning a response of the same size — genserve's (/_bench/floor of
+       bench/floor_app.py, behind all of genserve's middleware) and a plain FastAPI app's (b0);
   (c)  genserve with batching off (GENSERVE_MAX_BATCH_SIZE=1);
   (d)  genserve with batching on (GENSERVE_MAX_BATCH_SIZE=64);
   (e)  a hand-written unbatched FastAPI endpoint (forward + encode inline).
@@ -14,9 +14,9 @@ minute apart, for machines whose speed drifts), and in each round also runs the 
 the server's core: how much of their isolated rates they keep when they share it (e) says what interleaving the
 two kinds of work costs by itself, before any of genserve's own overhead.
 
-    python bench/serve.py [--mnist ../shared/data/mnist] [--duration 10] [--concurrency 1,8,64] [--out FILE]
-    python bench/serve.py --store S --model M --only raw --concurrency 64 --rounds 8   # a, b, (d) interleaved
-    python bench/serve.py --device cuda --server-cores 0-7 --client-cores 8-15   # on a GPU machine
+    python -m bench.serve [--mnist ../shared/data/mnist] [--duration 10] [--concurrency 1,8,64] [--out FILE]
+    python -m bench.serve --store S --model M --only raw --concurrency 64 --rounds 8   # a, b, (d) interleaved
+    python -m bench.serve --device cuda --server-cores 0-7 --client-cores 8-15   # on a GPU machine
 """
 
 from __future__ import annotations
@@ -35,10 +35,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from bench.floor_app import PATH as FLOOR_PATH
+from genserve import child_pythonpath
 
-from bench.machine import child_pythonpath  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 WRK_SCRIPT = ROOT / "bench" / "wrk_post.lua"
 RAW_BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -54,12 +54,14 @@ def prepare_model(store_dir: Path, mnist: Path | None, steps: int) -> str:
     (and therefore PNG sizes) look like digits, stored the way the worker stores models."""
     import torch
 
-    from models.data import ArrayDataset, DatasetSplits
-    from models.datasets import load_builtin
+    from models.data.arrays import ArrayDataset, DatasetSplits
+    from models.data.builtin import load_builtin
     from models.recipes import resolve_config
     from models.store import ArtifactStore, new_id, utcnow
     from models.training import train
     from worker.jobs import store_model
+    from worker.state.records import TrainingRecord
+    from worker.state.status import TrainingStatus
 
     if mnist is not None and mnist.exists():
         data_dir = store_dir.parent / "data"
@@ -82,13 +84,13 @@ def prepare_model(store_dir: Path, mnist: Path | None, steps: int) -> str:
         num_classes=0,
     )
     result = train(config, splits, device=torch.device("cpu"))
-    record = {
-        "id": new_id("tr"),
-        "request": {"dataset": "mnist"},
-        "classes": None,
-        "config": config.to_dict(),
-        "created_at": utcnow(),
-    }
+    record = TrainingRecord(
+        id=new_id("tr"),
+        status=TrainingStatus.running,
+        request={"dataset": "mnist"},
+        config=config.to_dict(),
+        created_at=utcnow(),
+    )
     return store_model(ArtifactStore(store_dir), record, result)
 
 
@@ -105,15 +107,15 @@ def raw_limit(
     that file is created once the model is loaded and warm, just before the measured loops start."""
     import torch
 
-    from app.encoding import png_base64_list
-    from models.nets import ModelSpec, build_model
+    from app.serving.encoding import png_base64_list
+    from models.nets import build_model
     from models.sampling import prepare_for_inference
     from models.store import ArtifactStore
 
     torch.set_num_threads(1)
     store = ArtifactStore(store_dir)
     manifest = store.get_model(model_id)
-    model = build_model(ModelSpec.from_dict(manifest["spec"]))
+    model = build_model(manifest.spec)
     model.load_state_dict(store.load_model_tensors(model_id))
     dev = torch.device(device)
     model = prepare_for_inference(model, dev)  # the same layout the service runs
@@ -122,7 +124,7 @@ def raw_limit(
     # batch raises glibc's dynamic mmap and trim thresholds, after which freed activations stay in the heap instead
     # of going back to the OS and faulting in again on the next pass (without it, batch 64 ran 16% slower).
     with torch.inference_mode():
-        model.generate(torch.randn(max(sizes), manifest["latent_dim"], generator=gen).to(dev), None)
+        model.generate(torch.randn(max(sizes), manifest.latent_dim, generator=gen).to(dev), None)
     if ready is not None:
         ready.touch()
     out: dict[str, Any] = {"samples_per_s": {}, "forward_only_per_s": {}}
@@ -130,7 +132,7 @@ def raw_limit(
         for with_encode in (True, False) if also_forward_only else (True,):
             done, start = 0, time.perf_counter()
             while time.perf_counter() - start < seconds:
-                z = torch.randn(bs, manifest["latent_dim"], generator=gen)
+                z = torch.randn(bs, manifest.latent_dim, generator=gen)
                 with torch.inference_mode():
                     images = model.generate(z.to(dev), None).float().cpu().numpy()
                 if with_encode:
@@ -138,7 +140,7 @@ def raw_limit(
                 done += bs
             rate = done / (time.perf_counter() - start)
             out["samples_per_s" if with_encode else "forward_only_per_s"][bs] = rate
-    z = torch.randn(1, manifest["latent_dim"], generator=gen)
+    z = torch.randn(1, manifest.latent_dim, generator=gen)
     with torch.inference_mode():
         one = png_base64_list(model.generate(z.to(dev), None).float().cpu().numpy())
     out["png_response_bytes"] = len(json.dumps({"images": one, "seed": 1234567890}))
@@ -293,7 +295,8 @@ def main() -> None:
             "-c",
             args.server_cores,
             sys.executable,
-            __file__,
+            "-m",
+            "bench.serve",
             "--raw-json",
             str(raw_file),
             "--store",
@@ -308,7 +311,8 @@ def main() -> None:
             str(args.raw_seconds),
             *extra,
         ]
-        return subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}), raw_file
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": child_pythonpath()}
+        return subprocess.Popen(cmd, env=env, cwd=ROOT), raw_file
 
     def raw_result(proc: subprocess.Popen[bytes], raw_file: Path) -> dict[str, Any]:
         if proc.wait() != 0:
@@ -340,7 +344,6 @@ def main() -> None:
             "PYTHONPATH": child_pythonpath(),
             "GENSERVE_STORE_DIR": str(store),
             "GENSERVE_DEVICE": args.device,
-            "GENSERVE_BENCH_ROUTES": "true",
             "GENSERVE_LOG_LEVEL": "warning",
             "GENSERVE_PRELOAD_MODELS": model_id,
             "GENSERVE_MAX_QUEUE_SAMPLES": "100000",
@@ -352,7 +355,7 @@ def main() -> None:
         base_env["GENSERVE_REDIS_URL"] = os.environ["GENSERVE_REDIS_URL"]
     port = 18000 + os.getpid() % 1000
     sample_path = f"/v1/models/{model_id}/samples"
-    floor_path = f"/_bench/floor?size={size}"
+    floor_path = f"{FLOOR_PATH}?size={size}"
     png1 = '{"n": 1, "seed": %d, "format": "png"}'
     png64 = '{"n": 64, "seed": %d, "format": "png"}'
     npy1 = '{"n": 1, "seed": %d, "format": "npy"}'
@@ -362,7 +365,7 @@ def main() -> None:
         env = {**base_env, "GENSERVE_MAX_BATCH_SIZE": str(max_batch), "GENSERVE_COMPILE": args.compile}
         if args.max_wait_ms is not None:
             env["GENSERVE_MAX_WAIT_MS"] = args.max_wait_ms
-        cmd = ["taskset", "-c", args.server_cores, sys.executable, "-m", "app.cli", "serve", "--port", str(port)]
+        cmd = ["taskset", "-c", args.server_cores, sys.executable, "-m", "bench.floor_app", "--port", str(port)]
         return Server(cmd, env, port, tmp / f"service-{max_batch}.log")
 
     def plain() -> Server:

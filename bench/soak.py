@@ -4,7 +4,7 @@ Starts its own API and worker processes (`genserve serve`, `genserve worker`) on
 GENSERVE_REDIS_URL (default: the local one, database 14, flushed), trains two small models, then runs the load and
 samples the resident memory of both processes every few seconds.
 
-    python bench/soak.py [--minutes 10] [--clients 64]
+    python -m bench.soak [--minutes 10] [--clients 64]
 """
 
 from __future__ import annotations
@@ -26,11 +26,9 @@ from typing import Any
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from genserve import child_pythonpath, free_port
 
-from app.cli import free_port  # noqa: E402
-from bench.machine import child_pythonpath  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 TRAINING = {"dataset": "ring2d", "family": "gan", "steps": 400, "batch_size": 64, "width": 32}
 IMAGE_TRAINING = {"dataset": "digits", "family": "vae", "conditional": True, "steps": 300}
@@ -136,7 +134,7 @@ def main() -> None:
     }
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "app.cli", *cmd],
+            [sys.executable, "-m", "genserve", *cmd],
             env=env,
             cwd=ROOT,
             stdout=open(tmp / f"{cmd[0]}.log", "wb"),  # noqa: SIM115 (lives with the process)

@@ -1,7 +1,8 @@
 """The one error tree of genserve.
 
 Domain code raises these; only the HTTP layer maps them to status codes (one handler, problem+json).
-`field` names the offending input as a location path (e.g. ("body", "n") or ("file", "cats/01.png")),
+`field` names the offending input as a location path in plain names (e.g. ("n",) or ("file", "cats/01.png")); the
+HTTP layer prefixes where in the request it was ("body", "query"),
 `limit` the bound that was crossed, when there is one.
 """
 

@@ -23,7 +23,6 @@ from torch import Tensor
 
 log = logging.getLogger("genserve.sampling")
 
-SEED_BOUND = 2**31  # seeds are in [0, 2**31)
 # Batch sizes compared in calibration: every small size, then odd and power-of-two neighbours, where CPU matrix
 # kernels switch code paths (an MLP decoder agreed at 1..16 and 64 yet differed at 43, 47, 49, ...).
 CALIBRATION_ROWS = (*range(1, 18), 19, 23, 31, 32, 33, 43, 47, 53, 61, 64, 77, 97, 100, 127, 128, 129, 200, 255, 256)

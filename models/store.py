@@ -37,8 +37,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load, load_file, save
 
-from models.data import ArrayDataset
+from models.data.arrays import ArrayDataset
 from models.errors import NotFound
+from models.manifest import ModelManifest
 
 ID_PATTERN = re.compile(r"(ds|tr|mdl)_[0-9a-f]{8,64}\Z")  # with match(): the whole string, no trailing newline
 CLASSIFIER_KEY_PATTERN = re.compile(r"^clf_[0-9a-f]{8,64}$")
@@ -331,19 +332,19 @@ class ArtifactStore:
                 (d / name).unlink()
 
     # --- models -------------------------------------------------------------------------------------------------
-    def put_model(self, manifest: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+    def put_model(self, manifest: ModelManifest, tensors: dict[str, torch.Tensor]) -> None:
         """Publish a model: weights and manifest appear together or not at all."""
-        final = self._dir("models", manifest["id"])
+        final = self._dir("models", manifest.id)
         with self._staging() as tmp:
             blob = save({k: v.detach().cpu().contiguous() for k, v in tensors.items()})
             (tmp / "weights.safetensors").write_bytes(blob)
-            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+            (tmp / "manifest.json").write_bytes(manifest.to_json())
             if not self._publish_dir(tmp, final):
-                raise FileExistsError(f"model {manifest['id']} already exists")
+                raise FileExistsError(f"model {manifest.id} already exists")
 
-    def get_model(self, model_id: str) -> dict[str, Any]:
+    def get_model(self, model_id: str) -> ModelManifest:
         try:
-            return read_json(self._dir("models", model_id) / "manifest.json")
+            return ModelManifest.model_validate_json((self._dir("models", model_id) / "manifest.json").read_bytes())
         except FileNotFoundError:
             raise NotFound(f"no model with id {model_id!r}") from None
 
@@ -358,8 +359,10 @@ class ArtifactStore:
         except FileNotFoundError:
             raise NotFound(f"no model with id {model_id!r}") from None
 
-    def list_models(self) -> list[dict[str, Any]]:
-        return sorted(self._list("models", "manifest.json"), key=lambda m: m["created_at"], reverse=True)
+    def list_models(self) -> list[ModelManifest]:
+        """Every model, newest first."""
+        manifests = [ModelManifest.model_validate(m) for m in self._list("models", "manifest.json")]
+        return sorted(manifests, key=lambda m: m.created_at, reverse=True)
 
     def delete_model(self, model_id: str) -> None:
         self.get_model(model_id)

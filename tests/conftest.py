@@ -16,10 +16,10 @@ import pytest
 from pydantic import SecretStr
 from redis import Redis
 
-from app.cli import embedded_redis, free_port, redis_answers
 from app.settings import Settings, get_settings
-from bench.machine import child_pythonpath
+from genserve import child_pythonpath, embedded_redis, free_port
 from tests.helpers import DEVICE
+from worker.state.connection import answers as redis_answers
 
 LOCAL_REDIS = "redis://127.0.0.1:6379"
 TEST_DB = 13  # a database of its own on a shared server, flushed around each test
@@ -120,7 +120,7 @@ class LiveService:
     def _spawn(self, args: list[str], log_name: str) -> subprocess.Popen[bytes]:
         log = open(self.log_dir / log_name, "ab")  # noqa: SIM115 (closed with the process)
         return subprocess.Popen(
-            [sys.executable, "-m", "app.cli", *args],
+            [sys.executable, "-m", "genserve", *args],
             env=self.env,
             cwd=ROOT,
             stdout=log,

@@ -121,7 +121,7 @@ def store_untrained_model(
 
     from models.nets import build_model, spec_for
     from models.recipes import resolve_config
-    from models.store import ArtifactStore, new_id, utcnow
+    from models.store import ArtifactStore
     from models.training import TrainResult
     from worker.jobs import store_model
 
@@ -136,11 +136,21 @@ def store_untrained_model(
     spec = spec_for(config, kind, shape, num_classes)  # type: ignore[arg-type]
     torch.manual_seed(0)
     model = build_model(spec).eval()
-    record = {
-        "id": new_id("tr"),
-        "request": {"dataset": "upload"},
-        "classes": classes,
-        "config": config.to_dict(),
-        "created_at": utcnow(),
-    }
+    record = training_record("upload", config.to_dict(), classes)
     return store_model(ArtifactStore(store_dir), record, TrainResult(model, spec, {}, 0, False))
+
+
+def training_record(dataset: str, config: dict[str, Any], classes: list[str] | None) -> Any:
+    """The record a worker would hold for a training of `config` on `dataset` (to store models trained in-process
+    the way the worker stores them)."""
+    from models.store import new_id, utcnow
+    from worker.state.records import TrainingRecord
+
+    return TrainingRecord(
+        id=new_id("tr"),
+        status="running",
+        request={"dataset": dataset},
+        config=config,
+        classes=classes,
+        created_at=utcnow(),
+    )

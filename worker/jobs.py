@@ -2,9 +2,9 @@
 `models.training.train`, report progress to Redis, store the model. Runs inside the forked work horse, so the
 device (and CUDA) is initialized here, never in the worker's parent process.
 
-Faults: while it trains, the job holds the training's liveness lease (worker/lease.py) so the watchdog knows it is
-alive; it writes the record, checkpoints and the model only while its RQ job is the record's current one (the fence,
-see worker/dispatch.py), so a zombie of an earlier attempt cannot overwrite a newer one; on the worker's SIGTERM it
+Faults: while it trains, the job holds the training's liveness lease (worker/state/lease.py) so the watchdog knows
+it is alive; it writes the record, checkpoints and the model only while its RQ job owns the record (the fence, see
+worker/state/dispatch.py), so a zombie of an earlier attempt cannot overwrite a newer one; on the worker's SIGTERM it
 checkpoints and puts the training back on the queue (worker/preempt.py).
 """
 
@@ -20,47 +20,46 @@ from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue, get_current_job
 
-from app.settings import Settings, get_settings
-from models.catalog import Catalog
-from models.devices import resolve_device
+from models.config import TrainConfig
 from models.errors import GenserveError, TrainingDiverged
-from models.recipes import TrainConfig
+from models.manifest import ModelManifest
+from models.progress import Progress
 from models.store import ArtifactStore, new_id, utcnow
-from models.training import Progress, TrainResult
+from models.training import TrainResult
 from models.training import train as run_training
-from worker import dispatch, events, preempt
-from worker.lease import LeaseKeeper
-from worker.status import TrainingStatus
+from worker import preempt
+from worker.state import connection, dispatch, events
+from worker.state.lease import LeaseKeeper
+from worker.state.records import TrainingRecord, TrainingRecords, WorkerInfo
+from worker.state.settings import WorkerSettings, get_worker_settings
+from worker.state.status import TrainingStatus
 
 log = logging.getLogger("genserve.worker")
 
 CANCEL_POLL_INTERVAL_S = 0.5
-FENCE_POLL_INTERVAL_S = 2.0  # how often a running job checks that it is still the record's current job
-REDIS_CONNECT_TIMEOUT_S = 2.0
-REDIS_SOCKET_TIMEOUT_S = 5.0
+FENCE_POLL_INTERVAL_S = 2.0  # how often a running job checks that it still owns the record
+STATUS_EVENT_FIELDS = ("model_id", "error", "metrics")  # what a final status event carries
 
 
 class Fence:
-    """Writes to one training's record on behalf of one RQ job, only while that job is the record's current one."""
+    """Writes to one training's record on behalf of one RQ job, only while that job owns the record."""
 
     def __init__(self, store: ArtifactStore, training_id: str, job_id: str) -> None:
         self.store = store
+        self.records = TrainingRecords(store)
         self.training_id = training_id
         self.job_id = job_id
 
-    def _ours(self, record: dict[str, Any]) -> bool:
-        return dispatch.current_job_id(record) == self.job_id and not TrainingStatus(record["status"]).is_terminal()
-
     def holds(self) -> bool:
         try:
-            return self._ours(self.store.get_training(self.training_id))
+            return self.records.get(self.training_id).owned_by(self.job_id)
         except GenserveError:  # deleted
             return False
 
-    def update(self, **changes: Any) -> dict[str, Any] | None:
+    def update(self, **changes: Any) -> TrainingRecord | None:
         """Apply `changes` if this job still owns the record; None (nothing written) when it does not."""
         try:
-            return self.store.update_training_if(self.training_id, self._ours, **changes)
+            return self.records.update_if_owner(self.training_id, self.job_id, **changes)
         except GenserveError:
             return None
 
@@ -99,30 +98,22 @@ class TrainingReporter:
         self.redis = redis
         self.fence = fence
         self.training_id = fence.training_id
-        self.last: dict[str, Any] = {}
+        self.last: Progress | None = None
         self._cancel_checked_at = 0.0
         self._fence_checked_at = time.monotonic()
         self.stop_reason: str | None = None  # "canceled", "preempted" (worker SIGTERM) or "superseded"
         self._redis_failing = False
 
     def progress(self, p: Progress) -> None:
-        self.last = {
-            "step": p.step,
-            "total_steps": p.total_steps,
-            "fraction": p.step / p.total_steps if p.total_steps else 0.0,
-            "eta_seconds": None if p.eta_s is None else round(p.eta_s, 1),
-            "losses": {k: round(v, 6) for k, v in p.losses.items()},
-            "phase": p.phase,
-            "detail": p.detail,
-        }
-        self.event("progress", self.last)
+        self.last = p
+        self._publish(events.publish_progress, p)
 
     def status(self, status: TrainingStatus, **data: Any) -> None:
-        self.event("status", {"status": status.value, **data})
+        self._publish(events.publish_status, status, **data)
 
-    def event(self, name: str, data: dict[str, Any]) -> None:
+    def _publish(self, publish: Any, *args: Any, **kwargs: Any) -> None:
         try:
-            events.publish(self.redis, self.training_id, name, data)
+            publish(self.redis, self.training_id, *args, **kwargs)
             self._redis_failing = False
         except RedisError as exc:
             if not self._redis_failing:  # once per outage, not once per progress report
@@ -141,22 +132,26 @@ class TrainingReporter:
                 if events.cancel_requested(self.redis, self.training_id):
                     self.stop_reason = "canceled"
             except RedisError:
-                pass  # reported by event(); the training goes on
+                pass  # reported by _publish(); the training goes on
         if self.stop_reason is None and now - self._fence_checked_at >= FENCE_POLL_INTERVAL_S:
             self._fence_checked_at = now
             if not self.fence.holds():
                 self.stop_reason = "superseded"
         return self.stop_reason is not None
 
+    def final_changes(self) -> dict[str, Any]:
+        """The last progress, for the record of a training that ends (nothing when none was reported)."""
+        return {} if self.last is None else {"progress": self.last}
+
 
 def _finish(fence: Fence, reporter: TrainingReporter, status: TrainingStatus, **changes: Any) -> dict[str, Any]:
-    record = fence.update(status=status.value, finished_at=utcnow(), **changes)
+    record = fence.update(status=status, finished_at=utcnow(), **changes)
     if record is None:
         log.warning("training %s: superseded by another job; not recording %s", fence.training_id, status.value)
         return {"status": "superseded"}
     fence.store.delete_checkpoint(fence.training_id)
-    reporter.status(status, **{k: v for k, v in changes.items() if k in ("model_id", "error", "metrics")})
-    return record
+    reporter.status(status, **{k: v for k, v in changes.items() if k in STATUS_EVENT_FIELDS})
+    return {"status": record.status.value, "model_id": record.model_id}
 
 
 def nonfinite_tensor(tensors: dict[str, torch.Tensor]) -> str | None:
@@ -164,55 +159,41 @@ def nonfinite_tensor(tensors: dict[str, torch.Tensor]) -> str | None:
     return next((k for k, t in tensors.items() if t.is_floating_point() and not bool(t.isfinite().all())), None)
 
 
-def store_model(store: ArtifactStore, record: dict[str, Any], result: TrainResult) -> str:
+def store_model(store: ArtifactStore, record: TrainingRecord, result: TrainResult) -> str:
     """Publish the trained model; refuses (TrainingDiverged) weights that are not finite."""
     tensors = result.model.state_dict()
     bad = nonfinite_tensor(tensors)
     if bad is not None:
         raise TrainingDiverged(f"training diverged: the final weights are not finite ({bad!r}); no model was stored")
-    model_id = new_id("mdl")
-    spec = result.spec
-    manifest = {
-        "id": model_id,
-        "family": spec.family,
-        "dataset": record["request"]["dataset"],
-        "kind": spec.kind,
-        "sample_shape": list(spec.sample_shape),
-        "latent_dim": spec.latent_dim,
-        "conditional": spec.num_classes > 0,
-        "classes": record.get("classes") if spec.num_classes > 0 else None,
-        "training_id": record["id"],
-        "metrics": result.metrics,
-        "created_at": utcnow(),
-        "spec": spec.to_dict(),
-        "config": record["config"],
-    }
-    store.put_model(manifest, tensors)
-    return model_id
-
-
-def train(training_id: str, settings: Settings | None = None) -> dict[str, Any]:
-    """Run one training to its end (or hand it back on SIGTERM) and record the outcome in the store."""
-    settings = settings or get_settings()
-    store = ArtifactStore(settings.store_dir)
-    record = store.get_training(training_id)
-    job = get_current_job()
-    job_id = job.id if job is not None else dispatch.current_job_id(record)
-    if TrainingStatus(record["status"]).is_terminal():
-        return {"status": record["status"], "skipped": True}
-    if dispatch.current_job_id(record) != job_id:
-        log.info(
-            "training %s: job %s is stale (the current one is %s); skipped",
-            training_id,
-            job_id,
-            dispatch.current_job_id(record),
-        )
-        return {"status": record["status"], "skipped": True}
-    redis = Redis.from_url(
-        settings.effective_redis_url,
-        socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S,
-        socket_timeout=REDIS_SOCKET_TIMEOUT_S,
+    manifest = ModelManifest(
+        id=new_id("mdl"),
+        dataset=record.dataset,
+        classes=record.classes if result.spec.num_classes > 0 else None,
+        training_id=record.id,
+        metrics=result.metrics,
+        created_at=utcnow(),
+        spec=result.spec,
+        config=record.config,
     )
+    store.put_model(manifest, tensors)
+    return manifest.id
+
+
+def train(training_id: str, settings: WorkerSettings | None = None) -> dict[str, Any]:
+    """Run one training to its end (or hand it back on SIGTERM) and record the outcome in the store."""
+    settings = settings or get_worker_settings()
+    store = ArtifactStore(settings.store_dir)
+    record = TrainingRecords(store).get(training_id)
+    job = get_current_job()
+    job_id = job.id if job is not None else record.current_job_id
+    if record.is_terminal():
+        return {"status": record.status.value, "skipped": True}
+    if not record.owned_by(job_id):
+        log.info(
+            "training %s: job %s is stale (the current one is %s); skipped", training_id, job_id, record.current_job_id
+        )
+        return {"status": record.status.value, "skipped": True}
+    redis = connection.connect(settings.effective_redis_url)
     worker_name = os.environ.get("RQ_WORKER_ID", "direct")
     keeper = LeaseKeeper(redis, training_id, job_id, worker_name, settings.lease_ttl_s)
     keeper.acquire()  # before the record says running: a running record without a lease is a lost one
@@ -224,38 +205,42 @@ def train(training_id: str, settings: Settings | None = None) -> dict[str, Any]:
 
 
 def _run(
-    store: ArtifactStore, redis: Redis, settings: Settings, fence: Fence, record: dict[str, Any], worker_name: str
+    store: ArtifactStore,
+    redis: Redis,
+    settings: WorkerSettings,
+    fence: Fence,
+    record: TrainingRecord,
+    worker_name: str,
 ) -> dict[str, Any]:
     training_id = fence.training_id
     reporter = TrainingReporter(redis, fence)
     if reporter.should_stop() and reporter.stop_reason == "canceled":
         return _finish(fence, reporter, TrainingStatus.canceled)
     started = fence.update(
-        status=TrainingStatus.running.value,
-        started_at=record.get("started_at") or utcnow(),
-        attempts=int(record.get("attempts", 0)) + 1,
+        status=TrainingStatus.running,
+        started_at=record.started_at or utcnow(),
+        attempts=record.attempts + 1,
         error=None,
-        worker={"name": worker_name, "pid": os.getpid(), "host": os.uname().nodename},
+        worker=WorkerInfo(name=worker_name, pid=os.getpid(), host=os.uname().nodename),
     )
     if started is None:
         return {"status": "superseded"}
     record = started
-    reporter.status(TrainingStatus.running, attempt=record["attempts"])
+    reporter.status(TrainingStatus.running, attempt=record.attempts)
     log.info(
         "training %s: started (%s on %s, attempt %d, job %s)",
         training_id,
-        record["config"]["family"],
-        record["request"]["dataset"],
-        record["attempts"],
+        record.family,
+        record.dataset,
+        record.attempts,
         fence.job_id,
     )
     checkpointer = StoreCheckpointer(store, fence, settings.checkpoint_interval_s, reporter)
     try:
-        device = resolve_device(settings.device)
-        catalog = Catalog(store, settings.data_dir, settings.mnist_url, settings.download_timeout_s)
-        data = catalog.load(record["request"]["dataset"])
+        device = settings.torch_device()
+        data = settings.catalog(store).load(record.dataset)
         result = run_training(
-            TrainConfig.from_dict(record["config"]),
+            TrainConfig.from_dict(record.config),
             data,
             device=device,
             on_progress=reporter.progress,
@@ -266,7 +251,7 @@ def _run(
         )
     except GenserveError as exc:
         log.warning("training %s: failed: %s", training_id, exc.detail)
-        return _finish(fence, reporter, TrainingStatus.failed, error=exc.detail, progress=reporter.last)
+        return _finish(fence, reporter, TrainingStatus.failed, error=exc.detail, **reporter.final_changes())
     except Exception as exc:
         log.exception("training %s: crashed", training_id)
         _finish(
@@ -274,7 +259,7 @@ def _run(
             reporter,
             TrainingStatus.failed,
             error=f"internal error: {type(exc).__name__}: {exc}",
-            progress=reporter.last,
+            **reporter.final_changes(),
         )
         raise
     if result.canceled:
@@ -286,22 +271,27 @@ def _run(
         model_id = store_model(store, record, result)
     except GenserveError as exc:
         log.warning("training %s: failed: %s", training_id, exc.detail)
-        return _finish(fence, reporter, TrainingStatus.failed, error=exc.detail, progress=reporter.last)
+        return _finish(fence, reporter, TrainingStatus.failed, error=exc.detail, **reporter.final_changes())
     log.info("training %s: succeeded, model %s", training_id, model_id)
-    record = _finish(
-        fence, reporter, TrainingStatus.succeeded, model_id=model_id, metrics=result.metrics, progress=reporter.last
+    outcome = _finish(
+        fence,
+        reporter,
+        TrainingStatus.succeeded,
+        model_id=model_id,
+        metrics=result.metrics,
+        **reporter.final_changes(),
     )
     try:
         events.publish_model_event(redis, "created", model_id)
     except RedisError as exc:
         log.warning("training %s: cannot announce model %s: %s", training_id, model_id, exc)
-    return {"status": record["status"], "model_id": record.get("model_id")}
+    return outcome
 
 
 def _stopped(
     store: ArtifactStore,
     redis: Redis,
-    settings: Settings,
+    settings: WorkerSettings,
     fence: Fence,
     reporter: TrainingReporter,
     result: TrainResult,
@@ -312,19 +302,20 @@ def _stopped(
         log.warning("training %s: superseded by another job at step %d; stopping", training_id, result.steps)
         return {"status": "superseded"}
     if reporter.stop_reason == "preempted":
-        record = store.get_training(training_id)
+        records = TrainingRecords(store)
+        record = records.get(training_id)
         reason = f"worker shutting down; re-queued at step {result.steps} to resume from its checkpoint"
         try:
             requeued = dispatch.requeue(
-                store,
+                records,
                 Queue(settings.queue_name, connection=redis),
                 redis,
                 settings,
                 training_id,
                 expect_job_id=fence.job_id,
                 reason=reason,
-                preemptions=int(record.get("preemptions", 0)) + 1,
-                progress=reporter.last or record["progress"],
+                preemptions=record.preemptions + 1,
+                progress=reporter.last or record.progress,
             )
         except RedisError as exc:  # the record already says queued: the watchdog enqueues it when Redis answers
             log.warning("training %s: re-queued in the store, but Redis is down (%s)", training_id, exc)
@@ -332,4 +323,4 @@ def _stopped(
         log.info("training %s: %s", training_id, reason)
         return {"status": TrainingStatus.queued.value if requeued else "superseded", "preempted": True}
     log.info("training %s: canceled at step %d", training_id, result.steps)
-    return _finish(fence, reporter, TrainingStatus.canceled, progress=reporter.last)
+    return _finish(fence, reporter, TrainingStatus.canceled, **reporter.final_changes())

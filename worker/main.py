@@ -28,9 +28,10 @@ from redis.exceptions import RedisError
 from rq import Queue, Worker
 from rq.exceptions import StopRequested
 
-from app.settings import Settings, get_settings, safe_url
 from worker import preempt
-from worker.watchdog import Watchdog, run_in_thread
+from worker.state import connection
+from worker.state.settings import WorkerSettings, get_worker_settings, safe_url
+from worker.state.watchdog import Watchdog, run_in_thread
 
 log = logging.getLogger("genserve.worker")
 
@@ -92,12 +93,12 @@ def _stop_pubsub(worker: Worker) -> None:
             worker.pubsub.close()
 
 
-def run_worker(settings: Settings | None = None, *, burst: bool = False, name: str | None = None) -> bool:
+def run_worker(settings: WorkerSettings | None = None, *, burst: bool = False, name: str | None = None) -> bool:
     """Serve training jobs until stopped (or, with burst, until the queue is empty). Returns whether any ran."""
-    settings = settings or get_settings()
+    settings = settings or get_worker_settings()
     import models.training  # noqa: F401  (preload: CPU-only import, no CUDA initialization)
 
-    redis = Redis.from_url(settings.effective_redis_url)
+    redis = connection.connect(settings.effective_redis_url, socket_timeout_s=None)  # RQ blocks on BLPOP
     queue = Queue(settings.queue_name, connection=redis)
     stop = threading.Event()
     watching = threading.Event()

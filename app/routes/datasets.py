@@ -7,37 +7,24 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Response, UploadFile, status
 from fastapi.concurrency import run_in_threadpool
 
+from app.auth import requires
 from app.deps import ServicesDep
 from app.problems import PROBLEM_SCHEMA, located_in
 from app.schemas import Dataset, DatasetList
-from models.datasets import BUILTINS
+from models.data.builtin import BUILTINS
 from models.errors import Conflict, Forbidden, Invalid, TooLarge
-from models.uploads import UploadLimits, parse_upload
+from models.uploads import parse_upload
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 PROBLEM = {"content": {"application/problem+json": {"schema": PROBLEM_SCHEMA}}}
 NAME_MAX = 100
 
 
-def _limits(services: ServicesDep) -> UploadLimits:
-    s = services.settings
-    return UploadLimits(
-        max_bytes=s.max_upload_bytes,
-        max_images=s.max_images,
-        max_image_side=s.max_image_side,
-        max_points=s.max_points,
-        max_point_dims=s.max_point_dims,
-        max_zip_entries=s.max_zip_entries,
-        max_zip_ratio=s.max_zip_ratio,
-        max_uncompressed_bytes=s.max_uncompressed_bytes,
-    )
-
-
-@router.get("", response_model=DatasetList)
+@router.get("", response_model=DatasetList, dependencies=[requires("sample")])
 async def list_datasets(services: ServicesDep) -> DatasetList:
     """All datasets: built-ins first, then uploads."""
     items = await run_in_threadpool(services.catalog.list)
-    return DatasetList(items=[Dataset(**d) for d in items])
+    return DatasetList(items=[Dataset.model_validate(d, from_attributes=True) for d in items])
 
 
 @router.post(
@@ -50,6 +37,7 @@ async def list_datasets(services: ServicesDep) -> DatasetList:
         415: PROBLEM,
         422: PROBLEM,
     },
+    dependencies=[requires("train")],
 )
 async def upload_dataset(
     services: ServicesDep,
@@ -58,11 +46,11 @@ async def upload_dataset(
     name: Annotated[str, Form(min_length=1, max_length=NAME_MAX, description="A name for people")],
 ) -> Dataset:
     """Upload a dataset; it is validated, then stored content-addressed (equal content, equal id)."""
-    limits = _limits(services)
+    limits = services.settings.upload_limits()
     content = await file.read(limits.max_bytes + 1)
     if len(content) > limits.max_bytes:
         raise TooLarge(
-            f"the file exceeds {limits.max_bytes} bytes (GENSERVE_MAX_UPLOAD_BYTES)",
+            f"the file exceeds {limits.max_bytes} bytes ({limits.name_of('max_bytes')})",
             field=("body", "file"),
             limit=limits.max_bytes,
         )
@@ -74,17 +62,21 @@ async def upload_dataset(
     response.headers["Location"] = f"/v1/datasets/{manifest['id']}"
     if not created:
         response.status_code = status.HTTP_200_OK
-    return Dataset(**manifest)
+    return Dataset.model_validate(manifest)
 
 
-@router.get("/{dataset_id}", response_model=Dataset, responses={404: PROBLEM})
+@router.get("/{dataset_id}", response_model=Dataset, responses={404: PROBLEM}, dependencies=[requires("sample")])
 async def get_dataset(dataset_id: str, services: ServicesDep) -> Dataset:
     """One dataset."""
-    return Dataset(**await run_in_threadpool(services.catalog.info, dataset_id))
+    info = await run_in_threadpool(services.catalog.info, dataset_id)
+    return Dataset.model_validate(info, from_attributes=True)
 
 
 @router.delete(
-    "/{dataset_id}", status_code=status.HTTP_204_NO_CONTENT, responses={403: PROBLEM, 404: PROBLEM, 409: PROBLEM}
+    "/{dataset_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={403: PROBLEM, 404: PROBLEM, 409: PROBLEM},
+    dependencies=[requires("train")],
 )
 def delete_dataset(dataset_id: str, services: ServicesDep) -> Response:
     """Delete an uploaded dataset (not while a training uses it; built-ins cannot be deleted)."""

@@ -8,19 +8,20 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
+from app.auth import PUBLIC, requires
 from app.deps import ServicesDep
 from app.schemas import Health, Readiness
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", response_model=Health)
+@router.get("/healthz", response_model=Health, dependencies=[PUBLIC])
 async def healthz() -> Health:
     """Liveness: 200 while the process is up."""
     return Health(status="ok")
 
 
-@router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
+@router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}}, dependencies=[PUBLIC])
 async def readyz(services: ServicesDep) -> JSONResponse:
     """Readiness: Redis answers and the artifact store is writable; 503 says which is down."""
 
@@ -40,7 +41,12 @@ async def readyz(services: ServicesDep) -> JSONResponse:
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
 
 
-@router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}}},
+    dependencies=[requires("sample")],
+)
 async def metrics(services: ServicesDep) -> Response:
     """Prometheus metrics in the text exposition format."""
     data = await run_in_threadpool(generate_latest, services.metrics.registry)

@@ -12,37 +12,47 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from redis.exceptions import RedisError
 
+from app.auth import requires
 from app.deps import ServicesDep
 from app.problems import PROBLEM_SCHEMA
 from app.schemas import Training, TrainingList, TrainingRequest
-from worker import events
-from worker.status import TrainingStatus
+from worker.state import events, keys
+from worker.state.records import TrainingRecord
+from worker.state.status import TrainingStatus
 
 router = APIRouter(prefix="/v1/trainings", tags=["trainings"])
+READ = [requires("sample")]
+CHANGE = [requires("train")]
 PROBLEM = {"content": {"application/problem+json": {"schema": PROBLEM_SCHEMA}}}
 SSE_BLOCK_MS = 15_000  # a keep-alive comment goes out when nothing happened for this long
 SSE_REDIS_RETRY_S = 1.0  # while Redis is down, the stream checks the store this often
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=Training, responses={422: PROBLEM, 503: PROBLEM})
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=Training,
+    responses={422: PROBLEM, 503: PROBLEM},
+    dependencies=CHANGE,
+)
 def create_training(body: TrainingRequest, services: ServicesDep, response: Response) -> Training:
     """Start a training: validated, recorded, and queued for a worker."""
     training = services.trainings.create(body)
-    response.headers["Location"] = f"/v1/trainings/{training['id']}"
-    return Training(**training)
+    response.headers["Location"] = f"/v1/trainings/{training.id}"
+    return _public(training)
 
 
-@router.get("", response_model=TrainingList)
+@router.get("", response_model=TrainingList, dependencies=READ)
 def list_trainings(services: ServicesDep) -> TrainingList:
     """All trainings, newest first."""
-    return TrainingList(items=[Training(**t) for t in services.trainings.list()])
+    return TrainingList(items=[_public(t) for t in services.trainings.list()])
 
 
-@router.get("/{training_id}", response_model=Training, responses={404: PROBLEM})
+@router.get("/{training_id}", response_model=Training, responses={404: PROBLEM}, dependencies=READ)
 def get_training(training_id: str, services: ServicesDep) -> Training:
     """One training with its live progress."""
-    return Training(**services.trainings.get(training_id))
+    return _public(services.trainings.get(training_id))
 
 
 @router.post(
@@ -50,10 +60,11 @@ def get_training(training_id: str, services: ServicesDep) -> Training:
     status_code=status.HTTP_202_ACCEPTED,
     response_model=Training,
     responses={404: PROBLEM, 409: PROBLEM},
+    dependencies=CHANGE,
 )
 def cancel_training(training_id: str, services: ServicesDep) -> Training:
     """Cancel a queued or running training; it ends as `canceled` within a few seconds."""
-    return Training(**services.trainings.cancel(training_id))
+    return _public(services.trainings.cancel(training_id))
 
 
 def _sse(event: str, data: dict, event_id: str | None = None) -> bytes:
@@ -65,6 +76,7 @@ def _sse(event: str, data: dict, event_id: str | None = None) -> bytes:
     "/{training_id}/events",
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}, "description": "Progress and status events"}, 404: PROBLEM},
+    dependencies=READ,
 )
 async def training_events(
     training_id: str,
@@ -75,12 +87,12 @@ async def training_events(
     """Server-sent events (`progress`, `status`) from the start of the training (or after `Last-Event-ID`)
     until it ends."""
     first = await run_in_threadpool(services.trainings.get, training_id)
-    key = events.events_key(training_id)
+    key = keys.events(training_id)
     aredis = services.aredis
 
     async def stream() -> AsyncIterator[bytes]:
         cursor = last_event_id or "0-0"
-        if TrainingStatus(first["status"]).is_terminal():
+        if first.is_terminal():
             yield _sse("status", _final(first))
             return
         while not await request.is_disconnected():
@@ -91,7 +103,7 @@ async def training_events(
                 await asyncio.sleep(SSE_REDIS_RETRY_S)
             if not reply:
                 current = await run_in_threadpool(services.trainings.get, training_id)
-                if TrainingStatus(current["status"]).is_terminal():  # e.g. a worker died without a word
+                if current.is_terminal():  # e.g. a worker died without a word
                     yield _sse("status", _final(current))
                     return
                 yield b": keep-alive\n\n"
@@ -99,7 +111,7 @@ async def training_events(
             for entry_id, fields in reply[0][1]:
                 cursor = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
                 name, data = events.decode_event(fields)
-                if name == "status" and TrainingStatus(data["status"]).is_terminal():
+                if name == events.STATUS and TrainingStatus(data["status"]).is_terminal():
                     current = await run_in_threadpool(services.trainings.get, training_id)
                     yield _sse("status", _final(current), cursor)
                     return
@@ -108,5 +120,10 @@ async def training_events(
     return StreamingResponse(stream(), media_type="text/event-stream", headers=SSE_HEADERS)
 
 
-def _final(training: dict) -> dict:
-    return {k: training.get(k) for k in ("status", "model_id", "error", "metrics", "progress")}
+def _public(record: TrainingRecord) -> Training:
+    return Training.model_validate(record, from_attributes=True)
+
+
+def _final(record: TrainingRecord) -> dict[str, Any]:
+    """The data of the last event of a stream: how the training ended."""
+    return _public(record).model_dump(mode="json", include={"status", "model_id", "error", "metrics", "progress"})

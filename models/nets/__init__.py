@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from models.config import Kind, TrainConfig
 from models.nets.gan import Discriminator, Generator
 from models.nets.layers import GenerativeModel, ModelSpec, conv_stages_for
 from models.nets.vae import VAE
-from models.recipes import Kind, TrainConfig
 
 __all__ = [
     "VAE",

@@ -56,8 +56,8 @@ class BinnedInput(nn.Module):
     """The generator's first linear layer when its input ends in one-hot codes, without building them.
 
     The product of a one-hot row and the weight is one column of the weight: the dense columns go through a matmul,
-    each code adds the column it names. Same function and parameters (the state dict is unchanged); with 1000 bins
-    a grid training step takes 45.6 ms instead of 60.3 on one CPU core (bench/train_steps.py, BENCHMARKS.md).
+    each code adds the column it names. Same function and parameters (the state dict is unchanged), fewer operations
+    when K is large (bench/train_steps.py; BENCHMARKS.md has the step times).
     Input (n, dense + L): the dense columns, then each latent coordinate's bin in [0, K) (floats, exact below 2^24).
     """
 

@@ -11,31 +11,32 @@ import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from models.config import Activation, Architecture, Decoder, Family, Kind
 
 MLP_DEPTH = 3  # hidden layers of every MLP
 LABEL_DIM = 16  # size of the learned label embedding of conditional nets
 MAX_CONV_STAGES = 5  # the conv nets halve (encoders) or double (decoders) the image at most this many times
 MIN_CONV_BOTTOM = 4  # px: extra stages beyond two are added while the smallest feature map stays >= this
 CONV_CHANNEL_MULT_CAP = 8  # stage i has width * 2**i channels, at most width * this
-Activation = Literal["default", "elu", "silu", "gated"]
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     """Everything needed to rebuild a served net from its weights (JSON-serializable)."""
 
-    family: Literal["vae", "gan"]
-    kind: Literal["points", "images"]
+    family: Family
+    kind: Kind
     sample_shape: tuple[int, ...]  # points (D,); images (H, W) grayscale or (H, W, C) color
     latent_dim: int
     num_classes: int  # 0 = unconditional
-    architecture: Literal["mlp", "conv"]
+    architecture: Architecture
     width: int  # MLP hidden units or conv base channels
-    decoder: Literal["bernoulli", "gaussian"] | None = None  # VAE only
+    decoder: Decoder | None = None  # VAE only
     mlp_depth: int = MLP_DEPTH
     label_dim: int = LABEL_DIM
     conv_stages: int = 0  # 0 for MLPs

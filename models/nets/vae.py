@@ -12,7 +12,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from models import losses
+from models import densities
 from models.nets.layers import ConvDown, GenerativeModel, ModelSpec, mlp, up_body
 
 LOGVAR_MIN, LOGVAR_MAX = -12.0, 8.0  # clamp of log-variances, keeps exp() finite early in training
@@ -67,9 +67,9 @@ class VAE(GenerativeModel):
     def log_px(self, raw: Tensor, x: Tensor) -> Tensor:
         """log p(x|z) in nats, summed over dimensions, net space: raw (n, *net_shape), x (n, *net_shape) -> (n,)."""
         if self.spec.decoder == "bernoulli":
-            return losses.bernoulli_log_prob(raw, x)
+            return densities.bernoulli_log_prob(raw, x)
         logvar = self.dec_logvar.clamp(LOGVAR_MIN, LOGVAR_MAX)
-        return losses.gaussian_log_prob(x, self.mean(raw), logvar)
+        return densities.gaussian_log_prob(x, self.mean(raw), logvar)
 
     def log_weights(
         self, x: Tensor, labels: Tensor | None, k: int, generator: torch.Generator | None, eps: Tensor | None = None
@@ -91,8 +91,8 @@ class VAE(GenerativeModel):
 
         raw = self.decode_raw(z.reshape(-1, mu.shape[1]), None if labels is None else rep(labels))
         log_px = self.log_px(raw, rep(x)).view(k, -1)
-        log_pz = losses.standard_normal_log_density(z)  # (k, n)
-        log_qz = losses.diag_gaussian_log_density(z, mu, logvar)  # (k, n)
+        log_pz = densities.standard_normal_log_density(z)  # (k, n)
+        log_qz = densities.diag_gaussian_log_density(z, mu, logvar)  # (k, n)
         return log_px + log_pz - log_qz
 
     # --- data space (the served interface) ---------------------------------------------------------------------

@@ -1,0 +1,187 @@
+"""Generating from a model: samples (the hot path), interpolations, and for VAEs reconstructions and scores."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import BaseModel, Field
+
+from app.auth import requires
+from app.deps import ServicesDep
+from app.problems import PROBLEM_SCHEMA
+from app.schemas import InterpolationRequest, SampleRequest
+from app.serving import sampling, vae_inputs
+from app.serving.lean_route import LeanRoute
+from app.serving.model_cache import LoadedModel, SampleJob
+from models.errors import Invalid
+from models.sampling import latents, slerp
+from models.seeds import draw_seed
+
+PROBLEM = {"content": {"application/problem+json": {"schema": PROBLEM_SCHEMA}}}
+GENERATE = [requires("sample")]
+router = APIRouter(prefix="/v1/models", tags=["models"], dependencies=GENERATE)
+# The sampling route, the hot path: served by LeanRoute and matched before every other route.
+hot_router = APIRouter(prefix="/v1/models", tags=["models"], route_class=LeanRoute, dependencies=GENERATE)
+SAMPLE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "png: JSON with base64 PNGs; grid: one PNG; npy: a NumPy file; json: nested lists",
+        "content": {
+            "application/json": {"example": {"samples": [[0.99, 0.02]], "seed": 42}},
+            "image/png": {},
+            "application/octet-stream": {},
+        },
+    },
+    404: PROBLEM,
+    422: PROBLEM,
+    503: PROBLEM,
+    504: PROBLEM,
+}
+SCORE_SEED = 0  # the importance samples' noise: fixed, so the same input always gets the same score
+DEFAULT_SCORE_K = 100  # importance samples per input, when the request does not say
+MAX_SCORE_K = 5000  # the most a request may ask for (the k of the published MNIST log-likelihoods)
+SCORE_CHUNK_DECODES = 65_536  # inputs x k decoded per pass on the inference thread; sampling runs between passes
+
+
+@hot_router.post("/{model_id}/samples", responses=SAMPLE_RESPONSES, response_class=Response)
+async def create_samples(model_id: str, body: SampleRequest, services: ServicesDep, request: Request) -> Response:
+    """Draw n samples. Same seed, n and labels give the same samples, batched with others or not."""
+    limit = services.settings.max_samples_per_request
+    n = len(body.z) if body.z is not None and "n" not in body.model_fields_set else body.n
+    if n > limit:
+        raise Invalid(
+            f"n is {n}; the limit is {limit} (GENSERVE_MAX_SAMPLES_PER_REQUEST)", field=("body", "n"), limit=limit
+        )
+    loaded = services.models.cached(model_id) or await services.models.get(model_id)
+    manifest = loaded.manifest
+    fmt = sampling.resolve_format(body.format, manifest, ("body", "format"))
+    labels = sampling.labels_tensor(body.labels, n, manifest, ("body", "labels"))
+    if body.z is not None:
+        if len(body.z) != n:
+            raise Invalid(f"z has {len(body.z)} vectors; n is {n}", field=("body", "z"), limit=n)
+        z = sampling.latent_tensor(body.z, manifest.latent_dim, ("body", "z"))
+        job = SampleJob(n=n, fmt=fmt.value, z=z, labels=labels)
+    else:
+        seed = body.seed if body.seed is not None else draw_seed()
+        job = SampleJob(n=n, fmt=fmt.value, seed=seed, labels=labels)
+    timeout_ms = float(body.timeout_ms or services.settings.sample_timeout_ms)
+    return sampling.response(await sampling.run(loaded, job, timeout_ms, services.metrics, request))
+
+
+@router.post("/{model_id}/interpolations", responses=SAMPLE_RESPONSES, response_class=Response)
+async def create_interpolation(
+    model_id: str, body: InterpolationRequest, services: ServicesDep, request: Request
+) -> Response:
+    """`steps` samples along the spherical path between two seeds' (or two given) latent vectors."""
+    limit = services.settings.max_interpolation_steps
+    if body.steps > limit:
+        raise Invalid(
+            f"steps is {body.steps}; the limit is {limit} (GENSERVE_MAX_INTERPOLATION_STEPS)",
+            field=("body", "steps"),
+            limit=limit,
+        )
+    loaded = await services.models.get(model_id)
+    manifest = loaded.manifest
+    d = manifest.latent_dim
+    fmt = sampling.resolve_format(body.format, manifest, ("body", "format"))
+    if manifest.conditional and body.label is None:
+        raise Invalid("label is required for a conditional model", field=("body", "label"))
+    labels = sampling.labels_tensor(
+        None if body.label is None else [body.label] * body.steps, body.steps, manifest, ("body", "label")
+    )
+    ends = []
+    for end in ("a", "b"):
+        seed, z = getattr(body, f"seed_{end}"), getattr(body, f"z_{end}")
+        ends.append(
+            latents(seed, 1, d)[0] if seed is not None else sampling.latent_tensor([z], d, ("body", f"z_{end}"))[0]
+        )
+    job = SampleJob(n=body.steps, fmt=fmt.value, z=slerp(ends[0], ends[1], body.steps), labels=labels)
+    timeout_ms = float(services.settings.sample_timeout_ms)
+    return sampling.response(await sampling.run(loaded, job, timeout_ms, services.metrics, request))
+
+
+async def _vae(model_id: str, services: ServicesDep, what: str) -> LoadedModel:
+    loaded = await services.models.get(model_id)
+    if loaded.manifest.family != "vae":
+        raise Invalid(f"{what} need a VAE; model {model_id} is a GAN", field=("path", "model_id"))
+    return loaded
+
+
+def _check_inputs(n: int, labels: list[int] | None, loaded: LoadedModel, services: ServicesDep) -> None:
+    limit = services.settings.max_samples_per_request
+    if n > limit:
+        raise Invalid(
+            f"{n} inputs; the limit is {limit} (GENSERVE_MAX_SAMPLES_PER_REQUEST)", field=("body",), limit=limit
+        )
+    if loaded.manifest.conditional and labels is None:
+        raise Invalid("labels (one per input) are required for a conditional model", field=("body", "labels"))
+
+
+@router.post(
+    "/{model_id}/reconstructions",
+    responses=SAMPLE_RESPONSES,
+    response_class=Response,
+    openapi_extra={"requestBody": vae_inputs.request_body(with_format=True)},
+)
+async def create_reconstructions(model_id: str, request: Request, services: ServicesDep) -> Response:
+    """VAE only: encode inputs and decode them again (points as JSON, images as a multipart upload)."""
+    loaded = await _vae(model_id, services, "reconstructions")
+    x, labels_list, fmt_requested = await vae_inputs.read(request, loaded, services.settings)
+    _check_inputs(len(x), labels_list, loaded, services)
+    fmt = sampling.resolve_format(fmt_requested, loaded.manifest, ("body", "format"))
+    labels = sampling.labels_tensor(labels_list, len(x), loaded.manifest, ("body", "labels"))
+    loop = asyncio.get_running_loop()
+    encoded = await loop.run_in_executor(services.models.executor, loaded.reconstruct, x, labels, fmt.value)
+    return sampling.response(encoded)
+
+
+class ScoreResponse(BaseModel):
+    """Per-input scores, in input order."""
+
+    model_config = {"json_schema_extra": {"examples": [{"scores": [1.83, -412.5], "k": 100, "unit": "nats"}]}}
+
+    scores: list[float] = Field(
+        ...,
+        description="log p(x) lower bound per input (the IWAE bound with k samples), "
+        "nats; higher = more likely, so low scores flag outliers.",
+    )
+    k: int = Field(..., description="Importance samples per input.")
+    unit: Literal["nats"] = "nats"
+
+
+@router.post(
+    "/{model_id}/scores",
+    response_model=ScoreResponse,
+    responses={404: PROBLEM, 415: PROBLEM, 422: PROBLEM},
+    openapi_extra={"requestBody": vae_inputs.request_body(with_format=False)},
+)
+async def create_scores(
+    model_id: str,
+    request: Request,
+    services: ServicesDep,
+    k: Annotated[int, Query(ge=1, le=MAX_SCORE_K, description="Importance samples per input.")] = DEFAULT_SCORE_K,
+) -> ScoreResponse:
+    """VAE only: a lower bound on log p(x) per input, in nats (higher = more likely), for outlier scoring.
+
+    Inputs as for reconstructions: JSON `{"points": [[...], ...], "labels"?}` for point models, a multipart `file`
+    (an image, a .zip or .npz of images) with optional `labels` for image models; labels are required for
+    conditional models. The score is the importance-weighted bound of Burda et al. (2015) with `k` samples (the
+    ELBO at k = 1; tighter, and slower, as k grows); the samples' noise is fixed, so the same input always gets
+    the same score. Points: a log density in the data's units; images: the log-probability of the pixels under
+    the decoder (gray values as Bernoulli targets), summed over pixels.
+    """
+    loaded = await _vae(model_id, services, "scores")
+    x, labels_list, fmt = await vae_inputs.read(request, loaded, services.settings)
+    if fmt is not None:
+        raise Invalid("scores come as JSON; format does not apply", field=("body", "format"))
+    _check_inputs(len(x), labels_list, loaded, services)
+    labels = sampling.labels_tensor(labels_list, len(x), loaded.manifest, ("body", "labels"))
+    eps = latents(SCORE_SEED, k, loaded.manifest.latent_dim)  # (k, L), shared by every input
+    loop = asyncio.get_running_loop()
+    rows = max(1, SCORE_CHUNK_DECODES // k)
+    scores: list[float] = []
+    for i in range(0, len(x), rows):  # one pass per chunk, so sample requests are served in between
+        part = None if labels is None else labels[i : i + rows]
+        scores += await loop.run_in_executor(services.models.executor, loaded.score, x[i : i + rows], part, eps)
+    return ScoreResponse(scores=scores, k=k)

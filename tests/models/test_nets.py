@@ -1,0 +1,225 @@
+"""The nets and losses on their own: shapes, data-space ranges, state-dict round trips, batch independence."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from safetensors.torch import load, save
+
+from models import losses
+from models.config import TrainConfig
+from models.nets import VAE, Discriminator, Generator, ModelSpec, build_discriminator, build_model, spec_for
+from models.nets.gan import BinnedInput
+from models.nets.layers import conv_stages_for, up_body
+
+SHAPES = [("points", (2,)), ("images", (8, 8)), ("images", (28, 28)), ("images", (16, 16, 3))]
+NUM_CLASSES = 3
+
+
+def make(family: str, kind: str, shape: tuple[int, ...], conditional: bool = False, **kw: object):
+    arch = "conv" if kind == "images" else "mlp"
+    config = TrainConfig(
+        family=family,  # type: ignore[arg-type]
+        conditional=conditional,
+        latent_dim=4,
+        architecture=arch,  # type: ignore[arg-type]
+        width=8,
+        decoder="bernoulli" if kind == "images" else "gaussian",
+        **kw,  # type: ignore[arg-type]
+    )
+    torch.manual_seed(0)
+    spec = spec_for(config, kind, shape, NUM_CLASSES if conditional else 0)  # type: ignore[arg-type]
+    return config, spec, build_model(spec).eval()
+
+
+def inputs(spec: ModelSpec, n: int = 5) -> tuple[torch.Tensor, torch.Tensor | None]:
+    g = torch.Generator().manual_seed(1)
+    z = torch.randn(n, spec.latent_dim, generator=g)
+    labels = torch.arange(n) % spec.num_classes if spec.num_classes else None
+    return z, labels
+
+
+@pytest.mark.parametrize("family", ["vae", "gan"])
+@pytest.mark.parametrize(("kind", "shape"), SHAPES)
+@pytest.mark.parametrize("conditional", [False, True])
+def test_generate_shapes_and_range(family: str, kind: str, shape: tuple[int, ...], conditional: bool) -> None:
+    _, spec, model = make(family, kind, shape, conditional)
+    z, labels = inputs(spec)
+    out = model.generate(z, labels)
+    assert out.shape == (5, *shape)
+    assert out.dtype == torch.float32
+    assert torch.isfinite(out).all()
+    if kind == "images":
+        assert out.min() >= 0 and out.max() <= 1
+
+
+@pytest.mark.parametrize("family", ["vae", "gan"])
+@pytest.mark.parametrize(("kind", "shape"), [SHAPES[0], SHAPES[3]])
+def test_state_dict_round_trip_through_safetensors(family: str, kind: str, shape: tuple[int, ...]) -> None:
+    _, spec, model = make(family, kind, shape, conditional=True)
+    if kind == "points":  # a data transform that is not the identity must travel with the weights
+        model.set_data_transform(torch.tensor([1.0, -2.0]), torch.tensor([3.0, 0.5]))
+    blob = save(model.state_dict())  # refuses shared or non-contiguous storage
+    m2 = build_model(ModelSpec.from_dict(spec.to_dict()))
+    m2.load_state_dict(load(blob))
+    m2.eval()
+    z, labels = inputs(spec)
+    assert torch.equal(m2.generate(z, labels), model.generate(z, labels))
+
+
+def test_spec_to_dict_is_json() -> None:
+    import json
+
+    _, spec, _ = make("vae", "images", (16, 16, 3), conditional=True)
+    d = json.loads(json.dumps(spec.to_dict()))
+    assert ModelSpec.from_dict({**d, "unknown_future_field": 1}) == spec
+
+
+@pytest.mark.parametrize("family", ["vae", "gan"])
+def test_samples_do_not_depend_on_their_batch(family: str) -> None:
+    _, spec, model = make(family, "images", (8, 8))
+    z, _ = inputs(spec, n=16)
+    alone = torch.cat([model.generate(z[i : i + 1], None) for i in range(4)])
+    assert torch.allclose(model.generate(z, None)[:4], alone, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("kind", "shape", "activation"),
+    [("points", (2,), "default"), ("points", (2,), "gated"), ("images", (8, 8), "default")],
+)
+@pytest.mark.parametrize("conditional", [False, True])
+def test_binned_input_is_the_one_hot_product(
+    kind: str, shape: tuple[int, ...], activation: str, conditional: bool
+) -> None:
+    _, spec, model = make("gan", kind, shape, conditional=conditional, latent_categories=5, activation=activation)
+    # The body holds the parameters a one-hot input layer would, under the same names (stored weights still load)
+    plain = up_body(spec.latent_dim * (1 + 5) + spec.cond_dim, spec)
+    assert {k: v.shape for k, v in model.body.state_dict().items()} == {
+        k: v.shape for k, v in plain.state_dict().items()
+    }
+    layer = next(m for m in model.body.modules() if isinstance(m, BinnedInput | torch.nn.Linear))
+    assert isinstance(layer, BinnedInput)  # the first layer met is the swapped one
+    # ... and computes the product with the one-hot codes, with the same gradients
+    z, labels = inputs(spec, n=64)
+    dense = model.condition(z, labels).detach().requires_grad_()
+    bins = model.bins(z)
+    out = layer(torch.cat([dense, bins.float()], dim=1))
+    one_hot = torch.nn.functional.one_hot(bins, 5).float().flatten(1)
+    ref = torch.nn.functional.linear(torch.cat([dense, one_hot], dim=1), layer.weight, layer.bias)
+    assert torch.allclose(out, ref, atol=1e-5)
+    g = torch.randn_like(out)
+    grads = torch.autograd.grad(out, [dense, layer.weight, layer.bias], g)
+    ref_grads = torch.autograd.grad(ref, [dense, layer.weight, layer.bias], g)
+    for a, b in zip(grads, ref_grads, strict=True):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_latent_bins_are_equiprobable_and_steer_the_generator() -> None:
+    _, spec, model = make("gan", "points", (2,), conditional=True, latent_categories=8)
+    assert isinstance(model, Generator) and spec.latent_categories == 8
+    z = torch.randn(80_000, spec.latent_dim, generator=torch.Generator().manual_seed(3))
+    bins = model.bins(z)
+    assert bins.shape == z.shape
+    for j in range(spec.latent_dim):  # every coordinate: 8 bins of 10,000 rows each, within ~5 std of a binomial
+        counts = torch.bincount(bins[:, j], minlength=8)
+        assert counts.numel() == 8 and (counts - 10_000).abs().max() < 500
+    edges = torch.tensor([[-5.0, -1e-4, 1e-4, 5.0]]).T.expand(4, spec.latent_dim)
+    assert model.bins(edges).tolist() == [[0] * 4, [3] * 4, [4] * 4, [7] * 4]
+    # The output jumps at a bin edge (here z_1 = 0) and moves continuously within a bin
+    rows = torch.full((3, spec.latent_dim), 0.3)
+    rows[:, 1] = torch.tensor([-1e-4, 1e-4, 3e-4])
+    out = model.generate(rows, torch.zeros(3, dtype=torch.int64))
+    assert (out[1] - out[0]).norm() > 100 * (out[2] - out[1]).norm()
+    # ... a VAE ignores the option, and the spec round-trips (older specs without the field load with K = 0)
+    assert make("vae", "points", (2,), latent_categories=8)[1].latent_categories == 0
+    d = spec.to_dict()
+    assert ModelSpec.from_dict(d) == spec
+    del d["latent_categories"]
+    assert ModelSpec.from_dict(d).latent_categories == 0
+
+
+def test_conditional_generate_uses_labels() -> None:
+    for family in ("vae", "gan"):
+        _, spec, model = make(family, "points", (2,), conditional=True)
+        z = torch.randn(1, spec.latent_dim).expand(3, -1)
+        out = model.generate(z, torch.tensor([0, 1, 2]))
+        assert not torch.allclose(out[0], out[1]) and not torch.allclose(out[1], out[2])
+        with pytest.raises(ValueError, match="labels"):
+            model.generate(z, None)
+
+
+@pytest.mark.parametrize(("kind", "shape"), [SHAPES[0], SHAPES[2]])
+def test_vae_interfaces(kind: str, shape: tuple[int, ...]) -> None:
+    _, spec, model = make("vae", kind, shape, conditional=True)
+    assert isinstance(model, VAE)
+    z, labels = inputs(spec, n=6)
+    x = model.generate(z, labels)
+    mu, logvar = model.encode(x, labels)
+    assert mu.shape == logvar.shape == (6, spec.latent_dim)
+    assert model.reconstruct(x, labels).shape == x.shape
+    g = torch.Generator().manual_seed(0)
+    elbo = model.log_likelihood_bound(x, labels, 1, generator=g)
+    iw = model.log_likelihood_bound(x, labels, 64, generator=g)
+    assert elbo.shape == iw.shape == (6,)
+    assert torch.isfinite(iw).all()
+    assert iw.mean() >= elbo.mean() - 0.1  # the IWAE bound is tighter (up to Monte Carlo noise)
+
+
+def test_log_likelihood_is_in_data_space() -> None:
+    """Rescaling the data by s shifts the log-likelihood by -D log s: densities are per data unit, not net unit."""
+    _, spec, model = make("vae", "points", (2,))
+    z, _ = inputs(spec, n=4)
+    x = model.generate(z, None)
+    g = torch.Generator().manual_seed(0)
+    before = model.log_likelihood_bound(x, None, 1, generator=g)
+    model.set_data_transform(torch.zeros(2), torch.full((2,), 10.0))
+    g.manual_seed(0)
+    after = model.log_likelihood_bound(x * 10, None, 1, generator=g)
+    assert torch.allclose(after, before - 2 * math.log(10.0), atol=1e-4)
+
+
+@pytest.mark.parametrize(("kind", "shape"), [SHAPES[0], SHAPES[2], SHAPES[3]])
+@pytest.mark.parametrize("pack", [1, 2])
+def test_discriminator_packs_and_conditions(kind: str, shape: tuple[int, ...], pack: int) -> None:
+    config, spec, gen = make("gan", kind, shape, conditional=True, pack=pack, spectral_norm=True)
+    assert isinstance(gen, Generator)
+    d = build_discriminator(spec, config)
+    assert isinstance(d, Discriminator)
+    z, labels = inputs(spec, n=4)
+    out = d(gen.forward_net(z, labels), labels)
+    assert out.shape == (4 // pack,)
+    save(d.state_dict())  # spectral norm state is storable in a checkpoint
+
+
+def test_conv_stages() -> None:
+    assert [conv_stages_for(s) for s in [(8, 8), (28, 28), (16, 16), (32, 32), (64, 64), (12, 20)]] == [
+        2,
+        2,
+        2,
+        3,
+        4,
+        2,
+    ]
+
+
+def test_losses_basics() -> None:
+    assert torch.equal(losses.gaussian_kl(torch.zeros(2, 3), torch.zeros(2, 3)), torch.zeros(2, 3))
+    log_w = torch.randn(1, 5)
+    assert torch.allclose(losses.iwae_loss(log_w), -log_w.mean())
+    # free bits: a dimension below the floor costs exactly the floor
+    kl = torch.tensor([[0.1, 2.0]])
+    assert losses.neg_elbo(torch.zeros(1), kl, free_bits=0.5).item() == pytest.approx(2.5)
+    real, fake = torch.tensor([3.0, 2.0]), torch.tensor([-3.0, -2.0])
+    for kind in ("ns", "hinge", "wgan-gp"):
+        assert losses.d_loss(real, fake, kind) < losses.d_loss(fake, real, kind)
+        assert losses.g_loss(real, kind) < losses.g_loss(fake, kind)
+    x = torch.randn(4, 2)
+    lin = torch.nn.Linear(2, 1)
+    penalty = losses.r1_penalty(lambda t: lin(t).squeeze(1), x)
+    assert penalty.item() == pytest.approx(0.5 * lin.weight.pow(2).sum().item(), rel=1e-5)
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor([[0.6, 0.8]]))  # unit gradient norm: zero penalty
+    gp = losses.gradient_penalty(lambda t: lin(t).squeeze(1), x, torch.randn(4, 2))
+    assert gp.item() == pytest.approx(0.0, abs=1e-6)

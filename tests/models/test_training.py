@@ -1,0 +1,551 @@
+"""The training loop on tiny synthetic data: learning, conditioning, progress, cancel, checkpoints, divergence,
+determinism, metrics, and config resolution. Every run is seeded; nothing here depends on timing but the polls."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load, save
+
+from models import losses, training
+from models.config import TrainConfig
+from models.data.arrays import ArrayDataset, DatasetSplits
+from models.errors import Invalid, TrainingDiverged
+from models.metrics import energy_distance
+from models.nets import GenerativeModel, build_model
+from models.progress import Progress
+from models.recipes import RECIPES, resolve_config
+from models.training import TrainResult, train
+from tests.helpers import DEVICE
+
+DEV = torch.device(DEVICE)  # the CPU unless GENSERVE_TEST_DEVICE says otherwise
+
+
+# --- data ---------------------------------------------------------------------------------------------------------
+def blobs(n: int, seed: int = 0, k: int = 4) -> ArrayDataset:
+    """k tight blobs on a circle of radius 2 around (3, -1), labeled by blob."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, k, n)
+    a = 2 * np.pi * y / k
+    x = np.stack([3 + 2 * np.cos(a), -1 + 2 * np.sin(a)], 1) + 0.1 * rng.standard_normal((n, 2))
+    return ArrayDataset(x.astype(np.float32), y.astype(np.int64), "points", [f"b{i}" for i in range(k)])
+
+
+def blob(n: int, seed: int = 0) -> ArrayDataset:
+    """One correlated Gaussian blob (unlabeled): a target that a few GAN steps reliably move toward."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, 2)) @ np.array([[1.0, 0.0], [0.9, 0.3]]).T * 0.5 + [3.0, -1.0]
+    return ArrayDataset(x.astype(np.float32), None, "points")
+
+
+def bars(n: int, seed: int = 0, classes: int = 2, shape: tuple[int, ...] = (8, 8)) -> ArrayDataset:
+    """Images with the top half bright (class 0) or the bottom half (class 1), plus noise; uint8 like real data.
+    With classes=1 every image is "top": a single mode."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, classes, n)
+    h = shape[0]
+    x = np.full((n, *shape), 0.05, np.float32)
+    x[y == 0, : h // 2] = 0.95
+    x[y == 1, h // 2 :] = 0.95
+    x = np.clip(x + 0.05 * rng.standard_normal(x.shape), 0, 1)
+    names = ["top", "bottom"][:classes]
+    return ArrayDataset((x * 255).round().astype(np.uint8), y.astype(np.int64), "images", names)
+
+
+def splits(ds: ArrayDataset) -> DatasetSplits:
+    return ds.split(0.2, seed=0)
+
+
+def config(family: str, kind: str, **kw: Any) -> TrainConfig:
+    base: dict[str, Any] = {
+        "family": family,
+        "steps": 40,
+        "batch_size": 32,
+        "lr": 1e-3,
+        "latent_dim": 4,
+        "architecture": "mlp" if kind == "points" else "conv",
+        "width": 32 if kind == "points" else 8,
+        "decoder": "gaussian" if kind == "points" else "bernoulli",
+        "eval_iw_k": 8,
+        "seed": 0,
+    }
+    return TrainConfig(**{**base, **kw})
+
+
+def run(cfg: TrainConfig, data: DatasetSplits, **kw: Any) -> tuple[TrainResult, list[Progress]]:
+    """Train with a report at every step; returns the training-phase reports (not the metrics phase's)."""
+    seen: list[Progress] = []
+    result = train(cfg, data, device=DEV, on_progress=seen.append, progress_interval_s=0.0, **kw)
+    return result, [p for p in seen if p.phase == "train"]
+
+
+def assert_finite(model: torch.nn.Module) -> None:
+    for k, t in model.state_dict().items():
+        assert torch.isfinite(t).all(), k
+
+
+def untrained(result: TrainResult) -> GenerativeModel:
+    """The net a run started from (same seed), with the trained net's data transform."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = build_model(result.spec)
+    model.set_data_transform(result.model.data_loc, result.model.data_scale)
+    model.eval()
+    return model
+
+
+def samples(model: GenerativeModel, n: int, labels: torch.Tensor | None = None) -> torch.Tensor:
+    z = torch.randn(n, model.spec.latent_dim, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        return model.generate(z, labels).flatten(1)
+
+
+# --- learning -------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("conditional", [False, True])
+@pytest.mark.parametrize("kind", ["points", "images"])
+def test_vae_reconstruction_loss_falls(kind: str, conditional: bool) -> None:
+    data = splits(blobs(512) if kind == "points" else bars(256))
+    result, seen = run(config("vae", kind, conditional=conditional, steps=60), data)
+    recon = [p.losses["recon"] for p in seen]
+    assert np.mean(recon[-5:]) < np.mean(recon[:5]) - 0.5  # nats
+    assert result.steps == 60 and not result.canceled
+    assert not result.model.training  # and on the CPU, wherever it trained (TrainResult), ready to be stored
+    assert next(result.model.parameters()).device == torch.device("cpu")
+    assert_finite(result.model)
+    assert {"test_neg_elbo", "test_nll_iw", "loss", "recon", "kl"} <= result.metrics.keys()
+    assert ("energy_distance" in result.metrics) == (kind == "points")
+
+
+@pytest.mark.parametrize("conditional", [False, True])
+@pytest.mark.parametrize("kind", ["points", "images"])
+def test_gan_samples_move_toward_the_data(kind: str, conditional: bool) -> None:
+    """Energy distance to the training data at least halves against the untrained generator. Unconditional runs
+    learn a single mode (a few GAN steps cannot be relied on to split modes); conditional ones learn several."""
+    if kind == "points":
+        ds = blobs(512) if conditional else blob(512)
+        cfg = config("gan", kind, conditional=conditional, steps=100)
+    else:
+        ds = bars(256, classes=2 if conditional else 1)
+        cfg = config("gan", kind, conditional=conditional, steps=100, width=16)
+    result, seen = run(cfg, splits(ds))
+    labels = torch.from_numpy(ds.y) if conditional else None
+    x = torch.from_numpy(ds.float_x()).flatten(1)
+    before = energy_distance(samples(untrained(result), len(x), labels), x)
+    after = energy_distance(samples(result.model, len(x), labels), x)
+    assert after < 0.5 * before
+    assert {"loss_d", "loss_g"} <= seen[-1].losses.keys()
+    assert_finite(result.model)
+
+
+def test_conditional_vae_follows_its_labels() -> None:
+    data = splits(bars(256))
+    result, _ = run(config("vae", "images", conditional=True, steps=150), data)
+    z = torch.zeros(2, 4)
+    with torch.no_grad():
+        top, bottom = result.model.generate(z, torch.tensor([0, 1]))
+    assert top[:4].mean() > 0.7 > 0.3 > top[4:].mean()
+    assert bottom[4:].mean() > 0.7 > 0.3 > bottom[:4].mean()
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"gan_loss": "hinge", "spectral_norm": True, "pack": 2, "d_steps": 2, "latent_categories": 4},
+        {"gan_loss": "wgan-gp", "r1_gamma": 1.0, "ema_decay": 0.9, "d_lr": 2e-3},
+    ],
+)
+def test_gan_options_train(options: dict[str, Any]) -> None:
+    result, seen = run(config("gan", "images", conditional=True, steps=10, **options), splits(bars(64)))
+    assert result.steps == 10 and len(seen) == 10
+    assert_finite(result.model)
+
+
+@pytest.mark.parametrize(
+    "options", [{"iwae_k": 4}, {"kl_warmup_steps": 10, "free_bits": 0.5, "beta": 2.0}, {"decoder": "gaussian"}]
+)
+def test_vae_options_train(options: dict[str, Any]) -> None:
+    result, seen = run(config("vae", "images", steps=10, **options), splits(bars(64)))
+    assert result.steps == 10 and "test_nll_iw" in result.metrics
+    assert_finite(result.model)
+
+
+def test_ema_weights_are_served() -> None:
+    cfg = config("gan", "points", steps=20, ema_decay=0.9)
+    result, _ = run(cfg, splits(blob(128)))
+    plain, _ = run(replace(cfg, ema_decay=0.0), splits(blob(128)))
+    assert not torch.equal(result.model.state_dict()["body.out.weight"], plain.model.state_dict()["body.out.weight"])
+    save(result.model.state_dict())  # no storage shared with the live generator
+
+
+# --- determinism, progress, cancel ------------------------------------------------------------------------------------
+def test_same_seed_same_model() -> None:
+    cfg = config("gan", "points", conditional=True, steps=15, ema_decay=0.9)
+    a, _ = run(cfg, splits(blobs(128)))
+    b, _ = run(cfg, splits(blobs(128)))
+    c, _ = run(replace(cfg, seed=1), splits(blobs(128)))
+    assert all(torch.equal(v, b.model.state_dict()[k]) for k, v in a.model.state_dict().items())
+    assert a.metrics == b.metrics
+    assert not torch.equal(a.model.state_dict()["body.out.weight"], c.model.state_dict()["body.out.weight"])
+
+
+def test_progress_steps_increase_and_end_at_total() -> None:
+    seen: list[Progress] = []
+    train(
+        config("vae", "points", steps=30),
+        splits(blobs(128)),
+        device=DEV,
+        on_progress=seen.append,
+        progress_interval_s=3600.0,
+    )
+    assert [p.step for p in seen] == [1, 30]  # first and last always, nothing between at this interval
+    _, seen = run(config("vae", "points", steps=30), splits(blobs(128)))
+    steps = [p.step for p in seen]
+    assert steps == sorted(set(steps)) and steps[0] == 1 and steps[-1] == 30
+    assert all(p.total_steps == 30 and p.elapsed_s >= 0 for p in seen)
+    assert seen[-1].eta_seconds == 0.0
+    assert set(seen[0].losses) == {"loss", "recon", "kl"}
+
+
+def test_metrics_phase_is_reported_after_the_last_step() -> None:
+    seen: list[Progress] = []
+    train(
+        config("vae", "points", steps=20),
+        splits(blobs(128)),
+        device=DEV,
+        on_progress=seen.append,
+        progress_interval_s=0.0,
+    )
+    phases = [p.phase for p in seen]
+    first_metrics = phases.index("metrics")
+    assert set(phases[:first_metrics]) == {"train"} and set(phases[first_metrics:]) == {"metrics"}
+    metric_reports = seen[first_metrics:]
+    assert all(p.step == 20 == p.total_steps for p in metric_reports)
+    assert {"test_neg_elbo", "test_nll_iw"} <= {p.detail for p in metric_reports}
+    assert metric_reports[-1].detail == "done"
+
+
+def test_should_stop_cancels(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(training, "STOP_POLL_INTERVAL_S", 0.0)
+    polls: list[int] = []
+
+    def should_stop() -> bool:
+        polls.append(1)
+        return len(polls) > 5
+
+    result, seen = run(config("gan", "points", steps=1000), splits(blob(128)), should_stop=should_stop)
+    assert result.canceled and result.steps == 5
+    assert seen[-1].step <= 5
+    assert_finite(result.model)
+    assert all(np.isfinite(v) for v in result.metrics.values())
+
+
+def test_stop_before_the_first_step() -> None:
+    result, seen = run(config("vae", "images", steps=50), splits(bars(64)), should_stop=lambda: True)
+    assert result.canceled and result.steps == 0 and seen == []
+    assert_finite(result.model)
+
+
+# --- checkpoints ----------------------------------------------------------------------------------------------------
+class Crash(BaseException):
+    """Stands in for a worker killed mid-run."""
+
+
+class MemoryCheckpointer:
+    """Keeps the last checkpoint as safetensors bytes + JSON, the way the store would; can crash after a save."""
+
+    def __init__(self, interval_s: float = 0.0, crash_at_step: int | None = None) -> None:
+        self.interval_s = interval_s
+        self.crash_at_step = crash_at_step
+        self.blob: tuple[bytes, str] | None = None
+        self.saved_steps: list[int] = []
+
+    def load(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
+        return None if self.blob is None else (load(self.blob[0]), json.loads(self.blob[1]))
+
+    def save(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        self.blob = (save(tensors), json.dumps(meta))
+        self.saved_steps.append(meta["step"])
+        if self.crash_at_step is not None and meta["step"] >= self.crash_at_step:
+            self.crash_at_step = None
+            raise Crash
+
+
+@pytest.mark.parametrize(
+    ("family", "kind", "options"),
+    [
+        ("vae", "images", {"conditional": True}),
+        (
+            "gan",
+            "points",
+            {
+                "ema_decay": 0.9,
+                "spectral_norm": True,
+                "pack": 2,
+                "d_steps": 2,
+                "gan_loss": "wgan-gp",
+                "latent_categories": 3,
+            },
+        ),
+    ],
+)
+def test_resume_after_a_crash_equals_an_uninterrupted_run(family: str, kind: str, options: dict[str, Any]) -> None:
+    cfg = config(family, kind, steps=40, **options)
+    data = splits(blobs(128) if kind == "points" else bars(64))
+    whole, _ = run(cfg, data)
+
+    ckpt = MemoryCheckpointer(crash_at_step=17)
+    with pytest.raises(Crash):
+        run(cfg, data, checkpointer=ckpt)
+    resumed, seen = run(cfg, data, checkpointer=ckpt)
+    assert seen[0].step == 18  # continues from the saved step
+    assert resumed.steps == 40
+    for k, v in whole.model.state_dict().items():
+        if DEV.type == "cpu":  # bitwise on the CPU (train's promise); CUDA's conv and embedding backward use atomics
+            assert torch.equal(v, resumed.model.state_dict()[k]), k
+        else:
+            torch.testing.assert_close(v, resumed.model.state_dict()[k], rtol=0.05, atol=0.05, msg=k)
+
+
+def test_a_restored_snapshot_stays_intact() -> None:
+    """Roll-backs may return to one snapshot twice: restoring must not hand its tensors to the live optimizer."""
+    cfg = config("vae", "points")
+    data = splits(blobs(64)).train
+    torch.manual_seed(0)
+    model = build_model(training.spec_for(cfg, "points", (2,), 0))
+    task = training._VAETask(cfg, model)  # type: ignore[arg-type]
+    batches = training._Data(model.to_net(torch.from_numpy(data.x)), None, torch.Generator().manual_seed(0))
+    task.step(0, batches)
+    snapshot = training._capture(task, batches.gen, 1, to_cpu=False)
+    frozen = {k: v.clone() for k, v in snapshot[0].items()}
+    training._restore(task, batches.gen, *snapshot)
+    for step in range(1, 4):
+        task.step(step, batches)
+    assert all(torch.equal(v, frozen[k]) for k, v in snapshot[0].items())
+
+
+def test_checkpoints_follow_their_interval() -> None:
+    ckpt = MemoryCheckpointer(interval_s=3600.0)
+    run(config("vae", "points", steps=20), splits(blobs(64)), checkpointer=ckpt)
+    assert ckpt.saved_steps == []  # none within the interval, and none at the end
+
+
+def test_cancel_keeps_a_checkpoint_to_resume_from(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(training, "STOP_POLL_INTERVAL_S", 0.0)
+    ckpt = MemoryCheckpointer(interval_s=3600.0)
+    polls: list[int] = []
+
+    def should_stop() -> bool:
+        polls.append(1)
+        return len(polls) > 8
+
+    cfg = config("vae", "points", steps=30)
+    result, _ = run(cfg, splits(blobs(64)), checkpointer=ckpt, should_stop=should_stop)
+    assert result.canceled and ckpt.saved_steps == [8]
+    resumed, seen = run(cfg, splits(blobs(64)), checkpointer=ckpt)
+    assert seen[0].step == 9 and resumed.steps == 30
+
+
+def test_checkpoint_of_another_config_is_ignored() -> None:
+    ckpt = MemoryCheckpointer(interval_s=0.0)
+    run(config("vae", "points", steps=10), splits(blobs(64)), checkpointer=ckpt)
+    ckpt.interval_s = 3600.0
+    _, seen = run(config("vae", "points", steps=10, lr=5e-4), splits(blobs(64)), checkpointer=ckpt)
+    assert seen[0].step == 1
+
+
+# --- divergence -----------------------------------------------------------------------------------------------------
+def test_nan_data_diverges_with_a_clear_error() -> None:
+    ds = blobs(64)
+    x = ds.x.copy()
+    x[::2] = np.nan
+    bad = ArrayDataset(x, ds.y, "points", ds.classes)
+    with pytest.raises(TrainingDiverged, match=r"loss 'loss' became non-finite by step \d+"):
+        train(config("vae", "points", steps=50), DatasetSplits(bad, bad), device=DEV)
+
+
+def test_huge_lr_never_returns_nonfinite_weights() -> None:
+    for family in ("vae", "gan"):
+        try:
+            result = train(config(family, "points", steps=60, lr=1e6), splits(blobs(64)), device=DEV)
+        except TrainingDiverged:
+            continue
+        assert_finite(result.model)
+
+
+def test_a_transient_nan_is_recovered(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    real = losses.neg_elbo
+
+    def flaky(*args: Any, **kw: Any) -> torch.Tensor:
+        calls.append(1)
+        loss = real(*args, **kw)
+        return loss * float("nan") if len(calls) == 7 else loss
+
+    monkeypatch.setattr(losses, "neg_elbo", flaky)
+    result, seen = run(config("vae", "points", steps=30), splits(blobs(64)))
+    assert result.steps == 30 and result.metrics["recoveries"] == 1.0
+    assert all(np.isfinite(list(p.losses.values())).all() for p in seen)
+    assert_finite(result.model)
+
+
+# --- metrics ----------------------------------------------------------------------------------------------------------
+def test_energy_distance() -> None:
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(500, 2, generator=g), torch.randn(500, 2, generator=g)
+    assert energy_distance(a, a) == 0.0
+    assert energy_distance(a, b) < 0.05 < energy_distance(a, b + 1.0)
+
+
+# --- config resolution --------------------------------------------------------------------------------------------
+def test_resolve_fills_defaults_from_the_recipe() -> None:
+    c = resolve_config(
+        {"family": "gan", "dataset": "ring2d", "lr": None},
+        dataset_id="ring2d",
+        kind="points",
+        sample_shape=(2,),
+        num_classes=8,
+    )
+    recipe = RECIPES["ring2d"]["gan"]
+    assert (c.steps, c.batch_size, c.lr, c.latent_dim, c.width) == (
+        recipe.steps,
+        recipe.batch_size,
+        recipe.lr,
+        recipe.latent_dim,
+        recipe.mlp_width,
+    )
+    assert c.architecture == "mlp" and c.decoder == "gaussian" and not c.conditional
+    assert c.latent_categories == recipe.options["latent_categories"] > 0  # the recipe's options are applied too
+    assert 0 <= c.seed < 2**31
+    assert TrainConfig.from_dict(json.loads(json.dumps(c.to_dict())) | {"unknown": 1}) == c
+    c2 = resolve_config(
+        {"family": "vae", "steps": 7, "seed": 3, "free_bits": 0.0},
+        dataset_id="ds_abc",
+        kind="points",
+        sample_shape=(5,),
+        num_classes=0,
+    )
+    assert (c2.steps, c2.seed, c2.latent_dim, c2.free_bits) == (7, 3, 5, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("shape", "arch"), [((8, 8), "conv"), ((28, 28), "conv"), ((16, 16, 3), "conv"), ((10, 10), "mlp"), ((4, 4), "mlp")]
+)
+def test_resolve_picks_the_architecture_from_the_shape(shape: tuple[int, ...], arch: str) -> None:
+    for given in ({}, {"architecture": "auto"}):
+        c = resolve_config(
+            {"family": "vae", **given}, dataset_id="ds_x", kind="images", sample_shape=shape, num_classes=0
+        )
+        assert c.architecture == arch and c.decoder == "bernoulli"
+    c = resolve_config({"family": "gan"}, dataset_id="digits", kind="images", sample_shape=(8, 8), num_classes=10)
+    assert c.width == RECIPES["digits"]["gan"].conv_width
+
+
+@pytest.mark.parametrize(
+    ("overrides", "kind", "shape", "classes", "field"),
+    [
+        ({"family": "vae", "conditional": True}, "points", (2,), 0, "conditional"),
+        ({"family": "gan", "architecture": "conv"}, "points", (2,), 0, "architecture"),
+        ({"family": "gan", "architecture": "conv"}, "images", (10, 10), 0, "architecture"),
+        ({"family": "vae", "decoder": "bernoulli"}, "points", (2,), 0, "decoder"),
+        ({"family": "gan", "pack": 3, "batch_size": 64}, "points", (2,), 0, "batch_size"),
+        ({"family": "gan", "ema_decay": 1.0}, "points", (2,), 0, "ema_decay"),
+        ({"family": "flow"}, "points", (2,), 0, "family"),
+    ],
+)
+def test_resolve_rejects(
+    overrides: dict[str, Any], kind: str, shape: tuple[int, ...], classes: int, field: str
+) -> None:
+    with pytest.raises(Invalid) as err:
+        resolve_config(overrides, dataset_id="ds_x", kind=kind, sample_shape=shape, num_classes=classes)  # type: ignore[arg-type]
+    assert err.value.field == (field,)
+
+
+def test_resolve_rounds_the_recipe_batch_to_the_pack() -> None:
+    c = resolve_config(
+        {"family": "gan", "pack": 3}, dataset_id="ring2d", kind="points", sample_shape=(2,), num_classes=0
+    )
+    assert c.batch_size % 3 == 0
+
+
+# --- schedules, binarization, architectures (issue 3) ----------------------------------------------------------------
+def test_lr_decays_to_zero_by_the_last_step() -> None:
+    ckpt = MemoryCheckpointer(interval_s=0.0)
+    cfg = config("gan", "points", steps=40, lr_decay="linear", lr_decay_start=0.5)
+    run(cfg, splits(blob(64)), checkpointer=ckpt)
+    meta = json.loads(ckpt.blob[1])  # type: ignore[index]
+    lrs = [meta["optim"][name]["param_groups"][0]["lr"] for name in ("g", "d")]
+    assert meta["step"] == 40 and all(0 < lr <= 1e-3 * 0.05 * (1 + 1e-6) for lr in lrs)  # last step: 1/20 of lr
+
+
+def test_dynamic_binarization_draws_fresh_binary_batches() -> None:
+    x = torch.full((100, 1, 4, 4), 0.3)
+    data = training._Data(x, None, torch.Generator().manual_seed(0), binarize=(0.0, 1.0))
+    a, _ = data.batch(100)
+    b, _ = data.batch(100)
+    assert set(a.unique().tolist()) == {0.0, 1.0} and not torch.equal(a, b)
+    assert abs(float(torch.cat([a, b]).mean()) - 0.3) < 0.05
+    gan = training._Data(x * 2 - 1, None, torch.Generator().manual_seed(0), binarize=(0.5, 0.5))  # GAN net space
+    assert set(gan.batch(50)[0].unique().tolist()) == {-1.0, 1.0}
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"activation": "gated", "depth": 2}, {"activation": "silu", "depth": 1}, {"binarize": True, "lr_decay": "cosine"}],
+)
+def test_architecture_and_data_options_train(options: dict[str, Any]) -> None:
+    kind = "images" if "binarize" in options else "points"
+    cfg = config("vae", kind, steps=10, **({"architecture": "mlp", "width": 16} | options))
+    result, _ = run(cfg, splits(bars(64) if kind == "images" else blobs(64)))
+    assert result.steps == 10 and "test_nll_iw" in result.metrics
+    assert result.spec.mlp_depth == cfg.depth and result.spec.activation == cfg.activation
+    assert_finite(result.model)
+
+
+def test_benchmark_recipes_resolve() -> None:
+    ring = resolve_config({"family": "gan"}, dataset_id="ring2d", kind="points", sample_shape=(2,), num_classes=0)
+    grid = resolve_config({"family": "gan"}, dataset_id="grid2d", kind="points", sample_shape=(2,), num_classes=0)
+    for c in (ring, grid):
+        assert c.steps <= 25_000 and c.pack > 1 and c.lr_decay == "linear" and c.batch_size % c.pack == 0
+    assert (ring.latent_dim, ring.latent_categories) == (1, 8)  # the measured recipes' discrete latents
+    assert (grid.latent_dim, grid.latent_categories, grid.ema_decay) == (1, 1000, 0.9995)
+    vae = resolve_config({"family": "vae"}, dataset_id="mnist", kind="images", sample_shape=(28, 28), num_classes=10)
+    assert (vae.architecture, vae.binarize, vae.decoder, vae.latent_dim) == ("mlp", True, "bernoulli", 50)
+    conv = resolve_config(
+        {"family": "vae", "architecture": "conv"},
+        dataset_id="mnist",
+        kind="images",
+        sample_shape=(28, 28),
+        num_classes=10,
+    )
+    assert conv.architecture == "conv" and conv.width == RECIPES["mnist"]["vae"].conv_width
+    cvae = resolve_config(
+        {"family": "vae", "conditional": True}, dataset_id="mnist", kind="images", sample_shape=(28, 28), num_classes=10
+    )
+    assert (cvae.latent_dim, cvae.steps, cvae.binarize) == (8, 30_000, True)  # the conditional MNIST VAE recipe
+    cgan = resolve_config(
+        {"family": "gan", "conditional": True}, dataset_id="mnist", kind="images", sample_shape=(28, 28), num_classes=10
+    )
+    assert cgan.latent_dim == RECIPES["mnist"]["gan"].latent_dim  # no conditional GAN recipe: the dataset's
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"binarize": True}, "binarize"),
+        ({"activation": "tanh"}, "activation"),
+        ({"lr_decay": "step"}, "lr_decay"),
+        ({"lr_decay_start": 1.0}, "lr_decay_start"),
+        ({"depth": 0}, "depth"),
+    ],
+)
+def test_resolve_rejects_bad_new_options(overrides: dict[str, Any], field: str) -> None:
+    with pytest.raises(Invalid) as err:
+        resolve_config(
+            {"family": "vae", **overrides}, dataset_id="ds_x", kind="points", sample_shape=(2,), num_classes=0
+        )
+    assert err.value.field == (field,)

@@ -1,0 +1,32 @@
+"""Every Redis key and channel genserve uses, in one place. Each is ephemeral: the store holds what must survive."""
+
+from __future__ import annotations
+
+PREFIX = "genserve"
+MODELS_CHANNEL = f"{PREFIX}:models"  # pub/sub: {"event": "created" | "deleted", "id": model_id}
+WATCHDOG_LOCK = f"{PREFIX}:watchdog:lock"  # held for one round by the process that acts in it
+
+
+def events(training_id: str) -> str:
+    """A training's event stream (progress and status events)."""
+    return f"{PREFIX}:training:{training_id}:events"
+
+
+def cancel(training_id: str) -> str:
+    """Set when a training was asked to stop."""
+    return f"{PREFIX}:training:{training_id}:cancel"
+
+
+def lease(training_id: str) -> str:
+    """The liveness lease of the work horse running a training."""
+    return f"{PREFIX}:training:{training_id}:lease"
+
+
+def seen(training_id: str) -> str:
+    """The lease's last renewal, kept after it expires (where and when the training was last seen)."""
+    return f"{PREFIX}:training:{training_id}:seen"
+
+
+def unattended(training_id: str) -> str:
+    """When the watchdog first saw a training that nobody works on (its grace period starts there)."""
+    return f"{PREFIX}:training:{training_id}:unattended"
