@@ -10,8 +10,9 @@ parameters itself from a plan made once, when the route is built. It takes only 
 - at most one body parameter, a pydantic model, parsed the way FastAPI parses JSON bodies (same errors, same 400 for a
   body that cannot be parsed at all);
 - the `Request`;
-- dependencies on `get_services` (the app's `Services`), and dependencies used for their side effect that expose an
-  async `check(request)` (the route's declared access, `app.auth.Requires`).
+- dependencies on `get_services` (the app's `Services`), and dependencies used for their side effect that expose a
+  `check(request)`, plain or async (the route's declared access, `app.auth.Requires`, is plain: no coroutine per
+  request).
 
 Anything else raises `TypeError` when the route is built, so an endpoint cannot silently lose a parameter.
 """
@@ -34,7 +35,8 @@ from starlette.routing import request_response
 from app.deps import get_services
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
-Check = Callable[[Request], Awaitable[None]]
+Check = Callable[[Request], None]
+AsyncCheck = Callable[[Request], Awaitable[None]]
 
 
 def is_json(content_type: str | None) -> bool:
@@ -119,11 +121,12 @@ class LeanRoute(APIRoute):
             body = (f.name, model)
         services_names: list[str] = []
         checks: list[Check] = []
+        async_checks: list[AsyncCheck] = []
         for sub in d.dependencies:
             if sub.call is get_services and sub.name:
                 services_names.append(sub.name)
-            elif callable(getattr(sub.call, "check", None)):
-                checks.append(sub.call.check)  # type: ignore[union-attr]
+            elif callable(check := getattr(sub.call, "check", None)):
+                (async_checks if inspect.iscoroutinefunction(check) else checks).append(check)
             else:
                 raise TypeError(f"LeanRoute {self.path}: unsupported dependency {sub.call!r}")
         request_name = d.request_param_name
@@ -133,7 +136,9 @@ class LeanRoute(APIRoute):
 
         async def handler(request: Request) -> Response:
             for check in checks:
-                await check(request)
+                check(request)
+            for async_check in async_checks:
+                await async_check(request)
             kwargs: dict[str, Any] = {name: request.path_params[name] for name in path_names}
             if request_name:
                 kwargs[request_name] = request
