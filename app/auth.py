@@ -17,18 +17,24 @@ import hashlib
 import hmac
 import math
 import time
+from collections import OrderedDict
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.routing import APIRoute
 
-from models.errors import Forbidden, RateLimited, Unauthorized
+from models.errors import BadRequest, Forbidden, RateLimited, Unauthorized
 
 Scope = Literal["sample", "train"]
 SCOPES: tuple[Scope, ...] = ("sample", "train")
 SECURITY_SCHEME = "HTTPBearer"  # its name in the OpenAPI document, where Swagger UI offers an "Authorize" button
+MIN_TOKEN_CHARS = 16  # shorter tokens are guessable; `openssl rand -hex 24` gives 48
+FAILURE_BURST = 20  # failed key attempts a client address may make at once, before GENSERVE_AUTH_FAILURES_PER_S
+MAX_TRACKED_CLIENTS = 10_000  # addresses whose failures are remembered (the oldest are forgotten first)
+CHECKED = "genserve.access_checked"  # set in the ASGI scope once a request's access was checked
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,8 @@ def parse_keys(entries: list[str]) -> list[ApiKey]:
         scopes = frozenset(s.strip() for s in scopes_text.split("+") if s.strip())
         if not sep or not token or not scopes or not scopes <= set(SCOPES):
             raise ValueError(f"API key entries look like <token>:sample+train; got one ending {entry[-12:]!r}")
+        if len(token) < MIN_TOKEN_CHARS:
+            raise ValueError(f"API key tokens need at least {MIN_TOKEN_CHARS} characters; got one of {len(token)}")
         digest = hashlib.sha256(token.encode()).digest()
         keys.append(ApiKey(name=digest.hex()[:8], digest=digest, scopes=scopes))
     return keys
@@ -85,11 +93,13 @@ class TokenBucket:
 class Guard:
     """Authenticates, authorizes by scope and rate-limits requests; one per app, built when keys are configured."""
 
-    def __init__(self, keys: list[ApiKey], rate_per_s: float, burst: int) -> None:
+    def __init__(self, keys: list[ApiKey], rate_per_s: float, burst: int, failures_per_s: float = 1.0) -> None:
         self.keys = keys
         self.rate_per_s = rate_per_s
         self.burst = burst
+        self.failures_per_s = failures_per_s
         self.buckets: dict[bytes, TokenBucket] = {}
+        self.failures: OrderedDict[str, TokenBucket] = OrderedDict()  # by client address
 
     def identify(self, header: str | None) -> ApiKey:
         if not header or not header.lower().startswith("bearer "):
@@ -106,8 +116,29 @@ class Guard:
         return found
 
     def authorize(self, request: Request, scope: Scope) -> None:
-        """Authenticate one request, check that its key has `scope`, and take a token from the key's bucket."""
-        key = self.identify(request.headers.get("authorization"))
+        """Authenticate one request, check that its key has `scope`, and take a token from the key's bucket.
+
+        Failed attempts are rate-limited per client address (a burst of FAILURE_BURST, then `failures_per_s`), so that
+        keys cannot be guessed at the speed of the server; two Authorization headers are refused (400) rather than
+        one of them picked.
+        """
+        headers = request.headers.getlist("authorization")
+        if len(headers) > 1:
+            raise BadRequest("send one Authorization header, not several", field=("header", "authorization"))
+        client = request.client.host if request.client else "unknown"
+        blocked = self.failures.get(client)
+        if blocked is not None and blocked.tokens < 1:
+            wait = blocked.take()
+            if wait > 0:
+                raise RateLimited(
+                    "too many failed API key attempts from this address; wait before trying again",
+                    retry_after_s=max(1, math.ceil(wait)),
+                )
+        try:
+            key = self.identify(headers[0] if headers else None)
+        except Unauthorized:
+            self._failed(client)
+            raise
         if scope not in key.scopes:
             route = getattr(request.scope.get("route"), "path", "")
             raise Forbidden(
@@ -125,6 +156,18 @@ class Guard:
                     "(GENSERVE_RATE_LIMIT_PER_S)",
                     retry_after_s=max(1, math.ceil(wait)),
                 )
+
+    def _failed(self, client: str) -> None:
+        if self.failures_per_s <= 0:
+            return
+        bucket = self.failures.get(client)
+        if bucket is None:
+            bucket = self.failures[client] = TokenBucket(self.failures_per_s, FAILURE_BURST)
+            if len(self.failures) > MAX_TRACKED_CLIENTS:
+                self.failures.popitem(last=False)
+        else:
+            self.failures.move_to_end(client)
+        bucket.take()
 
 
 class Requires:
@@ -144,11 +187,29 @@ class Requires:
     def check(self, request: Request) -> None:
         if self.scope is not None:
             guard: Guard | None = request.app.state.guard
-            if guard is not None:
+            if guard is not None and CHECKED not in request.scope:
                 guard.authorize(request, self.scope)
+                request.scope[CHECKED] = True
 
     def __repr__(self) -> str:
         return f"Requires({self.scope!r})"
+
+
+class CheckedRoute(APIRoute):
+    """An API route that checks its declared access before anything else, the body included: FastAPI reads (and
+    spools) a route's body before it solves the route's dependencies, which would let an anonymous client make the
+    server hold an upload before being refused. The dependency itself then sees the request already checked."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        checks = declared_access(self)
+
+        async def checked(request: Request) -> Response:
+            for access in checks:
+                access.check(request)
+            return await handler(request)
+
+        return checked
 
 
 def requires(scope: Scope) -> Any:

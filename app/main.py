@@ -22,7 +22,8 @@ from app.auth import Guard, document_bearer_auth, load_keys, requires
 from app.deps import Services
 from app.metrics import Metrics, TrainingCollector
 from app.routes import datasets, generation, health, models, trainings
-from app.serving.edge import EdgeMiddleware
+from app.schemas import RequestLimits
+from app.serving.edge import EdgeMiddleware, upload_paths
 from app.serving.model_cache import ModelCache, ServingOptions
 from app.settings import Settings, get_settings
 from app.trainings import Trainings
@@ -194,11 +195,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
         responses={422: {"description": "Invalid input (problem+json)"}},
+        redirect_slashes=False,  # a redirect would run before the access check, its target built from Host
         docs_url=None if hide_docs else "/docs",
         redoc_url=None if hide_docs else "/redoc",
         openapi_url=None if hide_docs else "/openapi.json",
     )
-    app.state.guard = Guard(keys, settings.rate_limit_per_s, settings.rate_limit_burst) if guarded else None
+    app.state.guard = (
+        Guard(keys, settings.rate_limit_per_s, settings.rate_limit_burst, settings.auth_failures_per_s)
+        if guarded
+        else None
+    )
     if guarded:
         document_bearer_auth(app)
     if hide_docs:
@@ -206,6 +212,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if not guarded:
         log.warning("no API keys configured (GENSERVE_API_KEYS): the API is open to anyone who can reach it")
     app.state.services = services
+    app.state.validation_context = RequestLimits.of(settings).context()
     problems.install(app)
     # Routes match in order: the sampling route (the hot path) first.
     for router in (
@@ -222,5 +229,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         stats=services.metrics.requests,
         json_limit=settings.max_request_bytes,
         upload_limit=settings.max_upload_bytes,
+        upload_paths=upload_paths(app.routes),
+        body_timeout_s=settings.body_timeout_s,
     )
     return app

@@ -18,6 +18,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from models.errors import (
+    BadRequest,
     Conflict,
     Forbidden,
     GenserveError,
@@ -36,8 +37,12 @@ log = logging.getLogger("genserve.api")
 
 PROBLEM_JSON = "application/problem+json"
 REDIS_RETRY_AFTER_S = 5
+MAX_REPORTED_ERRORS = 20  # a problem body lists at most this many errors, plus their total count
+MAX_DETAIL_CHARS = 1000
+MAX_TEXT_CHARS = 200  # of one error's message, and of each part of its location
 
 STATUS_OF: list[tuple[type[GenserveError], int]] = [
+    (BadRequest, 400),
     (NotFound, 404),
     (Conflict, 409),
     (Unauthorized, 401),
@@ -80,21 +85,49 @@ class ClientDisconnected(Exception):
 CLIENT_CLOSED_REQUEST = 499  # nginx's status for "the client closed the connection first" (only seen in logs)
 
 
+def clip(text: str, limit: int = MAX_TEXT_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def problem(
     status: int,
     title: str,
     detail: str,
     *,
     errors: Sequence[dict[str, Any]] | None = None,
+    error_count: int | None = None,
     headers: dict[str, str] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> JSONResponse:
-    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    """A problem+json response. Its size is bounded whatever the input: the first MAX_REPORTED_ERRORS errors (with
+    `error_count` when there were more), messages and locations clipped, `detail` at most MAX_DETAIL_CHARS."""
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": title,
+        "status": status,
+        "detail": clip(detail, MAX_DETAIL_CHARS),
+    }
     if errors:
-        body["errors"] = list(errors)
+        body["errors"] = [
+            {
+                **e,
+                "loc": [p if isinstance(p, int) else clip(str(p)) for p in e.get("loc", [])],
+                "msg": clip(str(e.get("msg", ""))),
+            }
+            for e in errors[:MAX_REPORTED_ERRORS]
+        ]
+        total = max(len(errors), error_count or 0)
+        if total > MAX_REPORTED_ERRORS:
+            body["error_count"] = total
     if extra:
         body.update(extra)
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
+
+
+def unexpected(exc: BaseException) -> JSONResponse:
+    """The 500 of an error nobody expected, logged once with its traceback; the body says nothing of internals."""
+    log.error("unhandled error", exc_info=exc)
+    return problem(500, "Internal server error", "an unexpected error occurred; it has been logged")
 
 
 @contextmanager
@@ -136,6 +169,18 @@ def _validation_msg(err: dict[str, Any]) -> str:
     return msg
 
 
+def validation_problem(raw: Sequence[Any]) -> JSONResponse:
+    """422 for request validation errors: every field named (up to MAX_REPORTED_ERRORS), the limit crossed when a
+    list was too long."""
+    shown = [{"loc": list(e.get("loc", ())), "msg": _validation_msg(e)} for e in raw[:MAX_REPORTED_ERRORS]]
+    names = ", ".join(".".join(clip(str(p), 40) for p in e["loc"]) for e in shown) or "request"
+    more = f" and {len(raw) - len(shown)} more" if len(raw) > len(shown) else ""
+    limits = [(e.get("ctx") or {}).get("max_length") for e in raw[:MAX_REPORTED_ERRORS] if e.get("type") == "too_long"]
+    extra = {"limit": limits[0]} if limits and limits[0] is not None else None
+    detail = f"invalid value for {names}{more}: {shown[0]['msg'] if shown else 'invalid request'}"
+    return problem(422, "Invalid input", detail, errors=shown, error_count=len(raw), extra=extra)
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers that make every error body the same shape."""
 
@@ -149,9 +194,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [{"loc": list(e.get("loc", ())), "msg": _validation_msg(e)} for e in exc.errors()]
-        names = ", ".join(".".join(str(p) for p in e["loc"]) for e in errors) or "request"
-        return problem(422, "Invalid input", f"invalid value for {names}: {errors[0]['msg']}", errors=errors)
+        return validation_problem(exc.errors())
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -186,5 +229,4 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error", exc_info=exc)
-        return problem(500, "Internal server error", "an unexpected error occurred; it has been logged")
+        return unexpected(exc)

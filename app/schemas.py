@@ -3,11 +3,14 @@ work when clicked."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
+from app.settings import Settings
 from models.config import (
     GAN_OPTIONS,
     MAX_LATENT_BIN_COLUMNS,
@@ -38,9 +41,64 @@ from models.progress import Progress
 from models.seeds import Seed
 from worker.state.status import TrainingStatus
 
-# A latent vector's length is checked against the model's latent_dim when a request is served (a model may have up
-# to GENSERVE_MAX_LATENT_DIM latents, a setting the schema cannot know).
+# A latent vector's length is bounded by GENSERVE_MAX_LATENT_DIM when the body is validated (`RequestLimits`) and
+# checked against the model's own latent_dim when the request is served.
 LatentVector = Annotated[list[Annotated[float, Field(allow_inf_nan=False)]], Field(min_length=1)]
+
+
+@dataclass(frozen=True)
+class RequestLimits:
+    """The sizes a request body's lists may have, from the settings. Validation gets them as its context
+    (`{"limits": ...}`), so that a list too long is refused as a whole, before its items are validated one by one (a
+    million bad items would otherwise cost a million errors); without a context, the settings' defaults apply."""
+
+    max_items: int  # samples, labels, points of one request (GENSERVE_MAX_SAMPLES_PER_REQUEST)
+    max_latent_dim: int  # numbers in one latent vector (GENSERVE_MAX_LATENT_DIM)
+    max_point_dims: int  # coordinates of one point (GENSERVE_MAX_POINT_DIMS)
+
+    @classmethod
+    def of(cls, settings: Settings) -> RequestLimits:
+        return cls(settings.max_samples_per_request, settings.max_latent_dim, settings.max_point_dims)
+
+    def context(self) -> dict[str, Any]:
+        return {"limits": self}
+
+
+DEFAULT_LIMITS = RequestLimits.of(Settings.model_construct())
+MAX_UNKNOWN_FIELDS = 20  # beyond this many, unknown fields are reported as one error
+_SETTING_OF = {
+    "max_items": "GENSERVE_MAX_SAMPLES_PER_REQUEST",
+    "max_latent_dim": "GENSERVE_MAX_LATENT_DIM",
+    "max_point_dims": "GENSERVE_MAX_POINT_DIMS",
+}
+
+
+def _limits(info: ValidationInfo) -> RequestLimits:
+    context = info.context
+    limits = context.get("limits") if isinstance(context, dict) else None
+    return limits if isinstance(limits, RequestLimits) else DEFAULT_LIMITS
+
+
+def _at_most(value: Any, info: ValidationInfo, outer: str | None, inner: str | None) -> Any:
+    """Refuse a list (or its inner lists) longer than the limits allow, before its items are validated."""
+    if not isinstance(value, list):
+        return value
+    limits = _limits(info)
+    if outer is not None and len(value) > getattr(limits, outer):
+        _too_long(getattr(limits, outer), _SETTING_OF[outer])
+    if inner is not None:
+        for row in value:
+            if isinstance(row, list) and len(row) > getattr(limits, inner):
+                _too_long(getattr(limits, inner), _SETTING_OF[inner], " per row")
+    return value
+
+
+def _too_long(limit: int, setting: str, where: str = "") -> None:
+    raise PydanticCustomError(
+        "too_long",
+        "List should have at most {max_length} items{where} ({setting})",
+        {"max_length": limit, "where": where, "setting": setting},
+    )
 
 
 class Format(StrEnum):
@@ -51,9 +109,23 @@ class Format(StrEnum):
 
 
 class Strict(BaseModel):
-    """Unknown fields are errors, so a typo never silently falls back to a default."""
+    """Unknown fields are errors, so a typo never silently falls back to a default; and types are strict, so that
+    `"n": "5"` or `"conditional": "yes"` is an error rather than a guess (a number may still stand for a float)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _few_unknown_fields(cls, data: Any) -> Any:
+        """Many unknown fields are one error, not one each (a body of 200,000 of them would otherwise be 200,000)."""
+        if isinstance(data, dict) and len(data) > len(cls.model_fields) + MAX_UNKNOWN_FIELDS:
+            unknown = [str(k)[:40] for k in data if k not in cls.model_fields]
+            raise PydanticCustomError(
+                "extra_forbidden",
+                "{count} unknown fields (e.g. {examples}); unknown fields are not permitted",
+                {"count": len(unknown), "examples": ", ".join(unknown[:5])},
+            )
+        return data
 
 
 # --- datasets -------------------------------------------------------------------------------------------------------
@@ -84,6 +156,7 @@ class TrainingRequest(Strict):
 
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,
         json_schema_extra={
             "examples": [
                 {"dataset": "ring2d", "family": "gan", "steps": 2000},
@@ -201,6 +274,7 @@ class SampleRequest(Strict):
 
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,
         json_schema_extra={"examples": [{"n": 16, "seed": 42, "format": "grid"}, {"n": 4, "seed": 7}]},
     )
 
@@ -211,11 +285,23 @@ class SampleRequest(Strict):
         description="Class index per sample (length n), conditional models only; "
         "null on a conditional model cycles through the classes.",
     )
-    z: list[LatentVector] | None = Field(None, description="n latent vectors to decode instead of seeded ones.")
+    z: list[LatentVector] | None = Field(
+        None, min_length=1, description="n latent vectors to decode instead of seeded ones."
+    )
     format: Format | None = Field(
-        None, description="png (default for images), grid, npy, or json (default for points)."
+        None, strict=False, description="png (default for images), grid, npy, or json (default for points)."
     )
     timeout_ms: int | None = Field(None, ge=1, le=600_000, description="Give up (504) when not served in time.")
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _labels_bounded(cls, value: Any, info: ValidationInfo) -> Any:
+        return _at_most(value, info, "max_items", None)
+
+    @field_validator("z", mode="before")
+    @classmethod
+    def _z_bounded(cls, value: Any, info: ValidationInfo) -> Any:
+        return _at_most(value, info, "max_items", "max_latent_dim")
 
 
 class InterpolationRequest(Strict):
@@ -223,6 +309,7 @@ class InterpolationRequest(Strict):
 
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,
         json_schema_extra={"examples": [{"seed_a": 1, "seed_b": 2, "steps": 8, "format": "grid"}]},
     )
 
@@ -232,7 +319,12 @@ class InterpolationRequest(Strict):
     z_b: LatentVector | None = None
     steps: int = Field(8, ge=2, description="Samples along the path, ends included.")
     label: int | None = Field(None, ge=0, description="Class index; required for conditional models.")
-    format: Format | None = None
+    format: Format | None = Field(None, strict=False)
+
+    @field_validator("z_a", "z_b", mode="before")
+    @classmethod
+    def _z_bounded(cls, value: Any, info: ValidationInfo) -> Any:
+        return _at_most([value], info, None, "max_latent_dim")[0] if isinstance(value, list) else value
 
     @model_validator(mode="after")
     def _ends(self) -> InterpolationRequest:
@@ -247,12 +339,24 @@ class PointsReconstructionRequest(Strict):
     """Points to encode and decode (VAE point models)."""
 
     model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"points": [[1.0, 0.0], [0.0, 1.0]], "format": "json"}]}
+        extra="forbid",
+        strict=True,
+        json_schema_extra={"examples": [{"points": [[1.0, 0.0], [0.0, 1.0]], "format": "json"}]},
     )
 
     points: list[list[Annotated[float, Field(allow_inf_nan=False)]]] = Field(..., min_length=1)
     labels: list[Annotated[int, Field(ge=0)]] | None = None
-    format: Format | None = None
+    format: Format | None = Field(None, strict=False)
+
+    @field_validator("points", mode="before")
+    @classmethod
+    def _points_bounded(cls, value: Any, info: ValidationInfo) -> Any:
+        return _at_most(value, info, "max_items", "max_point_dims")
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _labels_bounded(cls, value: Any, info: ValidationInfo) -> Any:
+        return _at_most(value, info, "max_items", None)
 
 
 class Health(BaseModel):

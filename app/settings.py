@@ -33,6 +33,15 @@ class Settings(WorkerSettings):
     # --- HTTP ---------------------------------------------------------------------------------------------------
     host: str = Field("127.0.0.1", description="Address `genserve serve` binds.")
     port: int = Field(8000, ge=1, le=65535, description="Port `genserve serve` binds.")
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="A connection whose request headers are not complete within this is closed."
+    )
+    body_timeout_s: float = Field(
+        60.0, gt=0, description="A request body not complete within this is answered 408 (slow uploads included)."
+    )
+    max_connections: int = Field(
+        1000, ge=1, description="Concurrent connections (and requests) per API process; beyond it new ones get 503."
+    )
 
     # --- training requests --------------------------------------------------------------------------------------
     max_train_steps: int = Field(200_000, ge=1, description="Largest `steps` a training may ask for.")
@@ -108,6 +117,9 @@ class Settings(WorkerSettings):
         50.0, ge=0, description="Requests per second per API key and API process (0: no limit; keys only)."
     )
     rate_limit_burst: int = Field(200, ge=1, description="Requests a key may send at once before the rate applies.")
+    auth_failures_per_s: float = Field(
+        1.0, ge=0, description="Failed API key attempts per second per client address, after a burst of 20 (0: off)."
+    )
     public_docs: bool = Field(False, description="With API keys: serve /docs and /openapi.json without a key.")
 
     def upload_limits(self, *, max_images_setting: str = "max_images") -> UploadLimits:

@@ -30,6 +30,12 @@ class GenserveError(Exception):
         self.limit = limit
 
 
+class BadRequest(GenserveError):
+    """A request the server cannot even read as meant (e.g. two Authorization headers)."""
+
+    title = "Bad request"
+
+
 class NotFound(GenserveError):
     title = "Not found"
 

@@ -28,6 +28,9 @@ log = logging.getLogger("genserve.sampling")
 CALIBRATION_ROWS = (*range(1, 18), 19, 23, 31, 32, 33, 43, 47, 53, 61, 64, 77, 97, 100, 127, 128, 129, 200, 255, 256)
 
 
+SLERP_MIN_NORM = 1e-12  # an end shorter than this has no direction
+SLERP_MIN_SIN = 1e-6  # ends closer than this to parallel or antiparallel: the straight line
+
 _generators = threading.local()
 
 
@@ -44,15 +47,20 @@ def latents(seed: int, n: int, latent_dim: int) -> Tensor:
 
 
 def slerp(a: Tensor, b: Tensor, steps: int) -> Tensor:
-    """Spherical interpolation between two latent vectors (White 2016): stays in the typical set of a Gaussian."""
+    """Spherical interpolation between two latent vectors (White 2016): stays in the typical set of a Gaussian.
+
+    Where the sphere gives no path (an end of zero norm, or two ends pointing the same way or exactly opposite
+    ways, where the great circle is undefined or unstable), the path is the straight line, so it is finite always.
+    """
     t = torch.linspace(0.0, 1.0, steps, dtype=torch.float64)[:, None]
     a64, b64 = a.double(), b.double()
-    cos = torch.dot(a64 / a64.norm(), b64 / b64.norm()).clamp(-1.0, 1.0)
-    omega = torch.arccos(cos)
-    if omega.abs() < 1e-6:
-        path = (1 - t) * a64 + t * b64
-    else:
-        path = (torch.sin((1 - t) * omega) * a64 + torch.sin(t * omega) * b64) / torch.sin(omega)
+    na, nb = a64.norm(), b64.norm()
+    if na < SLERP_MIN_NORM or nb < SLERP_MIN_NORM:
+        return ((1 - t) * a64 + t * b64).float()
+    omega = torch.arccos(torch.dot(a64 / na, b64 / nb).clamp(-1.0, 1.0))
+    if torch.sin(omega) < SLERP_MIN_SIN:
+        return ((1 - t) * a64 + t * b64).float()
+    path = (torch.sin((1 - t) * omega) * a64 + torch.sin(t * omega) * b64) / torch.sin(omega)
     return path.float()
 
 

@@ -7,15 +7,16 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Response, UploadFile, status
 from fastapi.concurrency import run_in_threadpool
 
-from app.auth import requires
+from app.auth import CheckedRoute, requires
 from app.deps import ServicesDep
 from app.problems import PROBLEM_SCHEMA, located_in
 from app.schemas import Dataset, DatasetList
+from app.serving.edge import accepts_uploads
 from models.data.builtin import BUILTINS
 from models.errors import Conflict, Forbidden, Invalid, TooLarge
 from models.uploads import parse_upload
 
-router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"], route_class=CheckedRoute)
 PROBLEM = {"content": {"application/problem+json": {"schema": PROBLEM_SCHEMA}}}
 NAME_MAX = 100
 
@@ -39,6 +40,7 @@ async def list_datasets(services: ServicesDep) -> DatasetList:
     },
     dependencies=[requires("train")],
 )
+@accepts_uploads
 async def upload_dataset(
     services: ServicesDep,
     response: Response,

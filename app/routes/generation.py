@@ -8,11 +8,12 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from app.auth import requires
+from app.auth import CheckedRoute, requires
 from app.deps import ServicesDep
 from app.problems import PROBLEM_SCHEMA
 from app.schemas import InterpolationRequest, SampleRequest
 from app.serving import sampling, vae_inputs
+from app.serving.edge import accepts_uploads
 from app.serving.lean_route import LeanRoute
 from app.serving.model_cache import LoadedModel, SampleJob
 from models.errors import Invalid
@@ -21,7 +22,7 @@ from models.seeds import draw_seed
 
 PROBLEM = {"content": {"application/problem+json": {"schema": PROBLEM_SCHEMA}}}
 GENERATE = [requires("sample")]
-router = APIRouter(prefix="/v1/models", tags=["models"], dependencies=GENERATE)
+router = APIRouter(prefix="/v1/models", tags=["models"], dependencies=GENERATE, route_class=CheckedRoute)
 # The sampling route, the hot path: served by LeanRoute and matched before every other route.
 hot_router = APIRouter(prefix="/v1/models", tags=["models"], route_class=LeanRoute, dependencies=GENERATE)
 SAMPLE_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -69,7 +70,7 @@ async def create_samples(model_id: str, body: SampleRequest, services: ServicesD
     return sampling.response(await sampling.run(loaded, job, timeout_ms, services.metrics, request))
 
 
-@router.post("/{model_id}/interpolations", responses=SAMPLE_RESPONSES, response_class=Response)
+@hot_router.post("/{model_id}/interpolations", responses=SAMPLE_RESPONSES, response_class=Response)
 async def create_interpolation(
     model_id: str, body: InterpolationRequest, services: ServicesDep, request: Request
 ) -> Response:
@@ -124,6 +125,7 @@ def _check_inputs(n: int, labels: list[int] | None, loaded: LoadedModel, service
     response_class=Response,
     openapi_extra={"requestBody": vae_inputs.request_body(with_format=True)},
 )
+@accepts_uploads
 async def create_reconstructions(model_id: str, request: Request, services: ServicesDep) -> Response:
     """VAE only: encode inputs and decode them again (points as JSON, images as a multipart upload)."""
     loaded = await _vae(model_id, services, "reconstructions")
@@ -156,6 +158,7 @@ class ScoreResponse(BaseModel):
     responses={404: PROBLEM, 415: PROBLEM, 422: PROBLEM},
     openapi_extra={"requestBody": vae_inputs.request_body(with_format=False)},
 )
+@accepts_uploads
 async def create_scores(
     model_id: str,
     request: Request,

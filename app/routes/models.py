@@ -8,7 +8,7 @@ from fastapi import APIRouter, Response, status
 from fastapi.concurrency import run_in_threadpool
 from redis.exceptions import RedisError
 
-from app.auth import requires
+from app.auth import CheckedRoute, requires
 from app.deps import ServicesDep
 from app.problems import PROBLEM_SCHEMA
 from app.schemas import Model, ModelList
@@ -16,7 +16,7 @@ from models.manifest import ModelManifest
 from worker.state.events import publish_model_event
 
 log = logging.getLogger("genserve.api")
-router = APIRouter(prefix="/v1/models", tags=["models"])
+router = APIRouter(prefix="/v1/models", tags=["models"], route_class=CheckedRoute)
 PROBLEM = {"content": {"application/problem+json": {"schema": PROBLEM_SCHEMA}}}
 
 

@@ -12,7 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from redis.exceptions import RedisError
 
-from app.auth import requires
+from app.auth import CheckedRoute, requires
 from app.deps import ServicesDep
 from app.problems import PROBLEM_SCHEMA
 from app.schemas import Training, TrainingList, TrainingRequest
@@ -20,7 +20,7 @@ from worker.state import events, keys
 from worker.state.records import TrainingRecord
 from worker.state.status import TrainingStatus
 
-router = APIRouter(prefix="/v1/trainings", tags=["trainings"])
+router = APIRouter(prefix="/v1/trainings", tags=["trainings"], route_class=CheckedRoute)
 READ = [requires("sample")]
 CHANGE = [requires("train")]
 PROBLEM = {"content": {"application/problem+json": {"schema": PROBLEM_SCHEMA}}}

@@ -13,9 +13,10 @@ Between passes an inline batcher yields to the loop until a round of it brings n
 callers send their responses and every request that has already arrived joins the pass that then blocks the loop;
 requests that arrive during the pass wait for the next.
 
-Callers get their own result or their own exception; an exception in `run_batch` reaches every caller of that
-batch. Cancelled callers are skipped; callers whose deadline passed before their pass started get `DeadlineExceeded`.
-A bounded queue rejects new work with `QueueFull` instead of letting latency grow without bound.
+Callers get their own result or their own exception: `run_batch` may return an exception in a caller's slot, which
+reaches that caller only; an exception raised by `run_batch` itself reaches every caller of that batch. Cancelled
+callers are skipped; callers whose deadline passed before their pass started get `DeadlineExceeded`. A bounded queue
+rejects new work with `QueueFull` instead of letting latency grow without bound.
 """
 
 from __future__ import annotations
@@ -70,9 +71,10 @@ class _Pending(Generic[T, R]):
 
 @dataclass
 class Batcher(Generic[T, R]):
-    """Merges concurrent `submit` calls into calls of `run_batch(items) -> results` (same order, same length)."""
+    """Merges concurrent `submit` calls into calls of `run_batch(items) -> results` (same order, same length; a
+    result that is an exception is raised to its caller alone)."""
 
-    run_batch: Callable[[list[T]], Sequence[R]]
+    run_batch: Callable[[list[T]], Sequence[R | BaseException]]
     max_batch_size: int = 64
     max_wait_ms: float = 2.0
     max_queue_rows: int = 4096
@@ -243,7 +245,11 @@ class Batcher(Generic[T, R]):
                 continue
             finished = self._last_pass_end = time.monotonic()
             for p, r in zip(batch, results, strict=True):
-                if not p.future.done():
+                if p.future.done():
+                    continue
+                if isinstance(r, BaseException):
+                    p.future.set_exception(r)
+                else:
                     p.future.set_result(r)
             if self.on_batch is not None:
                 self.on_batch(

@@ -1,5 +1,6 @@
-"""What every HTTP request goes through first, in one lean ASGI middleware: the request body limit (enforced while
-the body streams in, so a lying or missing Content-Length cannot dodge it) and the request metrics.
+"""What every HTTP request goes through first, in one lean ASGI middleware: the request body limit (chosen by
+route, enforced while the body streams in, so a lying or missing Content-Length cannot dodge it), the body deadline,
+the request metrics, and the one 500 for errors nobody handled.
 
 One middleware instead of two, and metrics kept in plain dicts rather than prometheus-client's locked children:
 on the sampling path, per-request overhead is what stands between the service and the hardware limit.
@@ -7,20 +8,39 @@ on the sampling path, per-request overhead is what stands between the service an
 
 from __future__ import annotations
 
+import asyncio
 import bisect
+import re
 import time
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.problems import problem
+from app.problems import problem, unexpected
 
 MULTIPART_OVERHEAD = 64 * 1024  # form boundaries and the other fields around an uploaded file
+BODY_TIMEOUT = "request body deadline"  # the message of the cancellation the body deadline sends
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def accepts_uploads(endpoint: F) -> F:
+    """Mark a route's endpoint as one that takes file uploads: its requests get the upload body limit."""
+    endpoint.accepts_uploads = True  # type: ignore[attr-defined]
+    return endpoint
+
+
+def upload_paths(routes: Iterable[Any]) -> re.Pattern[str] | None:
+    """One pattern matching the paths of the routes whose endpoints accept uploads (None when there are none)."""
+    patterns = [r.path_regex.pattern for r in routes if getattr(getattr(r, "endpoint", None), "accepts_uploads", False)]
+    unnamed = [re.sub(r"\(\?P<\w+>", "(?:", p) for p in patterns]  # one pattern may not repeat a group name
+    return re.compile("|".join(f"(?:{p})" for p in unnamed)) if unnamed else None
 
 
 class BodyTooLarge(HTTPException):
@@ -72,22 +92,38 @@ class RequestStats(Collector):
 
 
 class EdgeMiddleware:
-    def __init__(self, app: ASGIApp, *, stats: RequestStats, json_limit: int, upload_limit: int) -> None:
+    """The body limit (chosen by route: uploads on the upload routes, JSON bodies everywhere else, whatever the
+    client's Content-Type claims), a deadline for the whole body, the request metrics, and one 500 for any error
+    nobody handled (logged once; the connection stays usable, as after any other answer)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        stats: RequestStats,
+        json_limit: int,
+        upload_limit: int,
+        upload_paths: re.Pattern[str] | None = None,
+        body_timeout_s: float | None = None,
+    ) -> None:
         self.app = app
         self.stats = stats
         self.json_limit = json_limit
         self.upload_limit = upload_limit + MULTIPART_OVERHEAD
+        self.upload_paths = upload_paths
+        self.body_timeout_s = body_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        state: dict[str, Any] = {"status": 500}
+        state: dict[str, Any] = {"status": 500, "started": False}
 
         async def send_and_note(message: Message) -> None:
             if message["type"] == "http.response.start":
                 state["status"] = message["status"]
+                state["started"] = True
             await send(message)
 
         try:
@@ -95,6 +131,10 @@ class EdgeMiddleware:
                 await self._limited(scope, receive, send_and_note)
             else:
                 await self.app(scope, receive, send_and_note)
+        except Exception as exc:
+            if state["started"]:
+                raise  # too late to answer: the server ends the connection
+            await unexpected(exc)(scope, receive, send_and_note)
         finally:
             route = scope.get("route")
             self.stats.observe(
@@ -102,28 +142,23 @@ class EdgeMiddleware:
             )
 
     async def _limited(self, scope: Scope, receive: Receive, send: Send) -> None:
-        multipart, declared = False, None
-        for name, value in scope["headers"]:
-            if name == b"content-type":
-                multipart = value.startswith(b"multipart/")
-            elif name == b"content-length":
-                declared = value
-        limit = self.upload_limit if multipart else self.json_limit
-        setting = "GENSERVE_MAX_UPLOAD_BYTES" if multipart else "GENSERVE_MAX_REQUEST_BYTES"
-        if declared is not None and declared.isdigit():
-            if int(declared) > limit:
-                await _reject(scope, receive, send, limit, setting)
-                return
-            # The HTTP server frames the body by Content-Length (more bytes would be the next request), so a
-            # declared length within the limit needs no counting; chunked bodies (no length) are counted below.
-            await self.app(scope, receive, send)
+        upload = self.upload_paths is not None and self.upload_paths.match(scope["path"]) is not None
+        limit = self.upload_limit if upload else self.json_limit
+        setting = "GENSERVE_MAX_UPLOAD_BYTES" if upload else "GENSERVE_MAX_REQUEST_BYTES"
+        declared = next((value for name, value in scope["headers"] if name == b"content-length"), None)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await _reject(scope, receive, send, limit, setting)
             return
+        # The HTTP server frames the body by Content-Length (more bytes would be the next request), so a declared
+        # length within the limit needs no counting; chunked bodies (no length) are counted.
+        counted = declared is None or not declared.isdigit()
         received = 0
+        body = _BodyClock(self.body_timeout_s)
 
         async def limited_receive() -> Message:
             nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
+            message = await body.receive(receive)
+            if counted and message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
                     raise BodyTooLarge(limit, setting)
@@ -133,6 +168,53 @@ class EdgeMiddleware:
             await self.app(scope, limited_receive, send)
         except BodyTooLarge:  # raised outside FastAPI's handlers (e.g. while a response was not started yet)
             await _reject(scope, receive, send, limit, setting)
+        except asyncio.CancelledError as exc:
+            if not body.expired(exc):
+                raise
+            await _timed_out(scope, receive, send, body.timeout_s or 0.0)
+        finally:
+            body.stop()
+
+
+class _BodyClock:
+    """A deadline for a request's whole body, so that a client cannot hold a connection (and the server's memory)
+    by sending slowly. Armed when the app first waits for the body, disarmed once the body is complete: when it
+    fires first, the request's task is cancelled, and the middleware answers 408."""
+
+    def __init__(self, timeout_s: float | None) -> None:
+        self.timeout_s = timeout_s
+        self.timer: asyncio.TimerHandle | None = None
+        self.done = timeout_s is None
+        self.fired = False
+
+    async def receive(self, receive: Receive) -> Message:
+        if not self.done and self.timer is None:
+            task = asyncio.current_task()
+            assert task is not None and self.timeout_s is not None
+            self.timer = asyncio.get_running_loop().call_later(self.timeout_s, self._fire, task)
+        message = await receive()
+        if not self.done and (message["type"] != "http.request" or not message.get("more_body", False)):
+            self.stop()
+        return message
+
+    def _fire(self, task: asyncio.Task[Any]) -> None:
+        self.fired = True
+        task.cancel(msg=BODY_TIMEOUT)
+
+    def stop(self) -> None:
+        self.done = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def expired(self, exc: asyncio.CancelledError) -> bool:
+        """Whether this cancellation is the body deadline's (then it is taken back, and the request answered)."""
+        if not (self.fired and exc.args == (BODY_TIMEOUT,)):
+            return False
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+        return True
 
 
 async def _reject(scope: Scope, receive: Receive, send: Send, limit: int, setting: str) -> None:
@@ -142,5 +224,16 @@ async def _reject(scope: Scope, receive: Receive, send: Send, limit: int, settin
         f"the request body exceeds {limit} bytes ({setting})",
         errors=[{"loc": ["body"], "msg": f"larger than {limit} bytes"}],
         extra={"limit": limit},
+    )
+    await response(scope, receive, send)
+
+
+async def _timed_out(scope: Scope, receive: Receive, send: Send, timeout_s: float) -> None:
+    response = problem(
+        408,
+        "Request timeout",
+        f"the request body did not arrive within {timeout_s:g} s (GENSERVE_BODY_TIMEOUT_S)",
+        errors=[{"loc": ["body"], "msg": f"not complete within {timeout_s:g} s"}],
+        headers={"Connection": "close"},
     )
     await response(scope, receive, send)

@@ -119,6 +119,8 @@ def scatter_png(points: np.ndarray) -> bytes:
     """Points (n, D) drawn as a scatter plot of their first two coordinates (the grid of a points model)."""
     size = SCATTER_SIZE_PX
     img = Image.new("RGB", (size, size), "white")
+    if len(points) == 0:
+        return _png_of(img)
     draw = ImageDraw.Draw(img)
     xy = points[:, :2] if points.shape[1] >= 2 else np.concatenate([points, np.zeros_like(points)], axis=1)
     lo, hi = xy.min(axis=0), xy.max(axis=0)
@@ -128,6 +130,10 @@ def scatter_png(points: np.ndarray) -> bytes:
     for px, py in pix:
         y = size - 1 - py
         draw.ellipse((px - 1.5, y - 1.5, px + 1.5, y + 1.5), fill=(31, 119, 180))
+    return _png_of(img)
+
+
+def _png_of(img: Image.Image) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
     return buf.getvalue()
@@ -162,12 +168,16 @@ class Part(Protocol):
 
 
 def encode_batch(
-    samples: np.ndarray, parts: Sequence[Part], kind: str, map_fn: Callable[..., Iterable[Encoded]] = map
-) -> list[Encoded]:
+    samples: np.ndarray,
+    parts: Sequence[Part],
+    kind: str,
+    map_fn: Callable[..., Iterable[Encoded | Exception]] = map,
+) -> list[Encoded | Exception]:
     """The bodies of consecutive parts of one pass's output (rows in order), each what `encode` would give it alone.
 
     The batch-wide work (0..255 bytes, PNG scanlines) is done once for all png parts, so a part of one sample costs
-    little more than its compression; `map_fn` may spread the per-part work over threads.
+    little more than its compression; `map_fn` may spread the per-part work over threads. A part whose body cannot
+    be made gets its exception in its place, so that it reaches that part's caller only.
     """
     ends = np.cumsum([p.n for p in parts]).tolist()
     starts = [0, *ends[:-1]]
@@ -175,11 +185,14 @@ def encode_batch(
     lines = png_scanlines(to_uint8(samples)) if png else None
     gray = samples.ndim == 3
 
-    def one(i: int) -> Encoded:
+    def one(i: int) -> Encoded | Exception:
         p, lo, hi = parts[i], starts[i], ends[i]
-        if p.fmt == "png" and lines is not None:
-            return Encoded(_png_json_from_scanlines(lines[lo:hi], gray, p.seed), "application/json", p.seed)
-        return encode(samples[lo:hi], p.fmt, kind, p.seed)
+        try:
+            if p.fmt == "png" and lines is not None:
+                return Encoded(_png_json_from_scanlines(lines[lo:hi], gray, p.seed), "application/json", p.seed)
+            return encode(samples[lo:hi], p.fmt, kind, p.seed)
+        except Exception as exc:
+            return exc
 
     return list(map_fn(one, range(len(parts))))
 
@@ -193,5 +206,6 @@ def encode(samples: np.ndarray, fmt: str, kind: str, seed: int | None) -> Encode
     if fmt == "npy":
         return Encoded(npy_bytes(samples), "application/octet-stream", seed)
     if fmt == "json":
-        return Encoded(json.dumps({"samples": samples.tolist(), "seed": seed}).encode(), "application/json", seed)
+        body = json.dumps({"samples": samples.tolist(), "seed": seed}, allow_nan=False)  # never NaN in JSON
+        return Encoded(body.encode(), "application/json", seed)
     raise ValueError(f"unknown format {fmt!r}")

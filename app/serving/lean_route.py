@@ -47,9 +47,10 @@ def is_json(content_type: str | None) -> bool:
     return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
 
-async def read_json_body(request: Request, model: type[BaseModel]) -> BaseModel:
+async def read_json_body(request: Request, model: type[BaseModel], context: Any = None) -> BaseModel:
     """The request body as `model`, with FastAPI's errors: 422 naming the field (or the position of malformed JSON),
-    400 for a body that cannot be parsed at all (e.g. nested too deep)."""
+    400 for a body that cannot be parsed at all (e.g. nested too deep). `context` goes to the model's validators
+    (the app's `RequestLimits`)."""
     raw = await request.body()
     if not raw:
         raise RequestValidationError([{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}])
@@ -58,7 +59,7 @@ async def read_json_body(request: Request, model: type[BaseModel]) -> BaseModel:
         # pydantic's own JSON parser is the fast path; a body it rejects is parsed again, the way FastAPI does, so
         # that every error (and the 400 for unparseable bodies) is the one FastAPI would give.
         try:
-            return model.model_validate_json(raw)
+            return model.model_validate_json(raw, context=context)
         except ValidationError:
             pass
         try:
@@ -78,7 +79,7 @@ async def read_json_body(request: Request, model: type[BaseModel]) -> BaseModel:
         except Exception:  # RecursionError, UnicodeDecodeError, ...
             raise HTTPException(400, "There was an error parsing the body") from None
     try:
-        return model.model_validate(data, from_attributes=True)  # as FastAPI validates: the same messages
+        return model.model_validate(data, from_attributes=True, context=context)  # as FastAPI validates
     except ValidationError as exc:
         raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
 
@@ -145,7 +146,8 @@ class LeanRoute(APIRoute):
             for name in services_names:
                 kwargs[name] = request.app.state.services
             if body is not None:
-                kwargs[body[0]] = await read_json_body(request, body[1])
+                context = getattr(request.app.state, "validation_context", None)
+                kwargs[body[0]] = await read_json_body(request, body[1], context)
             return await endpoint(**kwargs)  # type: ignore[no-any-return]
 
         return handler

@@ -68,7 +68,7 @@ class LoadedModel:
     encoders: Executor
     options: ServingOptions
     metrics: Metrics | None
-    batcher: Batcher[SampleJob, Encoded] | None = None
+    batcher: Batcher[SampleJob, Encoded] | None = None  # run_batch may put a job's exception in its slot
 
     @property
     def id(self) -> str:
@@ -78,8 +78,27 @@ class LoadedModel:
     def kind(self) -> str:
         return self.manifest.kind
 
-    def run_batch(self, jobs: list[SampleJob]) -> list[Encoded]:
-        """One forward pass for all jobs, then each job's response body (runs in the inference thread)."""
+    def run_batch(self, jobs: list[SampleJob]) -> list[Encoded | Exception]:
+        """One forward pass for all jobs, then each job's response body (runs in the inference thread).
+
+        Failures stay with the request that caused them: a body that cannot be made fails its own job only, and a
+        pass that fails as a whole runs again job by job, so that only the culprit gets the error.
+        """
+        try:
+            return self._run_batch(jobs)
+        except Exception:
+            if len(jobs) == 1:
+                raise
+            log.warning("model %s: a pass of %d requests failed; running them one by one", self.id, len(jobs))
+            return [self._run_alone(job) for job in jobs]
+
+    def _run_alone(self, job: SampleJob) -> Encoded | Exception:
+        try:
+            return self._run_batch([job])[0]
+        except Exception as exc:
+            return exc
+
+    def _run_batch(self, jobs: list[SampleJob]) -> list[Encoded | Exception]:
         start = time.perf_counter()
         d = self.forward.latent_dim
         z = torch.cat([j.latents(d) for j in jobs])

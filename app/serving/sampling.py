@@ -48,7 +48,7 @@ def labels_tensor(
     if len(labels) != n:
         raise Invalid(f"labels has {len(labels)} entries; n is {n}", field=field, limit=n)
     for i, label in enumerate(labels):
-        if label >= len(classes):
+        if not 0 <= label < len(classes):
             raise Invalid(
                 f"label {label} is not a class index (0..{len(classes) - 1})", field=(*field, i), limit=len(classes) - 1
             )
@@ -56,6 +56,7 @@ def labels_tensor(
 
 
 def latent_tensor(z: list[list[float]], latent_dim: int, field: tuple[str, ...]) -> torch.Tensor:
+    """Latent vectors as float32 rows, each of the model's length and within float32's range."""
     for i, row in enumerate(z):
         if len(row) != latent_dim:
             raise Invalid(
@@ -63,7 +64,12 @@ def latent_tensor(z: list[list[float]], latent_dim: int, field: tuple[str, ...])
                 field=(*field, i),
                 limit=latent_dim,
             )
-    return torch.tensor(z, dtype=torch.float32)
+    tensor = torch.tensor(z, dtype=torch.float32)
+    finite = torch.isfinite(tensor).all(dim=1)
+    if not bool(finite.all()):
+        i = int((~finite).nonzero()[0])
+        raise Invalid(f"latent vector {i} holds a value beyond float32's range", field=(*field, i))
+    return tensor
 
 
 async def run(

@@ -55,14 +55,24 @@ async def read(
             raise UnsupportedFormat(
                 'point models take JSON: {"points": [[...], ...]}', field=("header", "content-type")
             )
+        context = getattr(request.app.state, "validation_context", None)
         try:
-            body = PointsReconstructionRequest.model_validate_json(await request.body())
+            body = PointsReconstructionRequest.model_validate_json(await request.body(), context=context)
         except ValidationError as exc:
             raise _validation_error(exc) from None
-        x = np.asarray(body.points, dtype=np.float32)
         dims = manifest.sample_shape[0]
-        if x.ndim != 2 or x.shape[1] != dims:
-            raise Invalid(f"each point needs {dims} coordinates", field=("body", "points"), limit=dims)
+        for i, point in enumerate(body.points):
+            if len(point) != dims:
+                raise Invalid(
+                    f"point {i} has {len(point)} coordinates; this model's points have {dims}",
+                    field=("body", "points", i),
+                    limit=dims,
+                )
+        with np.errstate(over="ignore"):
+            x = np.asarray(body.points, dtype=np.float32)
+        if not np.isfinite(x).all():
+            i = int(np.flatnonzero(~np.isfinite(x).all(axis=1))[0])
+            raise Invalid(f"point {i} holds a value beyond float32's range", field=("body", "points", i))
         return x, body.labels, body.format
     if not content_type.startswith("multipart/form-data"):
         raise UnsupportedFormat(

@@ -12,7 +12,7 @@ import numpy as np
 from models.data.arrays import ArrayDataset
 from models.errors import Invalid
 from models.uploads.labels import remap
-from models.uploads.limits import FILE, UploadLimits, first_bad, too_large
+from models.uploads.limits import FILE, UploadLimits, first_bad, reason, too_large
 
 
 def _is_number(text: str) -> bool:
@@ -27,7 +27,7 @@ def _rows(reader: Iterator[list[str]]) -> Iterator[list[str]]:
     try:
         yield from reader
     except csv.Error as exc:
-        raise Invalid(f"the csv cannot be parsed ({exc})", field=FILE) from exc
+        raise Invalid(f"the csv cannot be parsed ({reason(exc)})", field=FILE) from exc
 
 
 def parse_csv(content: bytes, limits: UploadLimits) -> ArrayDataset:

@@ -13,7 +13,7 @@ from PIL import Image, UnidentifiedImageError
 
 from models.errors import Invalid
 from models.uploads.labels import remap
-from models.uploads.limits import FILE, Budget, UploadLimits, entry_field, too_large
+from models.uploads.limits import FILE, Budget, UploadLimits, entry_field, reason, too_large
 from models.uploads.zips import ignored, read_entry
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -123,10 +123,10 @@ def decode_image(
         img = Image.open(io.BytesIO(data))  # reads the header only
     except Image.DecompressionBombError as exc:  # Pillow's own guard fires on a header claiming a huge picture
         raise too_large(
-            f"{what} declares a picture too large to decode ({exc})", limits, "max_image_side", field
+            f"{what} declares a picture too large to decode ({reason(exc)})", limits, "max_image_side", field
         ) from exc
     except _PILLOW_ERRORS as exc:
-        raise Invalid(f"{what} is not a readable PNG or JPEG image ({exc})", field=field) from exc
+        raise Invalid(f"{what} is not a readable PNG or JPEG image ({reason(exc)})", field=field) from exc
     with img:
         if img.format not in IMAGE_FORMATS:
             raise Invalid(f"{what} is a {img.format} image; genserve reads PNG and JPEG", field=field)
@@ -145,7 +145,7 @@ def decode_image(
             img.load()
             return _pixels(img)
         except _PILLOW_ERRORS as exc:
-            raise Invalid(f"{what} is truncated or corrupt ({exc})", field=field) from exc
+            raise Invalid(f"{what} is truncated or corrupt ({reason(exc)})", field=field) from exc
 
 
 def _pixels(img: Image.Image) -> tuple[np.ndarray, bool]:

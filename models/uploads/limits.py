@@ -3,6 +3,7 @@ the running count of decompressed bytes."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -11,6 +12,8 @@ import numpy as np
 from models.errors import TooLarge
 
 FILE: tuple[str, ...] = ("file",)
+MAX_REASON_CHARS = 200
+_OBJECT_REPR = re.compile(r"<([^<>]*?) at 0x[0-9a-fA-F]+>")
 
 
 @dataclass(frozen=True)
@@ -63,3 +66,9 @@ class Budget:
 
 def first_bad(mask: np.ndarray) -> tuple[int, ...]:
     return tuple(int(i) for i in np.unravel_index(int(np.argmax(mask)), mask.shape))
+
+
+def reason(exc: BaseException) -> str:
+    """A parser's exception as a short reason for a client: no object addresses, at most MAX_REASON_CHARS."""
+    text = _OBJECT_REPR.sub(r"<\1>", str(exc)) or type(exc).__name__
+    return text if len(text) <= MAX_REASON_CHARS else text[: MAX_REASON_CHARS - 1] + "…"

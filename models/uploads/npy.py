@@ -13,7 +13,7 @@ from numpy.lib import format as npy_format
 from models.data.arrays import ArrayDataset
 from models.errors import Invalid
 from models.uploads.labels import int_labels
-from models.uploads.limits import Budget, UploadLimits, first_bad, too_large
+from models.uploads.limits import Budget, UploadLimits, first_bad, reason, too_large
 from models.uploads.zips import ignored, read_entry
 
 
@@ -29,8 +29,11 @@ def _npy_header(data: bytes, field: tuple[str, ...]) -> tuple[tuple[int, ...], b
         else:
             raise ValueError(f".npy format version {version} is not supported")
     except (ValueError, EOFError, OSError, SyntaxError, TypeError) as exc:
-        raise Invalid(f"{field[-1]} is not a valid .npy array ({exc})", field=field) from exc
-    return tuple(int(s) for s in shape), bool(fortran), dtype, f.tell()
+        raise Invalid(f"{field[-1]} is not a valid .npy array ({reason(exc)})", field=field) from exc
+    dims = tuple(int(s) for s in shape)
+    if any(d < 0 for d in dims):
+        raise Invalid(f"{field[-1]} has a negative dimension (shape {dims})", field=field)
+    return dims, bool(fortran), dtype, f.tell()
 
 
 def _npy_array(data: bytes, header: tuple[tuple[int, ...], bool, np.dtype, int], field: tuple[str, ...]) -> np.ndarray:

@@ -12,7 +12,7 @@ import zipfile
 import zlib
 
 from models.errors import Invalid
-from models.uploads.limits import FILE, UploadLimits, entry_field, too_large
+from models.uploads.limits import FILE, UploadLimits, entry_field, reason, too_large
 
 ZIP_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate"}
 
@@ -66,7 +66,7 @@ def open_zip(content: bytes, limits: UploadLimits) -> tuple[zipfile.ZipFile, lis
         zf = zipfile.ZipFile(io.BytesIO(content))
         infos = zf.infolist()
     except ZIP_ERRORS as exc:
-        raise Invalid(f"the file is not a readable zip archive ({exc})", field=FILE) from exc
+        raise Invalid(f"the file is not a readable zip archive ({reason(exc)})", field=FILE) from exc
     try:
         if len(infos) > limits.max_zip_entries:
             raise too_large(f"the zip holds {len(infos)} entries", limits, "max_zip_entries")
@@ -74,9 +74,9 @@ def open_zip(content: bytes, limits: UploadLimits) -> tuple[zipfile.ZipFile, lis
         for info in infos:
             name = info.orig_filename
             field = entry_field(name)
-            reason = _unsafe_name(name)
-            if reason:
-                raise Invalid(f"zip entry {name!r} {reason}; entry names must be relative paths", field=field)
+            unsafe = _unsafe_name(name)
+            if unsafe:
+                raise Invalid(f"zip entry {name!r} {unsafe}; entry names must be relative paths", field=field)
             if stat.S_ISLNK(info.external_attr >> 16):
                 raise Invalid(f"zip entry {name!r} is a symbolic link; links are not allowed", field=field)
             if info.flag_bits & 0x1:
@@ -133,5 +133,7 @@ def read_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
                         limit=info.file_size,
                     )
     except ZIP_ERRORS as exc:
-        raise Invalid(f"zip entry {info.filename!r} cannot be read ({exc})", field=entry_field(info.filename)) from exc
+        raise Invalid(
+            f"zip entry {info.filename!r} cannot be read ({reason(exc)})", field=entry_field(info.filename)
+        ) from exc
     return bytes(out)

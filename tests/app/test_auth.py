@@ -15,8 +15,8 @@ from app.main import create_app
 from tests.conftest import make_settings
 from tests.helpers import assert_problem
 
-KEYS = "tok-sampler:sample,tok-trainer:train,tok-admin:sample+train"
-TOKENS = {"sample": "tok-sampler", "train": "tok-trainer"}
+KEYS = "tok-sampler-0123456789:sample,tok-trainer-0123456789:train,tok-admin-0123456789:sample+train"
+TOKENS = {"sample": "tok-sampler-0123456789", "train": "tok-trainer-0123456789"}
 FILLERS = {
     "model_id": "mdl_0123456789abcdef",
     "dataset_id": "ds_0123456789abcdef",
@@ -26,7 +26,7 @@ FILLERS = {
 
 @pytest.fixture
 def guarded(tmp_path: Path, redis_url: str, redis: Redis) -> Iterator[TestClient]:
-    settings = make_settings(tmp_path, redis_url, api_keys=KEYS, rate_limit_per_s=0)
+    settings = make_settings(tmp_path, redis_url, api_keys=KEYS, rate_limit_per_s=0, auth_failures_per_s=0)
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         yield client
 
@@ -77,7 +77,7 @@ def test_every_route_refuses_missing_wrong_and_underscoped_keys(guarded: TestCli
             "not bearer": {"Authorization": "Basic dG9rLWFkbWluOg=="},
             "wrong scope": {"Authorization": f"Bearer {TOKENS[other]}"},
             "right key": {"Authorization": f"Bearer {TOKENS[needed]}"},
-            "both scopes": {"Authorization": "Bearer tok-admin"},
+            "both scopes": {"Authorization": "Bearer tok-admin-0123456789"},
         }
         for case, headers in cases.items():
             r = guarded.request(method, path, headers=headers, json={} if method == "POST" else None)
@@ -101,12 +101,12 @@ def test_probes_stay_open(guarded: TestClient) -> None:
 def test_rate_limit_answers_429_with_retry_after(tmp_path: Path, redis_url: str, redis: Redis) -> None:
     settings = make_settings(tmp_path, redis_url, api_keys=KEYS, rate_limit_per_s=0.5, rate_limit_burst=3)
     with TestClient(create_app(settings)) as client:
-        sampler = {"Authorization": "Bearer tok-sampler"}
+        sampler = {"Authorization": "Bearer tok-sampler-0123456789"}
         assert [client.get("/v1/datasets", headers=sampler).status_code for _ in range(3)] == [200] * 3
         limited = client.get("/v1/datasets", headers=sampler)
         assert_problem(limited, 429)
         assert int(limited.headers["retry-after"]) >= 1
-        admin = {"Authorization": "Bearer tok-admin"}
+        admin = {"Authorization": "Bearer tok-admin-0123456789"}
         assert client.get("/v1/datasets", headers=admin).status_code == 200  # buckets are per key
 
 
@@ -134,7 +134,7 @@ def test_keys_from_a_file(tmp_path: Path) -> None:
     from app.auth import load_keys
 
     f = tmp_path / "keys"
-    f.write_text("# comment\nfile-token:train\n\n")
-    keys = load_keys("inline:sample", f)
+    f.write_text("# comment\nfile-token-0123456789:train\n\n")
+    keys = load_keys("inline-token-012345:sample", f)
     assert [sorted(k.scopes) for k in keys] == [["sample"], ["train"]]
     assert all("token" not in k.name for k in keys)  # only a digest prefix is kept
