@@ -35,6 +35,8 @@ MIN_TOKEN_CHARS = 16  # shorter tokens are guessable; `openssl rand -hex 24` giv
 FAILURE_BURST = 20  # failed key attempts a client address may make at once, before GENSERVE_AUTH_FAILURES_PER_S
 MAX_TRACKED_CLIENTS = 10_000  # addresses whose failures are remembered (the oldest are forgotten first)
 CHECKED = "genserve.access_checked"  # set in the ASGI scope once a request's access was checked
+KEY_NAME = "genserve.key"  # the ASGI scope's note of the key a request came with (its name, not its token)
+ANONYMOUS = "anonymous"  # whose requests they are when no keys are configured
 
 
 @dataclass(frozen=True)
@@ -79,15 +81,19 @@ class TokenBucket:
     def __post_init__(self) -> None:
         self.tokens = self.burst
 
-    def take(self) -> float:
-        """0 when a request may go now, else the seconds until it may."""
+    def wait_s(self) -> float:
+        """0 when a token is there now, else the seconds until one is (nothing taken)."""
         now = time.monotonic()
         self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
-        if self.tokens >= 1:
+        return 0.0 if self.tokens >= 1 else (1 - self.tokens) / self.rate
+
+    def take(self) -> float:
+        """0 when a request may go now (a token is taken), else the seconds until it may."""
+        wait = self.wait_s()
+        if wait == 0:
             self.tokens -= 1
-            return 0.0
-        return (1 - self.tokens) / self.rate
+        return wait
 
 
 class Guard:
@@ -126,14 +132,12 @@ class Guard:
         if len(headers) > 1:
             raise BadRequest("send one Authorization header, not several", field=("header", "authorization"))
         client = request.client.host if request.client else "unknown"
-        blocked = self.failures.get(client)
-        if blocked is not None and blocked.tokens < 1:
-            wait = blocked.take()
-            if wait > 0:
-                raise RateLimited(
-                    "too many failed API key attempts from this address; wait before trying again",
-                    retry_after_s=max(1, math.ceil(wait)),
-                )
+        failures = self.failures.get(client)
+        if failures is not None and (wait := failures.wait_s()) > 0:
+            raise RateLimited(
+                "too many failed API key attempts from this address; wait before trying again",
+                retry_after_s=max(1, math.ceil(wait)),
+            )
         try:
             key = self.identify(headers[0] if headers else None)
         except Unauthorized:
@@ -145,6 +149,7 @@ class Guard:
                 f"this key lacks the `{scope}` scope that {request.method} {route} needs",
                 field=("header", "authorization"),
             )
+        request.scope[KEY_NAME] = key.name
         if self.rate_per_s > 0:
             bucket = self.buckets.get(key.digest)
             if bucket is None:
@@ -210,6 +215,11 @@ class CheckedRoute(APIRoute):
             return await handler(request)
 
         return checked
+
+
+def owner_of(request: Request) -> str:
+    """Whose request this is, for quotas: the name of its API key, or ANONYMOUS on an open service."""
+    return str(request.scope.get(KEY_NAME, ANONYMOUS))
 
 
 def requires(scope: Scope) -> Any:

@@ -11,6 +11,7 @@ from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
 from app.metrics import Metrics
+from app.quotas import Quotas, StreamSlots
 from app.serving.model_cache import ModelCache
 from app.settings import Settings
 from app.trainings import Trainings
@@ -28,6 +29,8 @@ class Services:
     redis: Redis
     aredis: AsyncRedis
     trainings: Trainings
+    quotas: Quotas
+    streams: StreamSlots
     models: ModelCache
     metrics: Metrics
     encoders: ThreadPoolExecutor  # PNG encoding, off the event loop and in parallel

@@ -21,6 +21,7 @@ from app import model_events, problems
 from app.auth import Guard, document_bearer_auth, load_keys, requires
 from app.deps import Services
 from app.metrics import Metrics, TrainingCollector
+from app.quotas import Quotas, StreamSlots
 from app.routes import datasets, generation, health, models, trainings
 from app.schemas import RequestLimits
 from app.serving.edge import EdgeMiddleware, upload_paths
@@ -50,7 +51,8 @@ def build_services(settings: Settings) -> Services:
     store = ArtifactStore(settings.store_dir)
     catalog = settings.catalog(store)
     redis = connection.connect(settings.effective_redis_url)
-    aredis = connection.connect_async(settings.effective_redis_url)
+    # Event streams hold a connection each while they block in XREAD: the pool has room for all of them.
+    aredis = connection.connect_async(settings.effective_redis_url, max_connections=settings.max_streams + 32)
     queue = Queue(settings.queue_name, connection=redis)
     metrics = Metrics()
     device = settings.torch_device()
@@ -61,7 +63,7 @@ def build_services(settings: Settings) -> Services:
     cache = ModelCache(
         store,
         device,
-        executor=ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference"),
+        loader=ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-loader"),
         encoders=encoders,
         max_bytes=settings.model_cache_mb * 1024 * 1024,
         options=ServingOptions(
@@ -83,7 +85,9 @@ def build_services(settings: Settings) -> Services:
         catalog=catalog,
         redis=redis,
         aredis=aredis,
-        trainings=Trainings(records, catalog, redis, queue, settings),
+        trainings=Trainings(records, catalog, redis, queue, settings, Quotas(records, catalog, settings)),
+        quotas=Quotas(records, catalog, settings),
+        streams=StreamSlots(settings.max_streams, settings.max_streams_per_key),
         models=cache,
         metrics=metrics,
         encoders=encoders,
@@ -181,9 +185,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await services.models.close()
-        services.models.executor.shutdown(wait=False)  # type: ignore[attr-defined]
+        services.models.loader.shutdown(wait=False)  # type: ignore[attr-defined]
         services.encoders.shutdown(wait=False)
         await services.aredis.aclose()
+        services.trainings.close()
         services.redis.close()
 
     keys = load_keys(settings.api_keys.get_secret_value(), settings.api_keys_file)

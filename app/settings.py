@@ -90,6 +90,9 @@ class Settings(WorkerSettings):
         "(that race loses requests with uvicorn's default of 5 s).",
     )
     max_interpolation_steps: int = Field(256, ge=2, description="Largest `steps` of an interpolation.")
+    max_score_decodes: int = Field(
+        1 << 20, ge=1, description="Largest k x inputs of one scores request (the decoder passes it costs)."
+    )
 
     # --- uploads and request limits ---------------------------------------------------------------------------
     max_upload_bytes: int = Field(64 * 1024 * 1024, ge=1, description="Largest dataset upload (bytes).")
@@ -121,6 +124,18 @@ class Settings(WorkerSettings):
         1.0, ge=0, description="Failed API key attempts per second per client address, after a burst of 20 (0: off)."
     )
     public_docs: bool = Field(False, description="With API keys: serve /docs and /openapi.json without a key.")
+
+    # --- quotas (per API key; with no keys configured, for all clients together) -------------------------------
+    max_active_trainings: int = Field(20, ge=1, description="Queued or running trainings per API key (429 beyond).")
+    max_datasets: int = Field(100, ge=1, description="Uploaded datasets per API key (429 beyond).")
+    max_stored_bytes: int = Field(
+        4 * 1024**3, ge=1, description="Bytes of uploaded datasets stored per API key (507 beyond)."
+    )
+    max_streams: int = Field(256, ge=1, description="Open event streams (SSE) per API process (429 beyond).")
+    max_streams_per_key: int = Field(16, ge=1, description="Open event streams per API key and process (429 beyond).")
+    max_stored_upload_bytes: int = Field(
+        256 * 1024**2, ge=1, description="Largest stored size of one upload, as decoded arrays (413 beyond)."
+    )
 
     def upload_limits(self, *, max_images_setting: str = "max_images") -> UploadLimits:
         """The limits of an upload, each named by its setting. `max_images_setting` picks the setting that bounds

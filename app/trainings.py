@@ -7,6 +7,10 @@ record as `job_id` (the fence: see worker/state/dispatch.py).
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from redis import Redis
@@ -15,18 +19,24 @@ from rq import Queue
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job
 
+from app.downloads import DatasetFetcher
 from app.problems import located_in
+from app.quotas import Quotas
 from app.schemas import TrainingRequest
 from app.settings import Settings
-from models.data.catalog import Catalog
+from models.data.catalog import Catalog, DatasetInfo
 from models.errors import Conflict, Invalid, NotFound
 from models.progress import Progress
 from models.recipes import resolve_config
 from models.seeds import draw_seed
 from models.store import new_id, utcnow
-from worker.state import dispatch, events
+from worker.state import connection, dispatch, events
 from worker.state.records import TrainingRecord, TrainingRecords
 from worker.state.status import TrainingStatus, assess
+
+log = logging.getLogger("genserve.api")
+STATUS_TIMEOUT_S = 1.0  # reads of live state (RQ job status, lease, progress)
+BREAKER_S = 10.0  # after Redis failed to answer them, they are skipped this long
 
 
 @dataclass
@@ -36,6 +46,17 @@ class Trainings:
     redis: Redis
     queue: Queue
     settings: Settings
+    quotas: Quotas
+
+    def __post_init__(self) -> None:
+        self.fetcher = DatasetFetcher(self.catalog)  # built-in files fetched in the background, one at a time
+        # Live state is read with a short timeout, and not at all for a while after Redis failed to answer: a hung
+        # Redis then costs one timeout, not one per training listed.
+        self.status_redis = connection.connect(self.settings.effective_redis_url, socket_timeout_s=STATUS_TIMEOUT_S)
+        self._redis_down_until = 0.0
+
+    def close(self) -> None:
+        self.status_redis.close()
 
     # --- create -----------------------------------------------------------------------------------------------------
     def _check_limits(self, req: TrainingRequest) -> None:
@@ -52,15 +73,37 @@ class Trainings:
                     f"{name} is {value}; the limit is {limit} ({s.env_name(setting)})", field=(name,), limit=limit
                 )
 
-    def create(self, req: TrainingRequest) -> TrainingRecord:
+    def create(self, req: TrainingRequest, owner: str) -> TrainingRecord:
         with located_in("body"):
             self._check_limits(req)
-            try:
-                info = self.catalog.fetch(req.dataset)
-            except NotFound:
-                raise Invalid(
-                    f"no dataset with id {req.dataset!r}; GET /v1/datasets lists them", field=("dataset",)
-                ) from None
+            info = self._dataset(req.dataset)
+        self.quotas.check_training(owner)
+        if info.builtin:
+            return self._create(req, info, owner)
+        with located_in("body"), self._locked(req.dataset):  # so that the dataset cannot go away meanwhile
+            self._dataset(req.dataset)  # still there
+            return self._create(req, info, owner)
+
+    @contextlib.contextmanager
+    def _locked(self, dataset_id: str) -> Iterator[None]:
+        try:
+            with self.records.store.dataset_lock(dataset_id):
+                yield
+        except NotFound:
+            raise Invalid(
+                f"no dataset with id {dataset_id!r}; GET /v1/datasets lists them", field=("dataset",)
+            ) from None
+
+    def _dataset(self, dataset_id: str) -> DatasetInfo:
+        try:
+            return self.fetcher.fetch(dataset_id)
+        except NotFound:
+            raise Invalid(
+                f"no dataset with id {dataset_id!r}; GET /v1/datasets lists them", field=("dataset",)
+            ) from None
+
+    def _create(self, req: TrainingRequest, info: DatasetInfo, owner: str) -> TrainingRecord:
+        with located_in("body"):
             request = {**req.model_dump(exclude_none=True), "seed": req.seed if req.seed is not None else draw_seed()}
             config = resolve_config(
                 request,
@@ -77,6 +120,7 @@ class Trainings:
             request=request,
             config=config.to_dict(),
             classes=info.classes,
+            owner=owner,
             progress=Progress(total_steps=config.steps),
             job_id=dispatch.job_id_for(training_id, 1),
             enqueues=1,
@@ -92,22 +136,34 @@ class Trainings:
         return self.view(record)
 
     # --- read -------------------------------------------------------------------------------------------------------
-    def view(self, record: TrainingRecord) -> TrainingRecord:
-        """The record as the API shows it: status reconciled with RQ and the lease, live progress from Redis."""
-        if record.is_terminal():
-            return record
+    def views(self, records: list[TrainingRecord]) -> list[TrainingRecord]:
+        """The records as the API shows them: status reconciled with RQ and the lease, live progress from Redis (two
+        round trips for all of them); what the store knows alone while Redis does not answer."""
+        active = [r for r in records if not r.is_terminal()]
+        if not active or time.monotonic() < self._redis_down_until:
+            return records
         try:
-            verdict = assess(self.redis, [record])[record.id]
-            live = events.latest_progress(self.redis, record.id)
-        except RedisError:
-            return record  # Redis down: report what the store knows
-        return record.model_copy(update={"status": verdict.status, "progress": live or record.progress})
+            verdicts = assess(self.status_redis, active)
+            live = events.latest_progress_of(self.status_redis, [r.id for r in active])
+        except RedisError as exc:
+            log.warning("trainings: Redis does not answer (%s); answering from the store for %g s", exc, BREAKER_S)
+            self._redis_down_until = time.monotonic() + BREAKER_S
+            return records
+        return [
+            r
+            if r.is_terminal()
+            else r.model_copy(update={"status": verdicts[r.id].status, "progress": live[r.id] or r.progress})
+            for r in records
+        ]
+
+    def view(self, record: TrainingRecord) -> TrainingRecord:
+        return self.views([record])[0]
 
     def get(self, training_id: str) -> TrainingRecord:
         return self.view(self.records.get(training_id))
 
     def list(self) -> list[TrainingRecord]:
-        return [self.view(r) for r in self.records.list()]
+        return self.views(self.records.list())
 
     def uses_dataset(self, dataset_id: str) -> bool:
         return any(r.dataset == dataset_id and not r.is_terminal() for r in self.list())

@@ -82,6 +82,18 @@ class UnsupportedFormat(Invalid):
     title = "Unsupported format"
 
 
+class QuotaExceeded(GenserveError):
+    """The caller already has as many of something (active trainings, datasets) as it may."""
+
+    title = "Quota exceeded"
+
+
+class StorageExceeded(GenserveError):
+    """The caller's stored data would exceed its storage quota."""
+
+    title = "Insufficient storage"
+
+
 class Unavailable(GenserveError):
     """A dependency (Redis, the data files, a download) is not there right now; retrying may help."""
 

@@ -115,6 +115,11 @@ def content_id(data: ArrayDataset) -> str:
     return "ds_" + h.hexdigest()[:24]
 
 
+def stored_bytes(data: ArrayDataset) -> int:
+    """What an uploaded dataset takes in the store (its arrays; the manifest is small)."""
+    return int(data.x.nbytes) + (0 if data.y is None else len(data.y) * 8)
+
+
 class ArtifactStore:
     """Files under one root directory; safe for concurrent readers and one writer per record."""
 
@@ -194,12 +199,21 @@ class ArtifactStore:
         return True
 
     # --- datasets -----------------------------------------------------------------------------------------------
-    def put_dataset(self, name: str, data: ArrayDataset) -> tuple[dict[str, Any], bool]:
-        """Store an uploaded dataset; returns (manifest, created). Equal content is stored once."""
+    def put_dataset(
+        self,
+        name: str,
+        data: ArrayDataset,
+        owner: str | None = None,
+        before_new: Callable[[], None] | None = None,
+    ) -> tuple[dict[str, Any], bool]:
+        """Store an uploaded dataset; returns (manifest, created). Equal content is stored once (its first uploader
+        stays its `owner`, for quotas); `before_new` runs only when the content is new (a quota check may raise)."""
         dataset_id = content_id(data)
         final = self.root / "datasets" / dataset_id
         if (final / "manifest.json").exists():
             return read_json(final / "manifest.json"), False
+        if before_new is not None:
+            before_new()
         manifest = {
             "id": dataset_id,
             "name": name,
@@ -209,6 +223,8 @@ class ArtifactStore:
             "classes": data.classes,
             "builtin": False,
             "created_at": utcnow(),
+            "owner": owner,
+            "stored_bytes": stored_bytes(data),
         }
         with self._staging() as tmp:
             np.save(tmp / "x.npy", np.ascontiguousarray(data.x), allow_pickle=False)
@@ -236,6 +252,24 @@ class ArtifactStore:
 
     def list_datasets(self) -> list[dict[str, Any]]:
         return sorted(self._list("datasets", "manifest.json"), key=lambda m: m["created_at"])
+
+    @contextlib.contextmanager
+    def dataset_lock(self, dataset_id: str) -> Iterator[None]:
+        """An exclusive lock (flock) on one uploaded dataset, held across processes: a training that starts on a
+        dataset and the dataset's deletion take it, so that one of them sees the other (never a training on a
+        deleted dataset). The lock is on the dataset's directory itself, so it leaves no file behind; NotFound when
+        there is no such dataset (callers check again once they hold it: it may have been deleted meanwhile)."""
+        try:
+            fd = os.open(self._dir("datasets", dataset_id), os.O_RDONLY | os.O_DIRECTORY)
+        except FileNotFoundError:
+            raise NotFound(f"no dataset with id {dataset_id!r}") from None
+        _HELD_LOCK_FDS.add(fd)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            _HELD_LOCK_FDS.discard(fd)
+            os.close(fd)
 
     def delete_dataset(self, dataset_id: str) -> None:
         self.get_dataset(dataset_id)

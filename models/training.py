@@ -340,23 +340,31 @@ def train(
     served = task.served().eval()
     metrics: dict[str, float] = {}
     if not canceled:
-        metrics.update(
-            compute_metrics(
-                served,
-                data.test,
-                config,
-                train_set=data.train,
-                mixture=data.mixture,
-                classifier_cache=classifier_cache,
-                on_progress=run.metrics_reporter(),
+        try:
+            metrics.update(
+                compute_metrics(
+                    served,
+                    data.test,
+                    config,
+                    train_set=data.train,
+                    mixture=data.mixture,
+                    classifier_cache=classifier_cache,
+                    on_progress=run.metrics_reporter(),
+                )
             )
-        )
+        except _Stopped:  # asked to stop while measuring: the model is not finished, so nothing is returned as one
+            canceled = True
+            metrics.clear()
     served.to("cpu")
     metrics.update(run.final_losses())
     if run.recoveries:
         metrics["recoveries"] = float(run.recoveries)
     metrics = {k: float(v) for k, v in metrics.items() if math.isfinite(v)}
     return TrainResult(model=served, spec=spec, metrics=metrics, steps=run.step, canceled=canceled)
+
+
+class _Stopped(Exception):
+    """`should_stop` said so while the end-of-training metrics were computed."""
 
 
 class _Run:
@@ -525,16 +533,24 @@ class _Run:
         self.report_steps = 0
 
     def metrics_reporter(self) -> MetricsProgress | None:
-        """A callback for `compute_metrics` that sends progress (phase "metrics") at most every interval."""
-        if self.on_progress is None:
+        """A callback for `compute_metrics` that sends progress (phase "metrics") at most every interval, and asks
+        `should_stop` as often as the training loop does, raising `_Stopped` when it says so."""
+        if self.on_progress is None and self.should_stop is None:
             return None
-        on_progress = self.on_progress
+        on_progress, should_stop = self.on_progress, self.should_stop
         last = [time.monotonic()]  # quick metrics report nothing; long ones every progress interval
+        polled = [-math.inf]
         sent = [False]
         losses_now = self.final_losses()
 
         def report(detail: str, fraction: float) -> None:
             now = time.monotonic()
+            if should_stop is not None and now - polled[0] >= STOP_POLL_INTERVAL_S:
+                polled[0] = now
+                if should_stop():
+                    raise _Stopped
+            if on_progress is None:
+                return
             if now - last[0] < self.progress_interval_s and not (detail == "done" and sent[0]):
                 return
             last[0] = now

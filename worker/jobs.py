@@ -139,6 +139,11 @@ class TrainingReporter:
                 self.stop_reason = "superseded"
         return self.stop_reason is not None
 
+    def stop_requested(self) -> bool:
+        """`should_stop`, asking Redis now rather than at the next poll (before a model is published)."""
+        self._cancel_checked_at = 0.0
+        return self.should_stop()
+
     def final_changes(self) -> dict[str, Any]:
         """The last progress, for the record of a training that ends (nothing when none was reported)."""
         return {} if self.last is None else {"progress": self.last}
@@ -262,7 +267,7 @@ def _run(
             **reporter.final_changes(),
         )
         raise
-    if result.canceled:
+    if result.canceled or reporter.stop_requested():  # a cancel that came after the last poll still counts
         return _stopped(store, redis, settings, fence, reporter, result)
     if not fence.holds():
         log.warning("training %s: superseded by another job; its model is not stored", training_id)

@@ -45,6 +45,7 @@ class GenserveWorker(Worker):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.stopping = False
+        self.parent_pid = os.getpid()  # read in the horse after the fork: the worker it must not outlive
 
     def request_stop(self, signum: int, frame: FrameType | None) -> None:
         self.stopping = True
@@ -60,7 +61,7 @@ class GenserveWorker(Worker):
 
     def setup_work_horse_signals(self) -> None:
         super().setup_work_horse_signals()
-        preempt.install_handler()
+        preempt.install_handler(self.parent_pid)
 
     def maintain_heartbeats(self, job: Any, execution: Any) -> None:
         try:

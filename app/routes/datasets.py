@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Response, UploadFile, status
+from fastapi import APIRouter, File, Form, Request, Response, UploadFile, status
 from fastapi.concurrency import run_in_threadpool
 
-from app.auth import CheckedRoute, requires
+from app.auth import CheckedRoute, owner_of, requires
 from app.deps import ServicesDep
 from app.problems import PROBLEM_SCHEMA, located_in
 from app.schemas import Dataset, DatasetList
 from app.serving.edge import accepts_uploads
 from models.data.builtin import BUILTINS
 from models.errors import Conflict, Forbidden, Invalid, TooLarge
+from models.store import stored_bytes
 from models.uploads import parse_upload
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"], route_class=CheckedRoute)
@@ -43,6 +44,7 @@ async def list_datasets(services: ServicesDep) -> DatasetList:
 @accepts_uploads
 async def upload_dataset(
     services: ServicesDep,
+    request: Request,
     response: Response,
     file: Annotated[UploadFile, File(description=".npz, .csv, or .zip of PNG/JPEG images (folder per class)")],
     name: Annotated[str, Form(min_length=1, max_length=NAME_MAX, description="A name for people")],
@@ -60,7 +62,15 @@ async def upload_dataset(
         raise Invalid("name must be printable text", field=("body", "name"))
     with located_in("body"):
         data = await run_in_threadpool(parse_upload, file.filename or "", content, limits)
-    manifest, created = await run_in_threadpool(services.store.put_dataset, name.strip(), data)
+    owner = owner_of(request)
+    with located_in("body"):
+        manifest, created = await run_in_threadpool(
+            services.store.put_dataset,
+            name.strip(),
+            data,
+            owner,
+            lambda: services.quotas.check_upload(owner, stored_bytes(data)),
+        )
     response.headers["Location"] = f"/v1/datasets/{manifest['id']}"
     if not created:
         response.status_code = status.HTTP_200_OK
@@ -84,8 +94,11 @@ def delete_dataset(dataset_id: str, services: ServicesDep) -> Response:
     """Delete an uploaded dataset (not while a training uses it; built-ins cannot be deleted)."""
     if dataset_id in BUILTINS:
         raise Forbidden(f"{dataset_id} is a built-in dataset and cannot be deleted", field=("path", "dataset_id"))
-    services.store.get_dataset(dataset_id)
-    if services.trainings.uses_dataset(dataset_id):
-        raise Conflict(f"dataset {dataset_id} is used by a queued or running training", field=("path", "dataset_id"))
-    services.store.delete_dataset(dataset_id)
+    with services.store.dataset_lock(dataset_id):  # a training starting on it at this instant waits, then fails
+        services.store.get_dataset(dataset_id)
+        if services.trainings.uses_dataset(dataset_id):
+            raise Conflict(
+                f"dataset {dataset_id} is used by a queued or running training", field=("path", "dataset_id")
+            )
+        services.store.delete_dataset(dataset_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

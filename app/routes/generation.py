@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
@@ -10,13 +11,13 @@ from pydantic import BaseModel, Field
 
 from app.auth import CheckedRoute, requires
 from app.deps import ServicesDep
-from app.problems import PROBLEM_SCHEMA
+from app.problems import PROBLEM_SCHEMA, ClientDisconnected
 from app.schemas import InterpolationRequest, SampleRequest
 from app.serving import sampling, vae_inputs
 from app.serving.edge import accepts_uploads
 from app.serving.lean_route import LeanRoute
 from app.serving.model_cache import LoadedModel, SampleJob
-from models.errors import Invalid
+from models.errors import Invalid, TimedOut
 from models.sampling import latents, slerp
 from models.seeds import draw_seed
 
@@ -134,7 +135,7 @@ async def create_reconstructions(model_id: str, request: Request, services: Serv
     fmt = sampling.resolve_format(fmt_requested, loaded.manifest, ("body", "format"))
     labels = sampling.labels_tensor(labels_list, len(x), loaded.manifest, ("body", "labels"))
     loop = asyncio.get_running_loop()
-    encoded = await loop.run_in_executor(services.models.executor, loaded.reconstruct, x, labels, fmt.value)
+    encoded = await loop.run_in_executor(loaded.executor, loaded.reconstruct, x, labels, fmt.value)
     return sampling.response(encoded)
 
 
@@ -164,6 +165,9 @@ async def create_scores(
     request: Request,
     services: ServicesDep,
     k: Annotated[int, Query(ge=1, le=MAX_SCORE_K, description="Importance samples per input.")] = DEFAULT_SCORE_K,
+    timeout_ms: Annotated[
+        int | None, Query(ge=1, le=600_000, description="Give up (504) when not done in time.")
+    ] = None,
 ) -> ScoreResponse:
     """VAE only: a lower bound on log p(x) per input, in nats (higher = more likely), for outlier scoring.
 
@@ -173,18 +177,36 @@ async def create_scores(
     ELBO at k = 1; tighter, and slower, as k grows); the samples' noise is fixed, so the same input always gets
     the same score. Points: a log density in the data's units; images: the log-probability of the pixels under
     the decoder (gray values as Bernoulli targets), summed over pixels.
+
+    The work is bounded: `k` times the number of inputs is at most GENSERVE_MAX_SCORE_DECODES (422 beyond), it runs
+    in chunks on the model's inference thread with sampling in between, and it stops at `timeout_ms` (504) or when
+    the client goes away.
     """
     loaded = await _vae(model_id, services, "scores")
     x, labels_list, fmt = await vae_inputs.read(request, loaded, services.settings)
     if fmt is not None:
         raise Invalid("scores come as JSON; format does not apply", field=("body", "format"))
     _check_inputs(len(x), labels_list, loaded, services)
+    budget = services.settings.max_score_decodes
+    if k * len(x) > budget:
+        raise Invalid(
+            f"k x inputs is {k} x {len(x)} = {k * len(x)}; the limit is {budget} (GENSERVE_MAX_SCORE_DECODES): "
+            "ask for a smaller k or send fewer inputs",
+            field=("query", "k"),
+            limit=budget,
+        )
     labels = sampling.labels_tensor(labels_list, len(x), loaded.manifest, ("body", "labels"))
     eps = latents(SCORE_SEED, k, loaded.manifest.latent_dim)  # (k, L), shared by every input
+    timeout_s = (timeout_ms or services.settings.sample_timeout_ms) / 1000.0
+    deadline = time.monotonic() + timeout_s
     loop = asyncio.get_running_loop()
     rows = max(1, SCORE_CHUNK_DECODES // k)
     scores: list[float] = []
     for i in range(0, len(x), rows):  # one pass per chunk, so sample requests are served in between
+        if time.monotonic() > deadline:
+            raise TimedOut(f"not scored within {timeout_s * 1000:g} ms", field=("query", "timeout_ms"))
+        if await request.is_disconnected():
+            raise ClientDisconnected()
         part = None if labels is None else labels[i : i + rows]
-        scores += await loop.run_in_executor(services.models.executor, loaded.score, x[i : i + rows], part, eps)
+        scores += await loop.run_in_executor(loaded.executor, loaded.score, x[i : i + rows], part, eps)
     return ScoreResponse(scores=scores, k=k)

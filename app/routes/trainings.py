@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -12,10 +13,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from redis.exceptions import RedisError
 
-from app.auth import CheckedRoute, requires
+from app.auth import CheckedRoute, owner_of, requires
 from app.deps import ServicesDep
 from app.problems import PROBLEM_SCHEMA
 from app.schemas import Training, TrainingList, TrainingRequest
+from models.errors import Invalid
 from worker.state import events, keys
 from worker.state.records import TrainingRecord
 from worker.state.status import TrainingStatus
@@ -27,6 +29,7 @@ PROBLEM = {"content": {"application/problem+json": {"schema": PROBLEM_SCHEMA}}}
 SSE_BLOCK_MS = 15_000  # a keep-alive comment goes out when nothing happened for this long
 SSE_REDIS_RETRY_S = 1.0  # while Redis is down, the stream checks the store this often
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+EVENT_ID = re.compile(r"\d{1,20}-\d{1,20}")
 
 
 @router.post(
@@ -36,9 +39,9 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     responses={422: PROBLEM, 503: PROBLEM},
     dependencies=CHANGE,
 )
-def create_training(body: TrainingRequest, services: ServicesDep, response: Response) -> Training:
+def create_training(body: TrainingRequest, services: ServicesDep, request: Request, response: Response) -> Training:
     """Start a training: validated, recorded, and queued for a worker."""
-    training = services.trainings.create(body)
+    training = services.trainings.create(body, owner_of(request))
     response.headers["Location"] = f"/v1/trainings/{training.id}"
     return _public(training)
 
@@ -86,11 +89,25 @@ async def training_events(
 ) -> StreamingResponse:
     """Server-sent events (`progress`, `status`) from the start of the training (or after `Last-Event-ID`)
     until it ends."""
+    if last_event_id is not None and not EVENT_ID.fullmatch(last_event_id):
+        raise Invalid(
+            "Last-Event-ID must be an event id this stream sent (two numbers joined by '-')",
+            field=("header", "last-event-id"),
+        )
     first = await run_in_threadpool(services.trainings.get, training_id)
     key = keys.events(training_id)
     aredis = services.aredis
+    owner = owner_of(request)
+    services.streams.take(owner)
 
     async def stream() -> AsyncIterator[bytes]:
+        try:
+            async for chunk in events_of(first):
+                yield chunk
+        finally:
+            services.streams.give_back(owner)
+
+    async def events_of(first: TrainingRecord) -> AsyncIterator[bytes]:
         cursor = last_event_id or "0-0"
         if first.is_terminal():
             yield _sse("status", _final(first))

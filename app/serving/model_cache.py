@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,6 +68,9 @@ class LoadedModel:
     encoders: Executor
     options: ServingOptions
     metrics: Metrics | None
+    # This model's own inference thread: its passes, reconstructions and score chunks run there in turn, and a long
+    # job on one model never holds up another model's passes.
+    executor: ThreadPoolExecutor
     batcher: Batcher[SampleJob, Encoded] | None = None  # run_batch may put a job's exception in its slot
 
     @property
@@ -147,7 +150,7 @@ class ModelCache:
         store: ArtifactStore,
         device: torch.device,
         *,
-        executor: Executor,
+        loader: Executor,
         encoders: Executor,
         max_bytes: int,
         options: ServingOptions,
@@ -155,7 +158,7 @@ class ModelCache:
     ) -> None:
         self.store = store
         self.device = device
-        self.executor = executor
+        self.loader = loader  # loads (and calibrates) models, off the event loop and off every inference thread
         self.encoders = encoders
         self.max_bytes = max_bytes
         self.options = options
@@ -180,7 +183,8 @@ class ModelCache:
         nbytes = sum(t.numel() * t.element_size() for t in model.state_dict().values())
         forward = InvariantForward(model, self.device, pin_memory=self.options.pin_memory, compile=self.options.compile)
         log.info("model %s loaded on %s (%.1f MB, %s)", model_id, self.device, nbytes / 1e6, forward.rule.describe())
-        return LoadedModel(manifest, model, forward, nbytes, self.encoders, self.options, self.metrics)
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"inference-{model_id}")
+        return LoadedModel(manifest, model, forward, nbytes, self.encoders, self.options, self.metrics, executor)
 
     def _batcher(self, loaded: LoadedModel) -> Batcher[SampleJob, Encoded]:
         o = self.options
@@ -189,7 +193,7 @@ class ModelCache:
             max_batch_size=o.max_batch_size,
             max_wait_ms=o.max_wait_ms,
             max_queue_rows=max(o.max_queue_rows, o.max_batch_size),
-            executor=self.executor,
+            executor=loaded.executor,
             on_batch=None if self.metrics is None else self.metrics.observe_batch,
             inline=o.inline,
         )
@@ -215,7 +219,7 @@ class ModelCache:
             loaded = self._models.get(model_id)
             if loaded is None:
                 loop = asyncio.get_running_loop()
-                loaded = await loop.run_in_executor(self.executor, self._load, model_id)
+                loaded = await loop.run_in_executor(self.loader, self._load, model_id)
                 loaded.batcher = self._batcher(loaded)
                 self._models[model_id] = loaded
                 await self._enforce_budget(keep=model_id)
@@ -242,10 +246,14 @@ class ModelCache:
     async def evict(self, model_id: str) -> None:
         """Drop a model; requests already queued for it are served first."""
         loaded = self._models.pop(model_id, None)
-        if loaded is not None and loaded.batcher is not None:
-            await loaded.batcher.close(drain=True)
+        if loaded is not None:
+            if loaded.batcher is not None:
+                await loaded.batcher.close(drain=True)
+            # Its inference thread ends when the last request holding the model lets go of it (the executor is
+            # collected), so a reconstruction or a scoring still running finishes.
             log.info("model %s evicted", model_id)
 
     async def close(self) -> None:
-        for model_id in list(self._models):
+        for model_id, loaded in list(self._models.items()):
             await self.evict(model_id)
+            loaded.executor.shutdown(wait=False)

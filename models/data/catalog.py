@@ -32,6 +32,8 @@ class DatasetInfo(BaseModel):
     created_at: str | None
     description: str | None = None
     available: bool = True  # False for built-ins whose files are missing (MNIST offline)
+    owner: str | None = None  # uploads: the API key (its name) that uploaded it first, for quotas
+    stored_bytes: int | None = None  # uploads: what its arrays take in the store
 
     @property
     def num_classes(self) -> int:
@@ -60,6 +62,10 @@ class Catalog:
             description=b.description,
             available=dataset_id != "mnist" or find_mnist(self.data_dir) is not None,
         )
+
+    def uploads(self) -> list[DatasetInfo]:
+        """The uploaded datasets, oldest first."""
+        return [DatasetInfo.model_validate(m) for m in self.store.list_datasets()]
 
     def list(self) -> list[DatasetInfo]:
         """Built-ins first, then uploads (oldest first)."""

@@ -101,10 +101,17 @@ def test_malformed_json_and_wrong_content_type(client: httpx.Client, settings: S
     assert snapshot(settings, redis) == before
 
 
-def test_mnist_missing_offline_says_where_and_why(client: httpx.Client, settings: Settings, redis: Redis) -> None:
+def test_mnist_missing_offline_says_where_and_why(
+    client: httpx.Client, settings: Settings, redis: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The answer says MNIST could not be had; where it was looked for and why it failed go to the log only."""
     before = snapshot(settings, redis)
     body = assert_problem(client.post("/v1/trainings", json={"dataset": "mnist", "family": "vae"}), 503)
-    assert "mnist" in body["detail"] and str(settings.data_dir) in body["detail"]
+    assert "mnist" in body["detail"] and "log" in body["detail"]
+    assert str(settings.data_dir) not in body["detail"] and settings.mnist_url not in body["detail"]
+    assert int(client.post("/v1/trainings", json={"dataset": "mnist", "family": "gan"}).headers["retry-after"]) > 0
+    logged = " ".join(r.getMessage() for r in caplog.records)
+    assert str(settings.data_dir) in logged and "127.0.0.1:9" in logged
     assert snapshot(settings, redis) == before
 
 
@@ -225,3 +232,46 @@ def test_unknown_ids_and_forbidden_deletes(client: httpx.Client) -> None:
     assert_problem(client.delete("/v1/datasets/digits"), 403)
     assert_problem(client.get("/v1/nothing-here"), 404)
     assert_problem(client.put("/v1/datasets"), 405)
+
+
+def test_a_download_in_progress_is_answered_at_once(tmp_path: Path, redis_url: str, redis: Redis) -> None:
+    """An MNIST URL that never answers: the first request starts the one download and waits briefly; every other
+    request is answered 503 at once, and the API's other routes stay quick."""
+    import socket
+    import threading
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+    from tests.conftest import make_settings
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(64)  # accepts, never answers
+    url = f"http://127.0.0.1:{silent.getsockname()[1]}/"
+    settings = make_settings(tmp_path, redis_url, mnist_url=url, download_timeout_s=20.0)
+    try:
+        with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+            started = time.monotonic()
+            first = client.post("/v1/trainings", json={"dataset": "mnist", "family": "vae"})
+            assert_problem(first, 503)
+            assert "being downloaded" in first.json()["detail"] and int(first.headers["retry-after"]) > 0
+            assert time.monotonic() - started < 10
+            answers: list[tuple[int, float]] = []
+
+            def ask() -> None:
+                t = time.monotonic()
+                r = client.post("/v1/trainings", json={"dataset": "mnist", "family": "gan"})
+                answers.append((r.status_code, time.monotonic() - t))
+
+            threads = [threading.Thread(target=ask) for _ in range(20)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert all(code == 503 and took < 2.0 for code, took in answers), answers
+            t = time.monotonic()
+            assert client.get("/v1/trainings").status_code == 200 and time.monotonic() - t < 2.0
+    finally:
+        silent.close()

@@ -360,3 +360,58 @@ def test_a_diverging_training_fails_with_the_reason_and_stores_no_model(rig: Cal
     final = [d for e, d in sse_events(r.http, f"/v1/trainings/{tid}/events") if e == "status"][-1]
     assert final["status"] == "failed" and "diverged" in final["error"]
     assert json.dumps(done, allow_nan=False)  # no NaN leaks into the record
+
+
+# --- a work horse whose worker is killed ---------------------------------------------------------------------------
+def pid_alive(pid: int) -> bool:
+    try:
+        return " Z " not in Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+@pytest.mark.slow
+def test_a_work_horse_stops_within_seconds_when_only_its_worker_is_killed(rig: Callable[..., Rig]) -> None:
+    """SIGKILL to the worker's process alone (an OOM kill): its horse must not train on as an orphan; it
+    checkpoints, hands the training back to the queue, and exits within seconds."""
+    r = rig()
+    worker = r.live.start_worker()
+    r.live.start_api()
+    tid = start_training(r, {**LONG_GAN, "steps": 30_000})  # far longer than the bound below
+    wait_until(lambda: r.checkpoint_step(tid) > 0, 60, message="a first checkpoint")
+    horse = int(r.record(tid)["worker"]["pid"])
+    assert horse != worker.pid and pid_alive(horse)
+    os.kill(worker.pid, signal.SIGKILL)  # the worker only: the horse is in a process group of its own
+    worker.wait(10)
+    killed_at = time.monotonic()
+    wait_until(lambda: not pid_alive(horse), 10, interval_s=0.2, message="the orphaned work horse to stop")
+    assert time.monotonic() - killed_at < 10
+    record = r.record(tid)
+    assert record["status"] == "queued" and record["preemptions"] == 1, record  # handed back, checkpointed
+    assert r.checkpoint_step(tid) > 0
+    r.http.post(f"/v1/trainings/{tid}/cancel")  # no need to train it to the end here
+
+
+# --- a hung Redis ----------------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_a_hung_redis_costs_one_short_wait_not_one_per_training(
+    rig: Callable[..., Rig], private_redis: PrivateRedis
+) -> None:
+    r = rig()
+    r.live.start_api()  # no worker: the trainings stay queued
+    ids = [start_training(r, {**LONG_GAN, "seed": s}) for s in range(6)]
+    server_pid = int(Redis.from_url(private_redis.url).info("server")["process_id"])
+    os.kill(server_pid, signal.SIGSTOP)  # hung, not dead: connections open, no answers
+    try:
+        started = time.monotonic()
+        listed = r.http.get("/v1/trainings")
+        first_s = time.monotonic() - started
+        assert listed.status_code == 200 and {t["id"] for t in listed.json()["items"]} == set(ids)
+        assert all(t["status"] == "queued" for t in listed.json()["items"])  # what the store knows
+        started = time.monotonic()
+        assert r.http.get(f"/v1/trainings/{ids[0]}").status_code == 200
+        again_s = time.monotonic() - started
+    finally:
+        os.kill(server_pid, signal.SIGCONT)
+    assert first_s < 4.0, first_s  # one short read timeout, not one per training (6 x 5 s before)
+    assert again_s < 1.0, again_s  # Redis is not asked again for a while

@@ -16,9 +16,9 @@ def connect(url: str, *, socket_timeout_s: float | None = SOCKET_TIMEOUT_S) -> R
     return Redis.from_url(url, socket_connect_timeout=CONNECT_TIMEOUT_S, socket_timeout=socket_timeout_s)
 
 
-def connect_async(url: str) -> AsyncRedis:
+def connect_async(url: str, max_connections: int | None = None) -> AsyncRedis:
     """An asyncio client for `url`; no socket timeout, since blocking stream reads (SSE) wait on purpose."""
-    return AsyncRedis.from_url(url, socket_connect_timeout=CONNECT_TIMEOUT_S)
+    return AsyncRedis.from_url(url, socket_connect_timeout=CONNECT_TIMEOUT_S, max_connections=max_connections)
 
 
 def answers(url: str, timeout_s: float = PING_TIMEOUT_S) -> bool:

@@ -51,6 +51,22 @@ def latest_progress(redis: Redis, training_id: str) -> Progress | None:
     return None
 
 
+def latest_progress_of(redis: Redis, training_ids: list[str]) -> dict[str, Progress | None]:
+    """`latest_progress` of many trainings in one round trip."""
+    pipe = redis.pipeline(transaction=False)
+    for training_id in training_ids:
+        pipe.xrevrange(keys.events(training_id), count=20)
+    out: dict[str, Progress | None] = {}
+    for training_id, entries in zip(training_ids, pipe.execute(), strict=True):
+        out[training_id] = None
+        for _id, fields in entries:
+            name, data = decode_event(fields)
+            if name == PROGRESS:
+                out[training_id] = Progress.model_validate(data)
+                break
+    return out
+
+
 def request_cancel(redis: Redis, training_id: str) -> None:
     redis.set(keys.cancel(training_id), b"1", ex=CANCEL_TTL_S)
 

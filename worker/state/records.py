@@ -46,6 +46,7 @@ class TrainingRecord(BaseModel):
     preemptions: int = 0
     resumed_from_step: int | None = None
     worker: WorkerInfo | None = None
+    owner: str | None = None  # the API key (its name) that started it, for quotas
     created_at: str
     started_at: str | None = None
     finished_at: str | None = None
