@@ -103,7 +103,7 @@ def serve(settings: Settings, *, host: str, port: int, workers: int = 1, factory
     benchmarks serve `create_app` with their extra route through it, under the same server settings)."""
     import uvicorn
 
-    from app.connections import HeaderTimeoutProtocol
+    from app.connections import DeadlineProtocol
 
     # uvicorn finishes in-flight requests on SIGTERM (up to timeout_graceful_shutdown), then re-raises the signal
     # under the handler that was there before it: this one, so a graceful stop exits 0 instead of dying by signal.
@@ -118,7 +118,7 @@ def serve(settings: Settings, *, host: str, port: int, workers: int = 1, factory
         access_log=settings.access_log,
         timeout_keep_alive=settings.keep_alive_s,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
-        http=HeaderTimeoutProtocol,
+        http=DeadlineProtocol,
         limit_concurrency=settings.max_connections,
     )
 

@@ -235,6 +235,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         json_limit=settings.max_request_bytes,
         upload_limit=settings.max_upload_bytes,
         upload_paths=upload_paths(app.routes),
-        body_timeout_s=settings.body_timeout_s,
     )
     return app

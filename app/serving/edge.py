@@ -1,6 +1,6 @@
 """What every HTTP request goes through first, in one lean ASGI middleware: the request body limit (chosen by
-route, enforced while the body streams in, so a lying or missing Content-Length cannot dodge it), the body deadline,
-the request metrics, and the one 500 for errors nobody handled.
+route, enforced while the body streams in, so a lying or missing Content-Length cannot dodge it), the request
+metrics, and the one 500 for errors nobody handled.
 
 One middleware instead of two, and metrics kept in plain dicts rather than prometheus-client's locked children:
 on the sampling path, per-request overhead is what stands between the service and the hardware limit.
@@ -8,7 +8,6 @@ on the sampling path, per-request overhead is what stands between the service an
 
 from __future__ import annotations
 
-import asyncio
 import bisect
 import re
 import time
@@ -23,7 +22,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.problems import problem, unexpected
 
 MULTIPART_OVERHEAD = 64 * 1024  # form boundaries and the other fields around an uploaded file
-BODY_TIMEOUT = "request body deadline"  # the message of the cancellation the body deadline sends
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
@@ -93,8 +91,9 @@ class RequestStats(Collector):
 
 class EdgeMiddleware:
     """The body limit (chosen by route: uploads on the upload routes, JSON bodies everywhere else, whatever the
-    client's Content-Type claims), a deadline for the whole body, the request metrics, and one 500 for any error
-    nobody handled (logged once; the connection stays usable, as after any other answer)."""
+    client's Content-Type claims), the request metrics, and one 500 for any error nobody handled (logged once; the
+    connection stays usable, as after any other answer). Slow bodies are the HTTP server's to time out
+    (`app.connections`)."""
 
     def __init__(
         self,
@@ -104,14 +103,12 @@ class EdgeMiddleware:
         json_limit: int,
         upload_limit: int,
         upload_paths: re.Pattern[str] | None = None,
-        body_timeout_s: float | None = None,
     ) -> None:
         self.app = app
         self.stats = stats
         self.json_limit = json_limit
         self.upload_limit = upload_limit + MULTIPART_OVERHEAD
         self.upload_paths = upload_paths
-        self.body_timeout_s = body_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -146,19 +143,20 @@ class EdgeMiddleware:
         limit = self.upload_limit if upload else self.json_limit
         setting = "GENSERVE_MAX_UPLOAD_BYTES" if upload else "GENSERVE_MAX_REQUEST_BYTES"
         declared = next((value for name, value in scope["headers"] if name == b"content-length"), None)
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            await _reject(scope, receive, send, limit, setting)
+        if declared is not None and declared.isdigit():
+            if int(declared) > limit:
+                await _reject(scope, receive, send, limit, setting)
+                return
+            # The HTTP server frames the body by Content-Length (more bytes would be the next request), so a
+            # declared length within the limit needs no counting; chunked bodies (no length) are counted below.
+            await self.app(scope, receive, send)
             return
-        # The HTTP server frames the body by Content-Length (more bytes would be the next request), so a declared
-        # length within the limit needs no counting; chunked bodies (no length) are counted.
-        counted = declared is None or not declared.isdigit()
         received = 0
-        body = _BodyClock(self.body_timeout_s)
 
         async def limited_receive() -> Message:
             nonlocal received
-            message = await body.receive(receive)
-            if counted and message["type"] == "http.request":
+            message = await receive()
+            if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
                     raise BodyTooLarge(limit, setting)
@@ -168,53 +166,6 @@ class EdgeMiddleware:
             await self.app(scope, limited_receive, send)
         except BodyTooLarge:  # raised outside FastAPI's handlers (e.g. while a response was not started yet)
             await _reject(scope, receive, send, limit, setting)
-        except asyncio.CancelledError as exc:
-            if not body.expired(exc):
-                raise
-            await _timed_out(scope, receive, send, body.timeout_s or 0.0)
-        finally:
-            body.stop()
-
-
-class _BodyClock:
-    """A deadline for a request's whole body, so that a client cannot hold a connection (and the server's memory)
-    by sending slowly. Armed when the app first waits for the body, disarmed once the body is complete: when it
-    fires first, the request's task is cancelled, and the middleware answers 408."""
-
-    def __init__(self, timeout_s: float | None) -> None:
-        self.timeout_s = timeout_s
-        self.timer: asyncio.TimerHandle | None = None
-        self.done = timeout_s is None
-        self.fired = False
-
-    async def receive(self, receive: Receive) -> Message:
-        if not self.done and self.timer is None:
-            task = asyncio.current_task()
-            assert task is not None and self.timeout_s is not None
-            self.timer = asyncio.get_running_loop().call_later(self.timeout_s, self._fire, task)
-        message = await receive()
-        if not self.done and (message["type"] != "http.request" or not message.get("more_body", False)):
-            self.stop()
-        return message
-
-    def _fire(self, task: asyncio.Task[Any]) -> None:
-        self.fired = True
-        task.cancel(msg=BODY_TIMEOUT)
-
-    def stop(self) -> None:
-        self.done = True
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-
-    def expired(self, exc: asyncio.CancelledError) -> bool:
-        """Whether this cancellation is the body deadline's (then it is taken back, and the request answered)."""
-        if not (self.fired and exc.args == (BODY_TIMEOUT,)):
-            return False
-        task = asyncio.current_task()
-        if task is not None:
-            task.uncancel()
-        return True
 
 
 async def _reject(scope: Scope, receive: Receive, send: Send, limit: int, setting: str) -> None:
@@ -224,16 +175,5 @@ async def _reject(scope: Scope, receive: Receive, send: Send, limit: int, settin
         f"the request body exceeds {limit} bytes ({setting})",
         errors=[{"loc": ["body"], "msg": f"larger than {limit} bytes"}],
         extra={"limit": limit},
-    )
-    await response(scope, receive, send)
-
-
-async def _timed_out(scope: Scope, receive: Receive, send: Send, timeout_s: float) -> None:
-    response = problem(
-        408,
-        "Request timeout",
-        f"the request body did not arrive within {timeout_s:g} s (GENSERVE_BODY_TIMEOUT_S)",
-        errors=[{"loc": ["body"], "msg": f"not complete within {timeout_s:g} s"}],
-        headers={"Connection": "close"},
     )
     await response(scope, receive, send)

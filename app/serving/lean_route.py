@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -135,6 +136,17 @@ class LeanRoute(APIRoute):
         if not inspect.iscoroutinefunction(endpoint):
             raise TypeError(f"LeanRoute {self.path}: the endpoint must be async")
 
+        # The validation context of each app this route serves, read from its state once rather than per request.
+        contexts: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+        def context_of(request: Request) -> Any:
+            app = request.scope["app"]
+            try:
+                return contexts[app]
+            except KeyError:
+                context = contexts[app] = getattr(app.state, "validation_context", None)
+                return context
+
         async def handler(request: Request) -> Response:
             for check in checks:
                 check(request)
@@ -146,8 +158,7 @@ class LeanRoute(APIRoute):
             for name in services_names:
                 kwargs[name] = request.app.state.services
             if body is not None:
-                context = getattr(request.app.state, "validation_context", None)
-                kwargs[body[0]] = await read_json_body(request, body[1], context)
+                kwargs[body[0]] = await read_json_body(request, body[1], context_of(request))
             return await endpoint(**kwargs)  # type: ignore[no-any-return]
 
         return handler

@@ -124,7 +124,7 @@ def test_public_docs_setting(tmp_path: Path, redis_url: str, redis: Redis) -> No
         assert "HTTPBearer" in schema["components"]["securitySchemes"]
 
 
-@pytest.mark.parametrize("bad", ["tok", "tok:", ":sample", "tok:admin", "tok:sample+root"])
+@pytest.mark.parametrize("bad", ["tok", "tok:", ":sample", "tok:admin", "tok:sample+root", "short-token:sample"])
 def test_malformed_key_entries_are_configuration_errors(bad: str) -> None:
     with pytest.raises(ValueError):
         parse_keys([bad])
