@@ -1,6 +1,10 @@
 # genserve: one image for the API and the workers (`genserve serve` / `genserve worker`).
-# CPU by default. For NVIDIA GPUs build with the CUDA wheel of torch:
-#   docker build --build-arg TORCH_SPEC="torch==2.13.0" -t genserve:gpu .
+#
+# CPU by default: torch's CPU build from PyTorch's CPU wheel index. For NVIDIA GPUs, name the CUDA build of torch:
+#   docker build --build-arg TORCH_VARIANT=cu128 -t genserve:gpu .
+# TORCH_VARIANT is a PyTorch wheel index (cpu, cu126, cu128, cu130, ...). The host's NVIDIA driver must support that
+# CUDA version (CUDA 12.6: driver 560 or newer; 12.8: 570 or newer; 13.0: 580 or newer), and containers need the
+# NVIDIA container toolkit.
 FROM python:3.11-slim
 
 ENV PIP_NO_CACHE_DIR=1 \
@@ -10,19 +14,20 @@ ENV PIP_NO_CACHE_DIR=1 \
     GENSERVE_STORE_DIR=/data/store \
     GENSERVE_DATA_DIR=/data/data
 
-ARG TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
-RUN pip install ${TORCH_SPEC}
+ARG TORCH_VERSION=2.13.0
+ARG TORCH_VARIANT=cpu
+RUN pip install "torch==${TORCH_VERSION}+${TORCH_VARIANT}" --index-url "https://download.pytorch.org/whl/${TORCH_VARIANT}"
 
 WORKDIR /srv/genserve
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md genserve.py ./
 COPY app ./app
 COPY worker ./worker
 COPY models ./models
 RUN pip install . && useradd --create-home --uid 1000 genserve && mkdir -p /data && chown genserve /data
 
-USER genserve
+USER 1000
 VOLUME ["/data"]
 EXPOSE 8000
-HEALTHCHECK --interval=30s --timeout=3s CMD python -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2)" || exit 1
+# No HEALTHCHECK here: the image runs workers too, which serve no HTTP. The compose file gives the API its own.
 ENTRYPOINT ["genserve"]
 CMD ["serve"]

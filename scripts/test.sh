@@ -3,7 +3,24 @@
 # (slow tests included). Extra arguments go to pytest, e.g. ./scripts/test.sh -m "not slow" -x
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/setup.sh
+GENSERVE_EXTRAS=test ./scripts/setup.sh
+
+# System tools the end-to-end tests use: Chromium for the docs pages, curl and jq for the README's walk-through.
+missing=()
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v curl >/dev/null || missing+=(curl)
+command -v jq >/dev/null || missing+=(jq)
+if ((${#missing[@]})); then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "# installing ${missing[*]}"
+    apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1 \
+      || { apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null; }
+  else
+    echo "test.sh: the tests need ${missing[*]} (Debian/Ubuntu: sudo apt-get install ${missing[*]})" >&2
+    exit 1
+  fi
+fi
+
 CODE=(app worker models tests bench genserve.py)
 .venv/bin/ruff format --check "${CODE[@]}"
 .venv/bin/ruff check "${CODE[@]}"

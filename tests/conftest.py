@@ -1,5 +1,6 @@
-"""Shared fixtures: a real Redis (GENSERVE_REDIS_URL, else the local server, else an embedded one), settings on a
-temporary artifact store, the ASGI app, and a live service (uvicorn + an RQ worker process) for end-to-end tests."""
+"""Shared fixtures: a real Redis of the tests' own (an embedded redis-server, or an empty database named by
+GENSERVE_TEST_REDIS_URL), settings on a temporary artifact store, the ASGI app, and a live service (uvicorn + an RQ
+worker process) for end-to-end tests."""
 
 from __future__ import annotations
 
@@ -19,24 +20,38 @@ from redis import Redis
 from app.settings import Settings, get_settings
 from genserve import child_pythonpath, embedded_redis, free_port
 from tests.helpers import DEVICE
-from worker.state.connection import answers as redis_answers
 
-LOCAL_REDIS = "redis://127.0.0.1:6379"
-TEST_DB = 13  # a database of its own on a shared server, flushed around each test
+TEST_REDIS_ENV = "GENSERVE_TEST_REDIS_URL"
 SERVICE_START_TIMEOUT_S = 60.0
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    configured = os.environ.get("GENSERVE_REDIS_URL")
+    """The tests' Redis: a server of their own (an embedded redis-server), or the database GENSERVE_TEST_REDIS_URL
+    names when it is empty. Never GENSERVE_REDIS_URL: the tests flush their database, and a user's is not theirs."""
+    configured = os.environ.get(TEST_REDIS_ENV)
     if configured:
+        refuse_unless_empty(configured)
         yield configured
-    elif redis_answers(LOCAL_REDIS):
-        yield f"{LOCAL_REDIS}/{TEST_DB}"
     else:
         with embedded_redis(tmp_path_factory.mktemp("redis")) as url:
             yield url
+
+
+def refuse_unless_empty(url: str) -> None:
+    """Stop the session, saying why, when the database the tests would flush holds keys they did not write."""
+    client = Redis.from_url(url)
+    try:
+        keys = client.dbsize()
+    finally:
+        client.close()
+    if keys:
+        pytest.exit(
+            f"{TEST_REDIS_ENV} names a database that holds {keys} keys; the tests flush their database, so they "
+            "need an empty one (unset it to let the tests start a Redis of their own)",
+            returncode=3,
+        )
 
 
 @pytest.fixture
