@@ -1,4 +1,5 @@
-"""The `genserve` command: `serve` (the API), `worker` (an RQ worker), `dev` (both, plus Redis when needed).
+"""The `genserve` command: `serve` (the API), `worker` (an RQ worker), `dev` (both, plus Redis when needed), and
+`keys new` (an API key).
 
 The composition root: the one module that imports both the API (`app`) and the worker's runtime (`worker.main`), each
 only inside the command that runs it. Also home to what the tests and the benchmarks need to start the service as
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from app.settings import Settings, get_settings
 from worker.state.connection import answers as redis_answers
-from worker.state.settings import DEFAULT_REDIS_URL, safe_url
+from worker.state.settings import safe_url
 
 log = logging.getLogger("genserve")
 
@@ -154,19 +155,21 @@ def _stop_child(proc: subprocess.Popen[bytes]) -> None:
 
 
 def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
-    """API + one worker (+ an embedded Redis when GENSERVE_REDIS_URL is unset and nothing answers locally), run as
-    child processes and stopped together: on SIGINT/SIGTERM, or when any of them exits."""
+    """API + one worker + a Redis of their own (an embedded server, its data beside the store) unless
+    GENSERVE_REDIS_URL names one; run as child processes and stopped together: on SIGINT/SIGTERM, or when any of them
+    exits. The development service never shares a Redis it was not told to use (another application's keys, or
+    its jobs, could meet genserve's there)."""
     signal.signal(signal.SIGTERM, _raise_stop)
     signal.signal(signal.SIGINT, _raise_stop)
     with contextlib.ExitStack() as stack:
         url = settings.redis_url
+        embedded = url is None
         if url is None:
-            if not args.embedded_redis and redis_answers(DEFAULT_REDIS_URL):
-                url = DEFAULT_REDIS_URL
-                log.info("using the Redis at %s", url)
-            else:
-                url = stack.enter_context(embedded_redis(settings.store_dir.parent / "redis"))
-                log.info("no Redis configured or running: started an embedded one at %s", url)
+            directory = settings.store_dir.parent / "redis"
+            url = stack.enter_context(embedded_redis(directory))
+            log.info("Redis: an embedded server of genserve's own at %s (its data in %s)", url, directory)
+        else:
+            log.info("Redis: %s (GENSERVE_REDIS_URL)", safe_url(url))
         env = {**os.environ, "GENSERVE_REDIS_URL": url}
         host, port = args.host or settings.host, args.port or settings.port
         me = [sys.executable, "-m", "genserve"]
@@ -176,16 +179,36 @@ def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
             [*me, "serve", "--host", host, "--port", str(port), "--workers", str(args.workers)], env=env
         )
         stack.callback(_stop_child, api)  # stopped first: finishes in-flight requests before the worker goes
-        log.info(
-            "API on http://%s:%d (docs at /docs); redis %s; store %s", host, port, safe_url(url), settings.store_dir
-        )
+        log.info("API on http://%s:%d (docs at /docs); store %s", host, port, settings.store_dir)
+        stopping = "the API and the worker" + (", then the embedded Redis" if embedded else "")
         try:
             pid, status = os.waitpid(-1, 0)
         except _Stop as stop:
-            log.info("%s: stopping API, worker and Redis", stop)
+            log.info("%s: stopping %s", stop, stopping)
             return 0
-        log.error("child process %d exited (status %d); stopping the rest", pid, status)
+        log.error("child process %d exited (status %d); stopping %s", pid, status, stopping)
         return 1
+    return 0
+
+
+def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
+    """Create an API key: its entry goes into the keys file, its token to stdout (once: only the file keeps it)."""
+    from app.auth import append_key, new_key_entry
+
+    path = args.file or settings.api_keys_file or settings.store_dir.parent / "api-keys"
+    try:
+        token, entry = new_key_entry(args.scopes)
+    except ValueError as e:
+        log.error("%s", e)
+        return 2
+    append_key(path, entry)
+    print(token)
+    log.info(
+        "new key with scopes %s added to %s; the API reads it when GENSERVE_API_KEYS_FILE=%s (at start)",
+        args.scopes,
+        path,
+        path,
+    )
     return 0
 
 
@@ -201,15 +224,25 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument(
                 "--embedded-redis",
                 action="store_true",
-                help="start a private Redis even when one answers on localhost:6379",
+                help="start a Redis of its own (the default unless GENSERVE_REDIS_URL is set; kept for scripts)",
             )
     w = sub.add_parser("worker", help="run an RQ worker for trainings")
     w.add_argument("--burst", action="store_true", help="exit when the queue is empty")
     w.add_argument("--name", default=None, help="worker name (default: RQ picks one)")
+    k = sub.add_parser("keys", help="manage API keys")
+    ksub = k.add_subparsers(dest="keys_command", required=True)
+    new = ksub.add_parser("new", help="create a key: prints its token, appends it to the keys file")
+    new.add_argument("--scopes", default="sample+train", help="sample, train, or sample+train (default)")
+    new.add_argument(
+        "--file",
+        type=Path,
+        default=None,
+        help="keys file (default GENSERVE_API_KEYS_FILE, else genserve-data/api-keys)",
+    )
     args = parser.parse_args(argv)
     settings = get_settings()
     configure_logging(settings.log_level)
-    handler = {"serve": cmd_serve, "worker": cmd_worker, "dev": cmd_dev}[args.command]
+    handler = {"serve": cmd_serve, "worker": cmd_worker, "dev": cmd_dev, "keys": cmd_keys}[args.command]
     return handler(settings, args)
 
 

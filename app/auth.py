@@ -16,6 +16,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
+import os
+import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine
@@ -69,6 +71,25 @@ def load_keys(inline: str, path: Path | None) -> list[ApiKey]:
             if line and not line.startswith("#"):
                 entries.append(line)
     return parse_keys(entries)
+
+
+def new_key_entry(scopes: str) -> tuple[str, str]:
+    """A fresh random token (256 bits, URL-safe) and its `<token>:<scopes>` entry, checked like any configured key."""
+    wanted = {s.strip() for s in scopes.split("+")}
+    if not wanted <= set(SCOPES):
+        raise ValueError(f"scopes are {' or '.join(SCOPES)}, joined with '+'; got {scopes!r}")
+    token = secrets.token_urlsafe(32)
+    entry = f"{token}:{'+'.join(s for s in SCOPES if s in wanted)}"
+    parse_keys([entry])
+    return token, entry
+
+
+def append_key(path: Path, entry: str) -> None:
+    """Add a key entry to a keys file, creating it readable by its owner only (it holds the tokens in clear)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    with os.fdopen(fd, "a") as f:
+        f.write(entry + "\n")
 
 
 @dataclass

@@ -12,14 +12,13 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.routing import APIRoute
 from rq import Queue
 
 from app import model_events, problems
-from app.auth import Guard, document_bearer_auth, load_keys, requires
+from app.auth import Guard, document_bearer_auth, load_keys
 from app.deps import Services
+from app.docs import add_docs
 from app.metrics import Metrics, TrainingCollector
 from app.quotas import Quotas, StreamSlots
 from app.routes import datasets, generation, health, models, trainings
@@ -139,18 +138,6 @@ def include_flat(app: FastAPI, router: APIRouter) -> None:
         )
 
 
-def add_guarded_docs(app: FastAPI) -> None:
-    """/openapi.json and /docs as API routes that need the `sample` scope (docs behind the keys)."""
-
-    @app.get("/openapi.json", include_in_schema=False, dependencies=[requires("sample")])
-    async def openapi_schema() -> JSONResponse:
-        return JSONResponse(app.openapi())
-
-    @app.get("/docs", include_in_schema=False, dependencies=[requires("sample")])
-    async def swagger_ui() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="genserve")
-
-
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     services = build_services(settings)
@@ -193,7 +180,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     keys = load_keys(settings.api_keys.get_secret_value(), settings.api_keys_file)
     guarded = bool(keys)
-    hide_docs = guarded and not settings.public_docs  # then the docs are routes of their own, behind the keys
     app = FastAPI(
         title="genserve",
         version="0.1.0",
@@ -201,9 +187,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         responses={422: {"description": "Invalid input (problem+json)"}},
         redirect_slashes=False,  # a redirect would run before the access check, its target built from Host
-        docs_url=None if hide_docs else "/docs",
-        redoc_url=None if hide_docs else "/redoc",
-        openapi_url=None if hide_docs else "/openapi.json",
+        docs_url=None,  # the docs are routes of app.docs: served offline, and behind the keys when asked
+        redoc_url=None,
+        openapi_url=None,
     )
     app.state.guard = (
         Guard(keys, settings.rate_limit_per_s, settings.rate_limit_burst, settings.auth_failures_per_s)
@@ -212,8 +198,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     if guarded:
         document_bearer_auth(app)
-    if hide_docs:
-        add_guarded_docs(app)
+    add_docs(app, public=not guarded or settings.public_docs)
     if not guarded:
         log.warning("no API keys configured (GENSERVE_API_KEYS): the API is open to anyone who can reach it")
     app.state.services = services

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from app.settings import Settings
@@ -36,6 +36,7 @@ from models.config import (
     PenaltyWeight,
     UnitFraction,
     Width,
+    applicable_options,
 )
 from models.progress import Progress
 from models.seeds import Seed
@@ -218,20 +219,29 @@ class TrainingRequest(Strict):
         f"{MAX_LATENT_BIN_COLUMNS}.",
     )
 
-    @model_validator(mode="after")
-    def _family_options(self) -> TrainingRequest:
-        wrong, other = (GAN_OPTIONS, "GAN") if self.family == "vae" else (VAE_OPTIONS, "VAE")
-        for name in wrong:
-            if getattr(self, name) is not None:
-                raise ValueError(f"{name} is a {other} option; this training is a {self.family.upper()}")
-        return self
+    @field_validator(*VAE_OPTIONS, *GAN_OPTIONS)
+    @classmethod
+    def _family_options(cls, value: Any, info: ValidationInfo) -> Any:
+        """An option of the other family is an error located at the option (`family` is validated before it)."""
+        family = info.data.get("family")
+        owner = "vae" if info.field_name in VAE_OPTIONS else "gan"
+        if value is not None and family is not None and family != owner:
+            raise ValueError(f"{info.field_name} is a {owner.upper()} option; this training is a {family.upper()}")
+        return value
+
+
+def _applicable(config: dict[str, Any] | None) -> dict[str, Any] | None:
+    return applicable_options(config) if config else config
+
+
+AppliedConfig = Annotated[dict[str, Any] | None, AfterValidator(_applicable)]  # records of earlier versions list all
 
 
 class Training(BaseModel):
     id: str
     status: TrainingStatus
     request: dict[str, Any]
-    config: dict[str, Any] | None = Field(None, description="The resolved recipe the worker runs.")
+    config: AppliedConfig = Field(None, description="The resolved recipe the worker runs (this family's options).")
     progress: Progress
     metrics: dict[str, float]
     model_id: str | None
@@ -263,7 +273,7 @@ class Model(BaseModel):
     training_id: str | None
     metrics: dict[str, float]
     created_at: str
-    config: dict[str, Any] | None = None
+    config: AppliedConfig = Field(None, description="The training's resolved recipe (this family's options).")
 
 
 class ModelList(BaseModel):

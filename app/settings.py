@@ -123,7 +123,11 @@ class Settings(WorkerSettings):
     auth_failures_per_s: float = Field(
         1.0, ge=0, description="Failed API key attempts per second per client address, after a burst of 20 (0: off)."
     )
-    public_docs: bool = Field(False, description="With API keys: serve /docs and /openapi.json without a key.")
+    public_docs: bool = Field(
+        True,
+        description="With API keys: serve /docs, /redoc and /openapi.json without a key (off: they need a `sample` key;"
+        " a browser cannot send one to open /docs).",
+    )
 
     # --- quotas (per API key; with no keys configured, for all clients together) -------------------------------
     max_active_trainings: int = Field(20, ge=1, description="Queued or running trainings per API key (429 beyond).")

@@ -170,11 +170,15 @@ class Trainings:
 
     # --- cancel -----------------------------------------------------------------------------------------------------
     def cancel(self, training_id: str) -> TrainingRecord:
-        current = self.get(training_id)
+        """Ask the training to stop: a queued one is canceled at once; a running one is reported `canceling` until
+        its work horse, which checks the flag every step, ends it."""
+        current = self.records.get(training_id)
         if current.is_terminal():
             raise Conflict(f"training {training_id} has already ended ({current.status.value})")
+        live = self.view(current)  # before the flag: whether a work horse has it already
         events.request_cancel(self.redis, training_id)  # a running job sees this within a second
-        if current.status is TrainingStatus.queued:
+        events.publish_status(self.redis, training_id, TrainingStatus.canceling)
+        if live.status is TrainingStatus.queued:
             job_id = current.current_job_id
             try:
                 job = Job.fetch(job_id, connection=self.redis)

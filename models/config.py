@@ -121,7 +121,9 @@ class TrainConfig:
             raise Invalid(f"batch_size {self.batch_size} must be a multiple of pack {self.pack}", field=("batch_size",))
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The options that apply to this family (the other family's are left out: they mean nothing here, and
+        `from_dict` gives them their defaults)."""
+        return applicable_options(dataclasses.asdict(self))
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TrainConfig:
@@ -138,6 +140,12 @@ class TrainConfig:
         """The entries of `d` that are options of a config."""
         names = {f.name for f in dataclasses.fields(cls)}
         return {k: v for k, v in d.items() if k in names}
+
+
+def applicable_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """A config's options without those of the other family (records written by earlier versions list them all)."""
+    other = {"vae": GAN_OPTIONS, "gan": VAE_OPTIONS}.get(options.get("family"), ())  # type: ignore[arg-type]
+    return {k: v for k, v in options.items() if k not in other}
 
 
 @cache

@@ -411,9 +411,10 @@ class _Run:
         if loaded is None:
             return
         tensors, meta = loaded
-        if meta.get("format") != CHECKPOINT_FORMAT or _json_normal(meta.get("config")) != _json_normal(
-            self.c.to_dict()
-        ):
+        current = _json_normal(self.c.to_dict())
+        saved = meta.get("config") or {}
+        # Compared on the options that apply (checkpoints of earlier versions also list the other family's).
+        if meta.get("format") != CHECKPOINT_FORMAT or {k: saved.get(k) for k in current} != current:
             log.warning("ignoring a checkpoint of another format or config; starting from step 0")
             return
         self.step = _restore(self.task, self.data.gen, tensors, meta)  # load_state_dict moves to the device

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 from fastapi.routing import APIRoute
 from redis import Redis
-from starlette.routing import Route
+from starlette.routing import Mount
 
 from app.auth import declared_access
+from app.docs import ASSETS_PATH, DOC_PATHS
 from app.main import create_app
 from genserve import child_pythonpath
 from tests.conftest import ROOT, make_settings
@@ -29,8 +30,6 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "genserve.py": ("bench",),
     "tests": ("bench",),
 }
-# Framework routes that are public by configuration: FastAPI's docs when GENSERVE_PUBLIC_DOCS or no keys.
-FRAMEWORK_DOC_PATHS = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
 
 
 def imports_of(path: Path) -> list[tuple[int, str]]:
@@ -89,9 +88,10 @@ def test_every_route_declares_its_access(
             assert len(declared) == 1, (route.path, route.methods, declared)
             if declared[0].scope is None:
                 public.append(route.path)
-        else:
-            assert isinstance(route, Route) and route.path in FRAMEWORK_DOC_PATHS, route
-    assert sorted(set(public)) == ["/healthz", "/readyz"]  # the probes (GET and HEAD), and nothing else
+        else:  # the docs pages' static scripts and styles, nothing else
+            assert isinstance(route, Mount) and route.path == ASSETS_PATH, route
+    docs = list(DOC_PATHS) if public_docs or not keys else []
+    assert sorted(set(public)) == sorted(["/healthz", "/readyz", *docs])  # the probes (GET and HEAD), the docs
 
 
 def test_a_route_without_a_declaration_is_caught(tmp_path: Path, redis_url: str, redis: Redis) -> None:

@@ -108,7 +108,8 @@ def test_the_docker_files_keep_their_promises() -> None:
     assert "ARG TORCH_VARIANT=cpu" in dockerfile
     assert '"torch==${TORCH_VERSION}+${TORCH_VARIANT}"' in dockerfile
     instructions = [line.split()[0] for line in dockerfile.splitlines() if line.strip() and line[0].isupper()]
-    assert "FROM" in instructions and "HEALTHCHECK" not in instructions  # the image runs workers too, which serve no HTTP
+    # The image runs workers too, which serve no HTTP: no image-wide health check.
+    assert "FROM" in instructions and "HEALTHCHECK" not in instructions
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
     assert services["api"]["ports"] == ["127.0.0.1:8000:8000"]

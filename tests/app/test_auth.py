@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from redis import Redis
 
 from app.auth import parse_keys
+from app.docs import DOC_PATHS
 from app.main import create_app
 from tests.conftest import make_settings
 from tests.helpers import assert_problem
@@ -26,7 +27,9 @@ FILLERS = {
 
 @pytest.fixture
 def guarded(tmp_path: Path, redis_url: str, redis: Redis) -> Iterator[TestClient]:
-    settings = make_settings(tmp_path, redis_url, api_keys=KEYS, rate_limit_per_s=0, auth_failures_per_s=0)
+    settings = make_settings(
+        tmp_path, redis_url, api_keys=KEYS, rate_limit_per_s=0, auth_failures_per_s=0, public_docs=False
+    )
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         yield client
 
@@ -45,7 +48,7 @@ def routes(client: TestClient) -> list[tuple[str, str, str]]:
     """(method, concrete path, template) of every API route (from the OpenAPI schema, plus the docs), public
     probes excluded."""
     schema = client.app.openapi()  # type: ignore[attr-defined]
-    out = [("GET", "/openapi.json", "/openapi.json"), ("GET", "/docs", "/docs")]
+    out = [("GET", page, page) for page in DOC_PATHS]
     for template, operations in schema["paths"].items():
         if template in ("/healthz", "/readyz"):
             continue
@@ -115,10 +118,12 @@ def test_open_without_keys(client: httpx.Client) -> None:
     assert client.get("/openapi.json").status_code == 200
 
 
-def test_public_docs_setting(tmp_path: Path, redis_url: str, redis: Redis) -> None:
-    settings = make_settings(tmp_path, redis_url, api_keys=KEYS, public_docs=True)
+def test_docs_are_public_by_default_with_keys(tmp_path: Path, redis_url: str, redis: Redis) -> None:
+    """A browser cannot send a bearer header to open /docs; the page's Authorize button takes the key for calls."""
+    settings = make_settings(tmp_path, redis_url, api_keys=KEYS)
     with TestClient(create_app(settings)) as client:
-        assert client.get("/openapi.json").status_code == 200
+        for page in DOC_PATHS:
+            assert client.get(page).status_code == 200, page
         assert client.get("/v1/datasets").status_code == 401
         schema = client.get("/openapi.json").json()
         assert "HTTPBearer" in schema["components"]["securitySchemes"]

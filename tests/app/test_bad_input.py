@@ -57,7 +57,8 @@ BAD_TRAININGS: list[tuple[str, dict[str, Any], int, str]] = [
     ("conditional on unlabeled", {"dataset": "ring2d", "family": "vae", "conditional": True}, 422, "body.conditional"),
     ("conv on points", {"dataset": "ring2d", "family": "vae", "architecture": "conv"}, 422, "body.architecture"),
     ("typo in a field", {"dataset": "ring2d", "family": "vae", "stepz": 10}, 422, "body.stepz"),
-    ("GAN option on a VAE", {"dataset": "ring2d", "family": "vae", "gan_loss": "hinge"}, 422, "body"),
+    ("GAN option on a VAE", {"dataset": "ring2d", "family": "vae", "gan_loss": "hinge"}, 422, "body.gan_loss"),
+    ("VAE option on a GAN", {"dataset": "ring2d", "family": "gan", "free_bits": 0.5}, 422, "body.free_bits"),
     (
         "too many latent categories",
         {"dataset": "ring2d", "family": "gan", "latent_categories": 5000},
@@ -70,7 +71,12 @@ BAD_TRAININGS: list[tuple[str, dict[str, Any], int, str]] = [
         422,
         "body.latent_categories",
     ),
-    ("latent categories on a VAE", {"dataset": "ring2d", "family": "vae", "latent_categories": 8}, 422, "body"),
+    (
+        "latent categories on a VAE",
+        {"dataset": "ring2d", "family": "vae", "latent_categories": 8},
+        422,
+        "body.latent_categories",
+    ),
     ("seed negative", {"dataset": "ring2d", "family": "gan", "seed": -1}, 422, "body.seed"),
     ("string for a number", {"dataset": "ring2d", "family": "gan", "steps": "many"}, 422, "body.steps"),
     ("missing family", {"dataset": "ring2d"}, 422, "body.family"),

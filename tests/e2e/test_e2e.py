@@ -196,7 +196,9 @@ def test_cancel_a_long_training(http: httpx.Client, datasets: dict[str, str], li
         assert time.monotonic() < deadline, live.logs()
         time.sleep(0.1)
     asked = time.monotonic()
-    assert http.post(f"/v1/trainings/{training_id}/cancel").status_code == 202
+    r = http.post(f"/v1/trainings/{training_id}/cancel")
+    assert r.status_code == 202 and r.json()["status"] in ("canceling", "canceled"), r.text  # no longer "running"
+    assert http.get(f"/v1/trainings/{training_id}").json()["status"] in ("canceling", "canceled")
     body = wait_for_training(http, training_id, timeout_s=30)
     assert body["status"] == "canceled" and body["model_id"] is None
     assert time.monotonic() - asked < 10

@@ -3,6 +3,7 @@ determinism, metrics, and config resolution. Every run is seeded; nothing here d
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import replace
 from typing import Any
@@ -13,7 +14,7 @@ import torch
 from safetensors.torch import load, save
 
 from models import losses, training
-from models.config import TrainConfig
+from models.config import GAN_OPTIONS, VAE_OPTIONS, TrainConfig, applicable_options
 from models.data.arrays import ArrayDataset, DatasetSplits
 from models.errors import Invalid, TrainingDiverged
 from models.metrics import energy_distance
@@ -430,6 +431,19 @@ def test_resolve_fills_defaults_from_the_recipe() -> None:
         num_classes=0,
     )
     assert (c2.steps, c2.seed, c2.latent_dim, c2.free_bits) == (7, 3, 5, 0.0)
+
+
+def test_a_config_lists_only_its_familys_options() -> None:
+    """A GAN's stored recipe says nothing of `beta` or `free_bits`, a VAE's nothing of `gan_loss`; reading one back
+    gives the same config, and an older record listing every option is shown without the other family's."""
+    shape: dict[str, Any] = {"dataset_id": "ds_x", "kind": "points", "sample_shape": (2,), "num_classes": 0}
+    for family, other in (("gan", VAE_OPTIONS), ("vae", GAN_OPTIONS)):
+        c = resolve_config({"family": family}, **shape)
+        stored = c.to_dict()
+        assert not set(other) & stored.keys(), family
+        assert TrainConfig.from_dict(stored) == c
+        old = dataclasses.asdict(c)  # what earlier versions stored
+        assert set(other) <= old.keys() and applicable_options(old) == stored
 
 
 @pytest.mark.parametrize(

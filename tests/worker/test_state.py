@@ -42,6 +42,24 @@ def test_reconcile(recorded: str, rq_status: str | None, leased: bool, status: s
     assert (verdict.status, verdict.liveness) == (TrainingStatus(status), liveness)
 
 
+@pytest.mark.parametrize(
+    ("recorded", "rq_status", "leased", "status", "liveness"),
+    [
+        ("running", "started", True, "canceling", Liveness.alive),  # the horse stops at its next step
+        ("running", "started", False, "canceling", Liveness.lost),  # the watchdog still acts on a lost one
+        ("queued", "queued", False, "canceling", Liveness.waiting),
+        ("canceled", None, False, "canceled", Liveness.ended),  # ended: the record speaks
+        ("succeeded", None, False, "succeeded", Liveness.ended),  # finished before the flag was seen
+    ],
+)
+def test_a_cancel_asked_for_is_reported_until_the_training_ends(
+    recorded: str, rq_status: str | None, leased: bool, status: str, liveness: Liveness
+) -> None:
+    verdict = reconcile(recorded, rq_status, leased, cancel_requested=True)
+    assert (verdict.status, verdict.liveness) == (TrainingStatus(status), liveness)
+    assert not TrainingStatus.canceling.is_terminal()
+
+
 def test_the_defaults_notice_a_killed_worker_within_60s() -> None:
     """Worst case: the lease runs out, a round first sees it unattended, the grace period passes, the next round
     acts (the end-to-end tests measure it with shorter settings)."""

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from redis import Redis
 from rq.job import Job
 
-from worker.state import lease
+from worker.state import keys, lease
 
 if TYPE_CHECKING:
     from worker.state.records import TrainingRecord
@@ -27,6 +27,9 @@ class TrainingStatus(StrEnum):
     succeeded = "succeeded"
     failed = "failed"
     canceled = "canceled"
+    # Reported, never stored: a cancel was asked for and the training has not ended yet (a running one stops at its
+    # next step, or after the end-of-training metrics in progress; the record then says `canceled`).
+    canceling = "canceling"
 
     def is_terminal(self) -> bool:
         return self in (TrainingStatus.succeeded, TrainingStatus.failed, TrainingStatus.canceled)
@@ -56,9 +59,10 @@ class Verdict:
     liveness: Liveness  # what the watchdog should do about it
 
 
-def reconcile(recorded: str, rq_status: str | None, leased: bool) -> Verdict:
-    """The status to report and the training's liveness, from the record, RQ's job state (None: no such job) and
-    whether a work horse holds the lease for the record's current job.
+def reconcile(recorded: str, rq_status: str | None, leased: bool, cancel_requested: bool = False) -> Verdict:
+    """The status to report and the training's liveness, from the record, RQ's job state (None: no such job),
+    whether a work horse holds the lease for the record's current job, and whether a cancel was asked for (then the
+    report is `canceling` until the record ends; the liveness, which the watchdog acts on, is unchanged).
 
     A lost or missing training keeps its recorded status: the watchdog re-queues it (or, after
     `max_attempts` lost workers, fails it with the reason), so nothing is reported as failed before it is.
@@ -66,6 +70,11 @@ def reconcile(recorded: str, rq_status: str | None, leased: bool) -> Verdict:
     status = TrainingStatus(recorded)
     if status.is_terminal():
         return Verdict(status, Liveness.ended)
+    verdict = _reconcile_live(status, rq_status, leased)
+    return Verdict(TrainingStatus.canceling, verdict.liveness) if cancel_requested else verdict
+
+
+def _reconcile_live(status: TrainingStatus, rq_status: str | None, leased: bool) -> Verdict:
     if leased:
         return Verdict(TrainingStatus.running, Liveness.alive)
     if rq_status is None:
@@ -78,16 +87,19 @@ def reconcile(recorded: str, rq_status: str | None, leased: bool) -> Verdict:
 
 
 def assess(redis: Redis, records: Sequence[TrainingRecord]) -> dict[str, Verdict]:
-    """Each record's verdict, from its RQ job's state and its lease: two round trips, however many records."""
+    """Each record's verdict, from its RQ job's state, its cancel flag and its lease: two round trips, however many
+    records."""
     pipe = redis.pipeline(transaction=False)
     for record in records:
         pipe.hget(Job.key_for(record.current_job_id), "status")
-    rq_states: list[Any] = pipe.execute()
+        pipe.exists(keys.cancel(record.id))
+    replies: list[Any] = pipe.execute()
+    rq_states, cancels = replies[0::2], replies[1::2]
     holders = lease.holders(redis, [r.id for r in records])
     verdicts = {}
-    for record, raw in zip(records, rq_states, strict=True):
+    for record, raw, canceling in zip(records, rq_states, cancels, strict=True):
         rq_status = raw.decode() if isinstance(raw, bytes) else raw
         holder = holders[record.id]
         leased = holder is not None and holder.get("job_id") == record.current_job_id
-        verdicts[record.id] = reconcile(record.status, rq_status, leased)
+        verdicts[record.id] = reconcile(record.status, rq_status, leased, bool(canceling))
     return verdicts
