@@ -131,6 +131,9 @@ class Strict(BaseModel):
 
 
 # --- datasets -------------------------------------------------------------------------------------------------------
+DATASET_NAME_MAX = 100
+
+
 class Dataset(BaseModel):
     id: str
     name: str
@@ -142,6 +145,11 @@ class Dataset(BaseModel):
     created_at: str | None
     description: str | None = None
     available: bool = Field(True, description="False for built-ins whose files are missing (MNIST offline).")
+    note: str | None = Field(
+        None,
+        description="Upload answers only: set when this content was stored before under another name (the stored "
+        "dataset, its id and its first name, is returned; the new name is not applied).",
+    )
 
 
 class DatasetList(BaseModel):
@@ -167,7 +175,13 @@ class TrainingRequest(Strict):
         },
     )
 
-    dataset: str = Field(..., min_length=1, max_length=64, description="Dataset id (built-in or uploaded).")
+    dataset: str = Field(
+        ...,
+        min_length=1,
+        max_length=DATASET_NAME_MAX,
+        description="Dataset id (built-in or uploaded), or an uploaded dataset's name when exactly one dataset has it "
+        "(the training records the id).",
+    )
     family: Family
     conditional: bool = Field(False, description="Condition on the dataset's labels (labeled datasets only).")
     steps: Count | None = Field(

@@ -24,6 +24,7 @@ from app.problems import located_in
 from app.quotas import Quotas
 from app.schemas import TrainingRequest
 from app.settings import Settings
+from models.data.builtin import BUILTINS
 from models.data.catalog import Catalog, DatasetInfo
 from models.errors import Conflict, Invalid, NotFound
 from models.progress import Progress
@@ -37,6 +38,7 @@ from worker.state.status import TrainingStatus, assess
 log = logging.getLogger("genserve.api")
 STATUS_TIMEOUT_S = 1.0  # reads of live state (RQ job status, lease, progress)
 BREAKER_S = 10.0  # after Redis failed to answer them, they are skipped this long
+MAX_IDS_SHOWN = 5  # an ambiguous dataset name's problem lists this many of the ids
 
 
 @dataclass
@@ -75,6 +77,7 @@ class Trainings:
 
     def create(self, req: TrainingRequest, owner: str) -> TrainingRecord:
         with located_in("body"):
+            req = req.model_copy(update={"dataset": self._dataset_id(req.dataset)})
             self._check_limits(req)
             info = self._dataset(req.dataset)
         self.quotas.check_training(owner)
@@ -93,6 +96,23 @@ class Trainings:
             raise Invalid(
                 f"no dataset with id {dataset_id!r}; GET /v1/datasets lists them", field=("dataset",)
             ) from None
+
+    def _dataset_id(self, ref: str) -> str:
+        """The id `ref` names: a dataset id, or an uploaded dataset's name that no other dataset has (ids first)."""
+        if ref in BUILTINS:
+            return ref
+        with contextlib.suppress(NotFound):
+            return self.catalog.info(ref).id
+        named = [d.id for d in self.catalog.uploads() if d.name == ref]
+        if len(named) == 1:
+            return named[0]
+        if named:
+            shown = ", ".join(named[:MAX_IDS_SHOWN]) + (", ..." if len(named) > MAX_IDS_SHOWN else "")
+            raise Invalid(
+                f"{len(named)} datasets are named {ref!r} ({shown}); give the id of the one to train on",
+                field=("dataset",),
+            )
+        raise Invalid(f"no dataset with id or name {ref!r}; GET /v1/datasets lists them", field=("dataset",))
 
     def _dataset(self, dataset_id: str) -> DatasetInfo:
         try:

@@ -41,11 +41,14 @@ if [ -n "$DRY" ] || ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
   elif has_gpu; then
     run "$VENV/bin/python" -m pip install -q "torch==$TORCH_VERSION"
   elif [ -n "$DRY" ]; then
-    echo "+ $VENV/bin/python -m pip install -q --no-index torch==$TORCH_VERSION+cpu  # a local wheel, if pip finds one"
+    echo "+ $VENV/bin/python -m pip install -q --no-index --no-deps torch==$TORCH_VERSION+cpu  # a local wheel, if any"
+    echo "+ $VENV/bin/python -m pip install -q torch==$TORCH_VERSION+cpu  # then its dependencies, from the usual index"
     echo "+ $VENV/bin/python -m pip install -q torch==$TORCH_VERSION+cpu --index-url $CPU_INDEX  # else"
+  elif "$VENV/bin/python" -m pip install -q --no-index --no-deps "torch==$TORCH_VERSION+cpu" 2>/dev/null; then
+    # The wheel was local (torch's dependencies are ordinary packages, from the usual index).
+    "$VENV/bin/python" -m pip install -q "torch==$TORCH_VERSION+cpu"
   else
-    "$VENV/bin/python" -m pip install -q --no-index "torch==$TORCH_VERSION+cpu" 2>/dev/null \
-      || "$VENV/bin/python" -m pip install -q "torch==$TORCH_VERSION+cpu" --index-url "$CPU_INDEX"
+    "$VENV/bin/python" -m pip install -q "torch==$TORCH_VERSION+cpu" --index-url "$CPU_INDEX"
   fi
 fi
 

@@ -10,16 +10,16 @@ from fastapi.concurrency import run_in_threadpool
 from app.auth import CheckedRoute, owner_of, requires
 from app.deps import ServicesDep
 from app.problems import PROBLEM_SCHEMA, located_in
-from app.schemas import Dataset, DatasetList
+from app.schemas import DATASET_NAME_MAX, Dataset, DatasetList
 from app.serving.edge import accepts_uploads
 from models.data.builtin import BUILTINS
 from models.errors import Conflict, Forbidden, Invalid, TooLarge
 from models.store import stored_bytes
 from models.uploads import parse_upload
+from models.uploads.parse import DATASET_TYPES
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"], route_class=CheckedRoute)
 PROBLEM = {"content": {"application/problem+json": {"schema": PROBLEM_SCHEMA}}}
-NAME_MAX = 100
 
 
 @router.get("", response_model=DatasetList, dependencies=[requires("sample")])
@@ -34,7 +34,11 @@ async def list_datasets(services: ServicesDep) -> DatasetList:
     status_code=status.HTTP_201_CREATED,
     response_model=Dataset,
     responses={
-        200: {"model": Dataset, "description": "The same content was uploaded before; its dataset is returned."},
+        200: {
+            "model": Dataset,
+            "description": "The same content was uploaded before; its dataset is returned (`note` says so when it was "
+            "uploaded under another name).",
+        },
         413: PROBLEM,
         415: PROBLEM,
         422: PROBLEM,
@@ -46,10 +50,30 @@ async def upload_dataset(
     services: ServicesDep,
     request: Request,
     response: Response,
-    file: Annotated[UploadFile, File(description=".npz, .csv, or .zip of PNG/JPEG images (folder per class)")],
-    name: Annotated[str, Form(min_length=1, max_length=NAME_MAX, description="A name for people")],
+    file: Annotated[UploadFile, File(description=DATASET_TYPES)],
+    name: Annotated[
+        str,
+        Form(
+            min_length=1,
+            max_length=DATASET_NAME_MAX,
+            description="A name for people; a training's `dataset` may give it instead of the id while no other "
+            "dataset has it.",
+        ),
+    ],
 ) -> Dataset:
-    """Upload a dataset; it is validated, then stored content-addressed (equal content, equal id)."""
+    """Upload a dataset; it is validated, then stored content-addressed (equal content, equal id).
+
+    Formats (the type comes from the content and must match the file name's extension):
+
+    - **.csv**: a header row of column names, then one point per row; every column numeric except an optional
+      column named `label` (any text or integers: its distinct values become the classes).
+    - **.npz** (`numpy.savez`): array `x` of shape (N, D) points, or (N, H, W) / (N, H, W, C) images (uint8 0–255 or
+      floats in [0, 1]); optional integer array `y` of N labels.
+    - **.zip** of PNG/JPEG images, all of one size: either images at the top level (no labels), or one top-level
+      folder per class (`cat/001.png`, `dog/002.png`: the folder names become the classes).
+
+    Uploading content that is stored already answers 200 with the stored dataset; when it was stored under another
+    name, `note` says so (the stored name is kept)."""
     limits = services.settings.upload_limits()
     content = await file.read(limits.max_bytes + 1)
     if len(content) > limits.max_bytes:
@@ -72,9 +96,16 @@ async def upload_dataset(
             lambda: services.quotas.check_upload(owner, stored_bytes(data)),
         )
     response.headers["Location"] = f"/v1/datasets/{manifest['id']}"
-    if not created:
-        response.status_code = status.HTTP_200_OK
-    return Dataset.model_validate(manifest)
+    if created:
+        return Dataset.model_validate(manifest)
+    response.status_code = status.HTTP_200_OK
+    note = None
+    if manifest["name"] != name.strip():
+        note = (
+            f"this content was uploaded before as {manifest['name']!r} (id {manifest['id']}); that dataset is "
+            f"returned and keeps its name, {name.strip()!r} was not applied"
+        )
+    return Dataset.model_validate({**manifest, "note": note})
 
 
 @router.get("/{dataset_id}", response_model=Dataset, responses={404: PROBLEM}, dependencies=[requires("sample")])

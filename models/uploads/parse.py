@@ -16,8 +16,8 @@ from models.uploads.npy import npz_dataset, npz_images, read_npz
 from models.uploads.zips import looks_like_npz, open_zip
 
 DATASET_TYPES = (
-    ".npz (array x, optional integer y), .csv (numeric columns, optional label column), "
-    ".zip (PNG/JPEG images, a top-level folder per class)"
+    ".npz (array x, optional integer array y), .csv (a header row; numeric columns, optional label column), "
+    ".zip (PNG/JPEG images; a top-level folder per class gives labels)"
 )
 
 
