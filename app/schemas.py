@@ -1,4 +1,4 @@
-"""Request and response bodies of the public API (see shared/docs/API.md); examples make Swagger's "Try it out"
+"""Request and response bodies of the public API (the contract: docs/api.md); examples make Swagger's "Try it out"
 work when clicked."""
 
 from __future__ import annotations
@@ -100,6 +100,9 @@ def _too_long(limit: int, setting: str, where: str = "") -> None:
         "List should have at most {max_length} items{where} ({setting})",
         {"max_length": limit, "where": where, "setting": setting},
     )
+
+
+MAX_GRID_SCALE = 16
 
 
 class Format(StrEnum):
@@ -317,6 +320,17 @@ class SampleRequest(Strict):
         None, strict=False, description="png (default for images), grid, npy, or json (default for points)."
     )
     timeout_ms: int | None = Field(None, ge=1, le=600_000, description="Give up (504) when not served in time.")
+    scale: int = Field(
+        1,
+        ge=1,
+        le=MAX_GRID_SCALE,
+        description="format grid only: each pixel of an image grid drawn as a scale x scale block (nearest "
+        "neighbour), or a scatter plot drawn scale times larger; the picture's longer side is bounded by "
+        "GENSERVE_MAX_GRID_SIDE_PX.",
+    )
+    show_data: bool = Field(
+        False, description="format grid of a points model only: draw the training data faintly behind the samples."
+    )
 
     @field_validator("labels", mode="before")
     @classmethod
@@ -343,8 +357,24 @@ class InterpolationRequest(Strict):
     z_a: LatentVector | None = None
     z_b: LatentVector | None = None
     steps: int = Field(8, ge=2, description="Samples along the path, ends included.")
-    label: int | None = Field(None, ge=0, description="Class index; required for conditional models.")
+    label: int | None = Field(
+        None,
+        ge=0,
+        description="Class index (conditional models only). Left out on a conditional model: one path per class, "
+        "class by class (steps x classes samples; a grid shows a row per class).",
+    )
     format: Format | None = Field(None, strict=False)
+    scale: int = Field(
+        1,
+        ge=1,
+        le=MAX_GRID_SCALE,
+        description="format grid only: each pixel of an image grid drawn as a scale x scale block (nearest "
+        "neighbour), or a scatter plot drawn scale times larger; the picture's longer side is bounded by "
+        "GENSERVE_MAX_GRID_SIDE_PX.",
+    )
+    show_data: bool = Field(
+        False, description="format grid of a points model only: draw the training data faintly behind the samples."
+    )
 
     @field_validator("z_a", "z_b", mode="before")
     @classmethod

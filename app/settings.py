@@ -90,6 +90,9 @@ class Settings(WorkerSettings):
         "(that race loses requests with uvicorn's default of 5 s).",
     )
     max_interpolation_steps: int = Field(256, ge=2, description="Largest `steps` of an interpolation.")
+    max_grid_side_px: int = Field(
+        4096, ge=64, description="Longest side, in pixels, of a `grid` picture (samples x scale): bounds its memory."
+    )
     max_score_decodes: int = Field(
         1 << 20, ge=1, description="Largest k x inputs of one scores request (the decoder passes it costs)."
     )

@@ -115,6 +115,7 @@ def store_untrained_model(
     classes: list[str] | None = None,
     width: int = 16,
     latent_dim: int = 4,
+    dataset: str = "upload",
 ) -> str:
     """A freshly initialized (untrained) model stored as the worker stores models: fast, for serving tests."""
     import torch
@@ -128,7 +129,7 @@ def store_untrained_model(
     num_classes = len(classes or [])
     config = resolve_config(
         {"family": family, "conditional": num_classes > 0, "width": width, "latent_dim": latent_dim, "seed": 0},
-        dataset_id="upload",
+        dataset_id=dataset,
         kind=kind,
         sample_shape=shape,
         num_classes=num_classes,
@@ -136,7 +137,7 @@ def store_untrained_model(
     spec = spec_for(config, kind, shape, num_classes)  # type: ignore[arg-type]
     torch.manual_seed(0)
     model = build_model(spec).eval()
-    record = training_record("upload", config.to_dict(), classes)
+    record = training_record(dataset, config.to_dict(), classes)
     return store_model(ArtifactStore(store_dir), record, TrainResult(model, spec, {}, 0, False))
 
 

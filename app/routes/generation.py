@@ -6,6 +6,7 @@ import asyncio
 import time
 from typing import Annotated, Any, Literal
 
+import torch
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
@@ -13,8 +14,9 @@ from app.auth import CheckedRoute, requires
 from app.deps import ServicesDep
 from app.problems import PROBLEM_SCHEMA, ClientDisconnected
 from app.schemas import InterpolationRequest, SampleRequest
-from app.serving import sampling, vae_inputs
+from app.serving import pictures, sampling, vae_inputs
 from app.serving.edge import accepts_uploads
+from app.serving.encoding import DEFAULT_VIEW
 from app.serving.lean_route import LeanRoute
 from app.serving.model_cache import LoadedModel, SampleJob
 from models.errors import Invalid, TimedOut
@@ -26,13 +28,53 @@ GENERATE = [requires("sample")]
 router = APIRouter(prefix="/v1/models", tags=["models"], dependencies=GENERATE, route_class=CheckedRoute)
 # The sampling route, the hot path: served by LeanRoute and matched before every other route.
 hot_router = APIRouter(prefix="/v1/models", tags=["models"], route_class=LeanRoute, dependencies=GENERATE)
+SEED = {"type": ["integer", "null"], "description": "The seed used (null when latent vectors were given)."}
+PNG_BODY = {
+    "title": "format png (image models)",
+    "type": "object",
+    "required": ["images", "seed"],
+    "properties": {
+        "images": {
+            "type": "array",
+            "items": {"type": "string", "contentEncoding": "base64", "contentMediaType": "image/png"},
+            "description": "One base64 PNG per sample, in order.",
+        },
+        "seed": SEED,
+    },
+}
+JSON_BODY = {
+    "title": "format json (the default for point models)",
+    "type": "object",
+    "required": ["samples", "seed"],
+    "properties": {
+        "samples": {
+            "type": "array",
+            "items": {"type": "array", "items": {}},
+            "description": "One nested list per sample, of the model's sample shape (image values in [0, 1]).",
+        },
+        "seed": SEED,
+    },
+}
 SAMPLE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
-        "description": "png: JSON with base64 PNGs; grid: one PNG; npy: a NumPy file; json: nested lists",
+        "description": "The body's type comes from `format` in the request body (not from `Accept`): **png** "
+        '(the default for image models) → JSON `{"images": [base64 PNG, ...], "seed"}`; **json** (the default for '
+        'point models) → JSON `{"samples": [[...], ...], "seed"}`; **grid** → one `image/png` (images tiled, or a '
+        "scatter plot of points with axes); **npy** → a NumPy `.npy` file, float32, shape (n, *sample_shape). "
+        "When the samples come from a seed, it is also in the `X-Genserve-Seed` header.",
         "content": {
-            "application/json": {"example": {"samples": [[0.99, 0.02]], "seed": 42}},
-            "image/png": {},
-            "application/octet-stream": {},
+            "application/json": {
+                "schema": {"oneOf": [PNG_BODY, JSON_BODY]},
+                "examples": {
+                    "png": {"summary": "format png", "value": {"images": ["iVBORw0KGgo..."], "seed": 42}},
+                    "json": {"summary": "format json", "value": {"samples": [[0.99, 0.02]], "seed": 42}},
+                },
+            },
+            "image/png": {"schema": {"type": "string", "format": "binary"}, "example": "(format grid: a PNG)"},
+            "application/octet-stream": {
+                "schema": {"type": "string", "format": "binary"},
+                "example": "(format npy: a NumPy .npy file)",
+            },
         },
     },
     404: PROBLEM,
@@ -59,14 +101,17 @@ async def create_samples(model_id: str, body: SampleRequest, services: ServicesD
     manifest = loaded.manifest
     fmt = sampling.resolve_format(body.format, manifest, ("body", "format"))
     labels = sampling.labels_tensor(body.labels, n, manifest, ("body", "labels"))
+    view = DEFAULT_VIEW
+    if pictures.wants_picture(fmt, body.scale, body.show_data):
+        view = await pictures.view(fmt, body.scale, body.show_data, n, loaded, services.catalog, services.settings)
     if body.z is not None:
         if len(body.z) != n:
             raise Invalid(f"z has {len(body.z)} vectors; n is {n}", field=("body", "z"), limit=n)
         z = sampling.latent_tensor(body.z, manifest.latent_dim, ("body", "z"))
-        job = SampleJob(n=n, fmt=fmt.value, z=z, labels=labels)
+        job = SampleJob(n=n, fmt=fmt.value, z=z, labels=labels, view=view)
     else:
         seed = body.seed if body.seed is not None else draw_seed()
-        job = SampleJob(n=n, fmt=fmt.value, seed=seed, labels=labels)
+        job = SampleJob(n=n, fmt=fmt.value, seed=seed, labels=labels, view=view)
     timeout_ms = float(body.timeout_ms or services.settings.sample_timeout_ms)
     return sampling.response(await sampling.run(loaded, job, timeout_ms, services.metrics, request))
 
@@ -75,7 +120,8 @@ async def create_samples(model_id: str, body: SampleRequest, services: ServicesD
 async def create_interpolation(
     model_id: str, body: InterpolationRequest, services: ServicesDep, request: Request
 ) -> Response:
-    """`steps` samples along the spherical path between two seeds' (or two given) latent vectors."""
+    """`steps` samples along the spherical path between two seeds' (or two given) latent vectors; on a conditional
+    model without `label`, one such path per class, class by class (a grid shows one class per row)."""
     limit = services.settings.max_interpolation_steps
     if body.steps > limit:
         raise Invalid(
@@ -87,18 +133,36 @@ async def create_interpolation(
     manifest = loaded.manifest
     d = manifest.latent_dim
     fmt = sampling.resolve_format(body.format, manifest, ("body", "format"))
-    if manifest.conditional and body.label is None:
-        raise Invalid("label is required for a conditional model", field=("body", "label"))
-    labels = sampling.labels_tensor(
-        None if body.label is None else [body.label] * body.steps, body.steps, manifest, ("body", "label")
-    )
+    paths = len(manifest.classes or []) if manifest.conditional and body.label is None else 1
+    n, most = body.steps * paths, services.settings.max_samples_per_request
+    if n > most:
+        raise Invalid(
+            f"steps x classes is {body.steps} x {paths} = {n}; the limit is {most} (GENSERVE_MAX_SAMPLES_PER_REQUEST):"
+            " ask for fewer steps or give a label",
+            field=("body", "steps"),
+            limit=most,
+        )
+    labels: torch.Tensor | None
+    if paths > 1:
+        labels = torch.arange(paths, dtype=torch.int64).repeat_interleave(body.steps)
+    else:
+        labels = sampling.labels_tensor(
+            None if body.label is None else [body.label] * body.steps, body.steps, manifest, ("body", "label")
+        )
     ends = []
     for end in ("a", "b"):
         seed, z = getattr(body, f"seed_{end}"), getattr(body, f"z_{end}")
         ends.append(
             latents(seed, 1, d)[0] if seed is not None else sampling.latent_tensor([z], d, ("body", f"z_{end}"))[0]
         )
-    job = SampleJob(n=body.steps, fmt=fmt.value, z=slerp(ends[0], ends[1], body.steps), labels=labels)
+    view = DEFAULT_VIEW
+    if pictures.wants_picture(fmt, body.scale, body.show_data):
+        columns = body.steps if paths > 1 else None
+        view = await pictures.view(
+            fmt, body.scale, body.show_data, n, loaded, services.catalog, services.settings, columns
+        )
+    path = slerp(ends[0], ends[1], body.steps).repeat(paths, 1)
+    job = SampleJob(n=n, fmt=fmt.value, z=path, labels=labels, view=view)
     timeout_ms = float(services.settings.sample_timeout_ms)
     return sampling.response(await sampling.run(loaded, job, timeout_ms, services.metrics, request))
 

@@ -17,13 +17,12 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
-from PIL import Image, ImageDraw
+
+from models.plots import PointsFrame, scatter_png, scatter_side_px
 
 PNG_COMPRESS_LEVEL = 1  # small images: fast encoding matters more than a few bytes
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 GRID_PADDING_PX = 2
-SCATTER_SIZE_PX = 512
-SCATTER_MARGIN = 0.05
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:
@@ -94,8 +93,9 @@ def png_base64_list(images: np.ndarray) -> list[str]:
     return [base64.b64encode(png_from_scanlines(img, gray)).decode("ascii") for img in png_scanlines(to_uint8(images))]
 
 
-def grid_png(images: np.ndarray, columns: int | None = None) -> bytes:
-    """All images of a batch tiled into one PNG, row by row, near-square unless `columns` is given."""
+def grid_png(images: np.ndarray, columns: int | None = None, scale: int = 1) -> bytes:
+    """All images of a batch tiled into one PNG, row by row, near-square unless `columns` is given; each pixel drawn
+    as a `scale` x `scale` block (nearest neighbour, so digits stay crisp)."""
     n = images.shape[0]
     cols = columns or max(1, math.ceil(math.sqrt(n)))
     rows = max(1, math.ceil(n / cols))
@@ -108,35 +108,23 @@ def grid_png(images: np.ndarray, columns: int | None = None) -> bytes:
         r, c = divmod(i, cols)
         y, x = pad + r * (h + pad), pad + c * (w + pad)
         canvas[y : y + h, x : x + w] = data[i]
+    if scale > 1:
+        canvas = canvas.repeat(scale, axis=0).repeat(scale, axis=1)
     return png_bytes(canvas)
+
+
+def grid_side_px(n: int, sample_shape: Sequence[int], columns: int | None = None, scale: int = 1) -> int:
+    """The longer side, in pixels, of the `grid` picture of n samples (checked against a limit before drawing)."""
+    if len(sample_shape) < 2:  # points: a scatter plot
+        return scatter_side_px(scale)
+    cols = columns or max(1, math.ceil(math.sqrt(n)))
+    rows = max(1, math.ceil(n / cols))
+    h, w = sample_shape[0], sample_shape[1]
+    return max(rows * (h + GRID_PADDING_PX), cols * (w + GRID_PADDING_PX)) * scale + GRID_PADDING_PX * scale
 
 
 PNG_END = _chunk(b"IEND", b"")
 IDAT_CRC = zlib.crc32(b"IDAT")
-
-
-def scatter_png(points: np.ndarray) -> bytes:
-    """Points (n, D) drawn as a scatter plot of their first two coordinates (the grid of a points model)."""
-    size = SCATTER_SIZE_PX
-    img = Image.new("RGB", (size, size), "white")
-    if len(points) == 0:
-        return _png_of(img)
-    draw = ImageDraw.Draw(img)
-    xy = points[:, :2] if points.shape[1] >= 2 else np.concatenate([points, np.zeros_like(points)], axis=1)
-    lo, hi = xy.min(axis=0), xy.max(axis=0)
-    span = np.maximum(hi - lo, 1e-6)
-    lo, span = lo - SCATTER_MARGIN * span, span * (1 + 2 * SCATTER_MARGIN)
-    pix = (xy - lo) / span * (size - 1)
-    for px, py in pix:
-        y = size - 1 - py
-        draw.ellipse((px - 1.5, y - 1.5, px + 1.5, y + 1.5), fill=(31, 119, 180))
-    return _png_of(img)
-
-
-def _png_of(img: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
-    return buf.getvalue()
 
 
 def npy_bytes(samples: np.ndarray) -> bytes:
@@ -145,6 +133,21 @@ def npy_bytes(samples: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.lib.format.write_array(buf, arr, allow_pickle=False)
     return buf.getvalue()
+
+
+@dataclass(frozen=True, eq=False)
+class View:
+    """How a `grid` picture is drawn (other formats ignore it): images tiled `columns` wide (None: near-square) and
+    upscaled `scale` times; points framed by their training data (`frame`; None: by the samples), over that data
+    drawn faintly when `show_data`."""
+
+    scale: int = 1
+    columns: int | None = None
+    frame: PointsFrame | None = None
+    show_data: bool = False
+
+
+DEFAULT_VIEW = View()
 
 
 @dataclass(frozen=True)
@@ -165,6 +168,8 @@ class Part(Protocol):
     def fmt(self) -> str: ...
     @property
     def seed(self) -> int | None: ...
+    @property
+    def view(self) -> View: ...
 
 
 def encode_batch(
@@ -190,19 +195,23 @@ def encode_batch(
         try:
             if p.fmt == "png" and lines is not None:
                 return Encoded(_png_json_from_scanlines(lines[lo:hi], gray, p.seed), "application/json", p.seed)
-            return encode(samples[lo:hi], p.fmt, kind, p.seed)
+            return encode(samples[lo:hi], p.fmt, kind, p.seed, p.view)
         except Exception as exc:
             return exc
 
     return list(map_fn(one, range(len(parts))))
 
 
-def encode(samples: np.ndarray, fmt: str, kind: str, seed: int | None) -> Encoded:
+def encode(samples: np.ndarray, fmt: str, kind: str, seed: int | None, view: View = DEFAULT_VIEW) -> Encoded:
     """The body of a sample response in format png | grid | npy | json (see the API contract)."""
     if fmt == "png":
         return Encoded(png_json_body(samples, seed), "application/json", seed)
     if fmt == "grid":
-        return Encoded(scatter_png(samples) if kind == "points" else grid_png(samples), "image/png", seed)
+        if kind == "points":
+            picture = scatter_png(samples, view.frame, view.show_data, view.scale)
+        else:
+            picture = grid_png(samples, view.columns, view.scale)
+        return Encoded(picture, "image/png", seed)
     if fmt == "npy":
         return Encoded(npy_bytes(samples), "application/octet-stream", seed)
     if fmt == "json":

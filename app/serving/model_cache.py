@@ -19,10 +19,11 @@ import torch
 
 from app.metrics import Metrics
 from app.serving.batching import Batcher
-from app.serving.encoding import Encoded, encode, encode_batch
+from app.serving.encoding import DEFAULT_VIEW, Encoded, View, encode, encode_batch
 from models.errors import NotFound
 from models.manifest import ModelManifest
 from models.nets import build_model
+from models.plots import PointsFrame
 from models.sampling import InvariantForward, latents, prepare_for_inference, to_numpy
 from models.store import ArtifactStore
 
@@ -38,6 +39,7 @@ class SampleJob:
     seed: int | None = None
     z: torch.Tensor | None = None
     labels: torch.Tensor | None = None
+    view: View = DEFAULT_VIEW
 
     def latents(self, latent_dim: int) -> torch.Tensor:
         if self.z is not None:
@@ -72,6 +74,10 @@ class LoadedModel:
     # job on one model never holds up another model's passes.
     executor: ThreadPoolExecutor
     batcher: Batcher[SampleJob, Encoded] | None = None  # run_batch may put a job's exception in its slot
+    # Points models: the training data's frame for scatter plots, read from the dataset at the first grid request
+    # (None once known to be gone); `frame_read` says whether it was.
+    frame: PointsFrame | None = None
+    frame_read: bool = False
 
     @property
     def id(self) -> str:

@@ -13,16 +13,19 @@ import pytest
 from PIL import Image
 
 from app.serving.encoding import (
+    DEFAULT_VIEW,
+    View,
     encode,
     encode_batch,
     grid_png,
+    grid_side_px,
     npy_bytes,
     png_base64_list,
     png_bytes,
     png_json_body,
-    scatter_png,
     to_uint8,
 )
+from models.plots import scatter_png
 
 
 @pytest.mark.parametrize("shape", [(28, 28), (8, 8), (16, 16, 3), (1, 1), (5, 128, 3)])
@@ -45,6 +48,21 @@ def test_grid_tiles_rows_with_gaps() -> None:
     assert grid.size == (3 * (6 + 2) + 2, 2 * (4 + 2) + 2)  # 3 columns, 2 rows
     arr = np.asarray(grid)
     assert arr[2:6, 2:8].min() == 255 and arr[0].max() == 0  # a tile, and the gap above it
+
+
+@pytest.mark.parametrize(
+    ("n", "shape", "columns", "scale"), [(5, (4, 6), None, 1), (100, (8, 8), None, 4), (12, (28, 28, 3), 4, 3)]
+)
+def test_a_scaled_grid_repeats_each_pixel(n: int, shape: tuple[int, ...], columns: int | None, scale: int) -> None:
+    """Nearest-neighbour upscaling: every pixel becomes a scale x scale block; `grid_side_px` predicts the size."""
+    images = np.random.default_rng(3).random((n, *shape)).astype(np.float32)
+    small = np.asarray(Image.open(io.BytesIO(grid_png(images, columns))))
+    big = np.asarray(Image.open(io.BytesIO(grid_png(images, columns, scale))))
+    assert big.shape[:2] == (small.shape[0] * scale, small.shape[1] * scale)
+    for dy in range(scale):
+        for dx in range(scale):
+            np.testing.assert_array_equal(big[dy::scale, dx::scale], small)
+    assert grid_side_px(n, shape, columns, scale) == max(big.shape[:2])
 
 
 def test_scatter_and_npy() -> None:
@@ -81,6 +99,7 @@ class _Part:
     n: int
     fmt: str
     seed: int | None
+    view: View = DEFAULT_VIEW
 
 
 @pytest.mark.parametrize("shape", [(28, 28), (16, 16, 3)])
