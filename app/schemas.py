@@ -211,6 +211,12 @@ class TrainingRequest(Strict):
         description="Images: dynamic binarization (a fresh Bernoulli draw of every pixel for every minibatch), as "
         "in the MNIST likelihood literature.",
     )
+    preview_every: NonNegativeCount | None = Field(
+        None,
+        description="Steps between preview pictures (a fixed-seed sample grid, or a scatter plot over the data) during "
+        "the training; 0 = none; null: about 50 over the training. At most 100 are kept: the interval doubles "
+        "until they fit. GET /v1/trainings/{id}/previews lists them.",
+    )
     # VAE options (models.config.VAE_OPTIONS)
     beta: Beta | None = Field(None, description="VAE: KL weight β.")
     decoder: Decoder | None = Field(None, description="VAE: decoder likelihood.")
@@ -275,6 +281,44 @@ class Training(BaseModel):
 
 class TrainingList(BaseModel):
     items: list[Training]
+
+
+class TrainingHistory(BaseModel):
+    """A training's curves: one entry per progress report kept (at most 2,000, spread evenly over the run), as stored
+    at its last checkpoint or at its end."""
+
+    model_config = {
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "total_steps": 2000,
+                    "steps": [1, 120, 240],
+                    "elapsed_s": [0.1, 2.0, 4.1],
+                    "series": {"loss_d": [1.38, 1.2, 1.31], "loss_g": [0.69, 0.9, 0.8], "lr": [0.001, 0.001, 0.001]},
+                    "metrics": None,
+                }
+            ]
+        }
+    }
+
+    total_steps: int
+    steps: list[int] = Field(..., description="The step of each point, increasing.")
+    elapsed_s: list[float] = Field(..., description="Seconds of training at each point (resumes included).")
+    series: dict[str, list[float | None]] = Field(
+        ..., description="Mean training losses since the previous report, by name, and `lr`: one value per step."
+    )
+    metrics: dict[str, float] | None = Field(
+        None, description="The end-of-training metrics, measured at the last step (null until the training succeeds)."
+    )
+
+
+class Preview(BaseModel):
+    step: int
+    url: str = Field(..., description="The PNG.")
+
+
+class PreviewList(BaseModel):
+    items: list[Preview] = Field(..., description="By step, oldest first.")
 
 
 # --- models and sampling ---------------------------------------------------------------------------------------------

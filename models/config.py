@@ -65,6 +65,10 @@ GAN_OPTIONS = (
 )
 
 
+# Options that change what a training shows, not what it learns: a checkpoint resumes whatever their values.
+PRESENTATION_OPTIONS = ("preview_every",)
+
+
 @dataclass
 class TrainConfig:
     """Everything a training needs besides the data. Complete after `resolve_config`: no None but `d_lr`.
@@ -107,6 +111,8 @@ class TrainConfig:
     lr_decay: LrDecay = "none"  # decay of every learning rate after lr_decay_start: "linear" or "cosine" to 0
     lr_decay_start: UnitFraction = 0.0  # fraction of the steps after which the decay begins
     binarize: bool = False  # images: train on a fresh Bernoulli binarization of every minibatch (dynamic)
+    # Presentation (PRESENTATION_OPTIONS: they do not change the weights)
+    preview_every: NonNegativeCount = 0  # steps between preview pictures (models/previews.py); 0 = none
 
     def check_rules(self) -> None:
         """The rules that tie options together (ranges are checked by `from_dict`)."""

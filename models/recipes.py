@@ -15,6 +15,7 @@ from typing import Any
 
 from models.config import Family, Kind, TrainConfig, check_data, conv_supports
 from models.errors import Invalid
+from models.previews import auto_interval
 from models.seeds import draw_seed
 
 UPLOAD_POINTS_MAX_LATENT = 16  # dims: latent size of point uploads is min(D, this), at least 2
@@ -143,6 +144,8 @@ def resolve_config(
     values = {**defaults, **given, "architecture": arch}
     if values.get("seed") is None:
         values["seed"] = draw_seed()
+    if "preview_every" not in given:
+        values["preview_every"] = auto_interval(values["steps"])
     if "batch_size" not in given and isinstance(values.get("pack"), int) and values["pack"] > 1:
         values["batch_size"] = -(-values["batch_size"] // values["pack"]) * values["pack"]  # the recipe's, up to m
     if size is not None and "batch_size" in given and given["batch_size"] > size:

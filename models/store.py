@@ -327,6 +327,36 @@ class ArtifactStore:
     def delete_training(self, training_id: str) -> None:
         self._remove_dir(self._dir("trainings", training_id))
 
+    # History and previews live beside the record, so they outlive Redis and go with the training when it is deleted.
+    def put_history(self, training_id: str, history: dict[str, Any]) -> None:
+        atomic_write_bytes(self._dir("trainings", training_id) / "history.json", json.dumps(history).encode())
+
+    def get_history(self, training_id: str) -> dict[str, Any] | None:
+        """The training's stored history (None before its first checkpoint); NotFound for an unknown training."""
+        d = self._dir("trainings", training_id)
+        try:
+            return read_json(d / "history.json")
+        except FileNotFoundError:
+            if not (d / "training.json").exists():
+                raise NotFound(f"no training with id {training_id!r}") from None
+            return None
+
+    def put_preview(self, training_id: str, step: int, png: bytes) -> None:
+        atomic_write_bytes(self._dir("trainings", training_id) / "previews" / f"{step:010d}.png", png)
+
+    def list_previews(self, training_id: str) -> list[int]:
+        """The steps that have a preview, in order; NotFound for an unknown training."""
+        d = self._dir("trainings", training_id)
+        if not (d / "training.json").exists():
+            raise NotFound(f"no training with id {training_id!r}")
+        return sorted(int(p.stem) for p in (d / "previews").glob("*.png") if p.stem.isdigit())
+
+    def get_preview(self, training_id: str, step: int) -> bytes:
+        try:
+            return (self._dir("trainings", training_id) / "previews" / f"{step:010d}.png").read_bytes()
+        except FileNotFoundError:
+            raise NotFound(f"training {training_id} has no preview at step {step}") from None
+
     def save_checkpoint(self, training_id: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
         """Checkpoint tensors and their JSON meta as one file (the meta rides in the safetensors header), replaced
         atomically: a crash at any point leaves the previous checkpoint or this one, never a mismatched pair."""

@@ -15,18 +15,19 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
 
-from models import losses
+from models import losses, previews
 from models.classifier import ClassifierCache
-from models.config import TrainConfig, check_data
+from models.config import PRESENTATION_OPTIONS, TrainConfig, check_data
 from models.data.arrays import DatasetSplits
 from models.errors import TrainingDiverged
 from models.evaluation import MetricsProgress, compute_metrics
+from models.history import History
 from models.nets import VAE, GenerativeModel, Generator, ModelSpec, build_discriminator, build_model, spec_for
 from models.progress import Progress
 
@@ -60,6 +61,7 @@ class TrainResult:
     metrics: dict[str, float]  # finite floats only
     steps: int  # steps completed
     canceled: bool
+    history: dict[str, Any] = field(default_factory=dict)  # History.series: losses and lr per report, final metrics
 
 
 # --- data ----------------------------------------------------------------------------------------------------------
@@ -293,12 +295,15 @@ def train(
     should_stop: Callable[[], bool] | None = None,
     checkpointer: Checkpointer | None = None,
     classifier_cache: ClassifierCache | None = None,
+    on_preview: Callable[[int, GenerativeModel], None] | None = None,
 ) -> TrainResult:
     """Train `config` on `data.train` and measure the result on `data.test` (`compute_metrics`).
 
     `classifier_cache` keeps the feature classifiers of labeled image datasets (the worker passes the artifact
     store); when it is None, a process-wide in-memory cache does. Progress reports continue while the metrics are
-    computed, with phase "metrics" (and the step at its total).
+    computed, with phase "metrics" (and the step at its total). Every report also goes into the run's `History`
+    (returned, and carried in checkpoints); `on_preview(step, model)` is called at the steps `models.previews.due`
+    names, with the model as it would be served (switch it to eval mode and back to sample from it).
 
     Seeded: the same config, data and seed give the same model on CPU, whether or not the run was interrupted and
     resumed from a checkpoint. Raises `TrainingDiverged` when losses or weights stay non-finite after
@@ -333,7 +338,14 @@ def train(
     gen.manual_seed(config.seed)
     binarize = (float(model.data_loc[0]), float(model.data_scale[0])) if config.binarize else None
     run = _Run(
-        config, task, _Data(x_net, y, gen, binarize), on_progress, progress_interval_s, should_stop, checkpointer
+        config,
+        task,
+        _Data(x_net, y, gen, binarize),
+        on_progress,
+        progress_interval_s,
+        should_stop,
+        checkpointer,
+        on_preview,
     )
     canceled = run.loop()
 
@@ -360,7 +372,8 @@ def train(
     if run.recoveries:
         metrics["recoveries"] = float(run.recoveries)
     metrics = {k: float(v) for k, v in metrics.items() if math.isfinite(v)}
-    return TrainResult(model=served, spec=spec, metrics=metrics, steps=run.step, canceled=canceled)
+    history = run.history.series(config.steps, None if canceled else metrics)
+    return TrainResult(model=served, spec=spec, metrics=metrics, steps=run.step, canceled=canceled, history=history)
 
 
 class _Stopped(Exception):
@@ -379,8 +392,11 @@ class _Run:
         progress_interval_s: float,
         should_stop: Callable[[], bool] | None,
         checkpointer: Checkpointer | None,
+        on_preview: Callable[[int, GenerativeModel], None] | None = None,
     ) -> None:
         self.c, self.task, self.data = config, task, data
+        self.on_preview = on_preview
+        self.history = History()
         self.on_progress, self.progress_interval_s = on_progress, progress_interval_s
         self.should_stop, self.checkpointer = should_stop, checkpointer
         self.step = 0
@@ -404,6 +420,7 @@ class _Run:
             "recoveries": self.recoveries,
             "elapsed_s": self.elapsed(),
             "config": self.c.to_dict(),
+            "history": self.history.to_dict(),
         }
 
     def resume(self) -> None:
@@ -411,7 +428,7 @@ class _Run:
         if loaded is None:
             return
         tensors, meta = loaded
-        current = _json_normal(self.c.to_dict())
+        current = {k: v for k, v in _json_normal(self.c.to_dict()).items() if k not in PRESENTATION_OPTIONS}
         saved = meta.get("config") or {}
         # Compared on the options that apply (checkpoints of earlier versions also list the other family's).
         if meta.get("format") != CHECKPOINT_FORMAT or {k: saved.get(k) for k in current} != current:
@@ -421,6 +438,8 @@ class _Run:
         self.lr_scale = float(meta.get("lr_scale", 1.0))
         self.recoveries = int(meta.get("recoveries", 0))
         self.prior_elapsed_s = float(meta.get("elapsed_s", 0.0))
+        self.history = History.from_dict(meta.get("history"))
+        self.history.truncate(self.step)
         _set_lr(self.task, self.lr_scale * lr_schedule(self.c, self.step))
         log.info("resuming from the checkpoint at step %d", self.step)
 
@@ -472,6 +491,8 @@ class _Run:
                     self.report()
                 if save_due:
                     self.save()
+            if self.on_preview is not None and previews.due(self.c, self.step):
+                self.on_preview(self.step, self.task.served())
         if canceled:
             if self.acc_steps and not self.sync(recover=False):
                 log.warning("non-finite state at cancel time; returning the last good state")
@@ -505,6 +526,7 @@ class _Run:
             )
         failed_at = self.step
         self.step = _restore(self.task, self.data.gen, *self.snapshot)
+        self.history.truncate(self.step)
         if recover:
             self.recoveries += 1
             self.lr_scale *= 0.5
@@ -523,6 +545,7 @@ class _Run:
         session_s = time.monotonic() - self.t0
         eta = session_s / done * (self.c.steps - self.step) if done > 0 else None
         losses_now = {n: s / self.report_steps for n, s in zip(self.names, self.report_sum, strict=True)}
+        self.history.add(self.step, self.elapsed(), self._lr(), losses_now)
         self.on_progress(
             Progress(
                 step=self.step, total_steps=self.c.steps, losses=losses_now, elapsed_s=self.elapsed(), eta_seconds=eta
@@ -532,6 +555,11 @@ class _Run:
         self.last_report = time.monotonic()
         self.report_sum = [0.0] * len(self.names)
         self.report_steps = 0
+
+    def _lr(self) -> float:
+        """The generator's (or the VAE's) learning rate now."""
+        opt = next(iter(self.task.optimizers.values()))
+        return float(opt.param_groups[0]["lr"])
 
     def metrics_reporter(self) -> MetricsProgress | None:
         """A callback for `compute_metrics` that sends progress (phase "metrics") at most every interval, and asks

@@ -20,9 +20,13 @@ from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue, get_current_job
 
+from models import previews
 from models.config import TrainConfig
 from models.errors import GenserveError, TrainingDiverged
+from models.history import History
 from models.manifest import ModelManifest
+from models.nets import GenerativeModel
+from models.plots import PointsFrame
 from models.progress import Progress
 from models.store import ArtifactStore, new_id, utcnow
 from models.training import TrainResult
@@ -65,14 +69,18 @@ class Fence:
 
 
 class StoreCheckpointer:
-    """Checkpoints of one training in the artifact store (safetensors with JSON meta, one atomic file)."""
+    """Checkpoints of one training in the artifact store (safetensors with JSON meta, one atomic file), and with
+    each the training's history so far (history.json), so that its curves outlive Redis and a killed worker."""
 
-    def __init__(self, store: ArtifactStore, fence: Fence, interval_s: float, reporter: TrainingReporter) -> None:
+    def __init__(
+        self, store: ArtifactStore, fence: Fence, interval_s: float, reporter: TrainingReporter, total_steps: int
+    ) -> None:
         self.store = store
         self.fence = fence
         self.training_id = fence.training_id
         self.interval_s = interval_s
         self.reporter = reporter
+        self.total_steps = total_steps
         self.resumed_from_step = 0
 
     def load(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
@@ -89,6 +97,27 @@ class StoreCheckpointer:
         # checkpoints (a race inside this window leaves a valid checkpoint of the same config, never a torn one).
         if self.fence.holds():
             self.store.save_checkpoint(self.training_id, tensors, meta)
+            self.store.put_history(self.training_id, History.from_dict(meta.get("history")).series(self.total_steps))
+
+
+class Previewer:
+    """Preview pictures of one training into the store, each announced on its event stream (`preview` events)."""
+
+    def __init__(
+        self, store: ArtifactStore, fence: Fence, reporter: TrainingReporter, frame: PointsFrame | None
+    ) -> None:
+        self.store = store
+        self.fence = fence
+        self.reporter = reporter
+        self.frame = frame
+
+    def __call__(self, step: int, model: GenerativeModel) -> None:
+        png = previews.preview_png(model, step, self.frame)
+        if self.fence.holds():
+            self.store.put_preview(self.fence.training_id, step, png)
+            self.reporter.event(
+                events.PREVIEW, {"step": step, "url": f"/v1/trainings/{self.fence.training_id}/previews/{step}"}
+            )
 
 
 class TrainingReporter:
@@ -110,6 +139,9 @@ class TrainingReporter:
 
     def status(self, status: TrainingStatus, **data: Any) -> None:
         self._publish(events.publish_status, status, **data)
+
+    def event(self, name: str, data: dict[str, Any]) -> None:
+        self._publish(events.publish, name, data)
 
     def _publish(self, publish: Any, *args: Any, **kwargs: Any) -> None:
         try:
@@ -240,12 +272,14 @@ def _run(
         record.attempts,
         fence.job_id,
     )
-    checkpointer = StoreCheckpointer(store, fence, settings.checkpoint_interval_s, reporter)
+    config = TrainConfig.from_dict(record.config)
+    checkpointer = StoreCheckpointer(store, fence, settings.checkpoint_interval_s, reporter, config.steps)
     try:
         device = settings.torch_device()
         data = settings.catalog(store).load(record.dataset)
+        frame = PointsFrame.of(data.train.x) if data.train.kind == "points" and config.preview_every else None
         result = run_training(
-            TrainConfig.from_dict(record.config),
+            config,
             data,
             device=device,
             on_progress=reporter.progress,
@@ -253,6 +287,7 @@ def _run(
             should_stop=reporter.should_stop,
             checkpointer=checkpointer,
             classifier_cache=store,
+            on_preview=Previewer(store, fence, reporter, frame),
         )
     except GenserveError as exc:
         log.warning("training %s: failed: %s", training_id, exc.detail)
@@ -267,6 +302,8 @@ def _run(
             **reporter.final_changes(),
         )
         raise
+    if fence.holds():
+        store.put_history(training_id, result.history)
     if result.canceled or reporter.stop_requested():  # a cancel that came after the last poll still counts
         return _stopped(store, redis, settings, fence, reporter, result)
     if not fence.holds():

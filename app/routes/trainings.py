@@ -6,9 +6,9 @@ import asyncio
 import json
 import re
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Request, Response, status
+from fastapi import APIRouter, Header, Path, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from redis.exceptions import RedisError
@@ -16,8 +16,9 @@ from redis.exceptions import RedisError
 from app.auth import CheckedRoute, owner_of, requires
 from app.deps import ServicesDep
 from app.problems import PROBLEM_SCHEMA
-from app.schemas import Training, TrainingList, TrainingRequest
+from app.schemas import Preview, PreviewList, Training, TrainingHistory, TrainingList, TrainingRequest
 from models.errors import Invalid
+from models.plots import history_png
 from worker.state import events, keys
 from worker.state.records import TrainingRecord
 from worker.state.status import TrainingStatus
@@ -70,6 +71,58 @@ def cancel_training(training_id: str, services: ServicesDep) -> Training:
     return _public(services.trainings.cancel(training_id))
 
 
+@router.get(
+    "/{training_id}/history",
+    response_model=TrainingHistory,
+    responses={
+        200: {
+            "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
+            "description": "JSON, or with `format=png` the loss curves as one picture.",
+        },
+        404: PROBLEM,
+    },
+    dependencies=READ,
+)
+def training_history(
+    training_id: str,
+    services: ServicesDep,
+    format: Annotated[Literal["json", "png"], Query(description="json, or png: the loss curves drawn")] = "json",
+) -> Any:
+    """The losses and learning rate of the training over its steps, saved with each checkpoint and at the end (so
+    they outlive Redis and a worker's death); the end-of-training metrics come with the last point."""
+    record = services.trainings.get(training_id)
+    history = services.store.get_history(training_id) or {
+        "total_steps": record.progress.total_steps,
+        "steps": [],
+        "elapsed_s": [],
+        "series": {},
+        "metrics": None,
+    }
+    if format == "png":
+        title = f"{training_id}: {record.family.upper()} on {record.dataset}, {record.status.value}"
+        return Response(history_png(history, title), media_type="image/png")
+    return TrainingHistory.model_validate(history)
+
+
+@router.get("/{training_id}/previews", response_model=PreviewList, responses={404: PROBLEM}, dependencies=READ)
+def list_previews(training_id: str, services: ServicesDep) -> PreviewList:
+    """The preview pictures written so far: a fixed-seed sample grid (images) or scatter plot over the data (points)
+    every `preview_every` steps, kept for the training's whole life."""
+    steps = services.store.list_previews(training_id)
+    return PreviewList(items=[Preview(step=s, url=f"/v1/trainings/{training_id}/previews/{s}") for s in steps])
+
+
+@router.get(
+    "/{training_id}/previews/{step}",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}}}}, 404: PROBLEM},
+    dependencies=READ,
+)
+def get_preview(training_id: str, step: Annotated[int, Path(ge=0)], services: ServicesDep) -> Response:
+    """One preview picture (PNG)."""
+    return Response(services.store.get_preview(training_id, step), media_type="image/png")
+
+
 def _sse(event: str, data: dict, event_id: str | None = None) -> bytes:
     head = f"id: {event_id}\n" if event_id else ""
     return f"{head}event: {event}\ndata: {json.dumps(data)}\n\n".encode()
@@ -87,7 +140,7 @@ async def training_events(
     request: Request,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> StreamingResponse:
-    """Server-sent events (`progress`, `status`) from the start of the training (or after `Last-Event-ID`)
+    """Server-sent events (`progress`, `status`, `preview`) from the start of the training (or after `Last-Event-ID`)
     until it ends."""
     if last_event_id is not None and not EVENT_ID.fullmatch(last_event_id):
         raise Invalid(

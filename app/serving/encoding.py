@@ -6,72 +6,16 @@ Pure functions of their input (the same array gives the same bytes), so they can
 from __future__ import annotations
 
 import base64
-import functools
 import io
 import json
-import math
-import struct
-import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
-from models.plots import PointsFrame, scatter_png, scatter_side_px
-
-PNG_COMPRESS_LEVEL = 1  # small images: fast encoding matters more than a few bytes
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-GRID_PADDING_PX = 2
-
-
-def to_uint8(images: np.ndarray) -> np.ndarray:
-    """[0, 1] floats to 0..255 bytes, rounding half up."""
-    return (np.clip(images, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-
-
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-def png_scanlines(images: np.ndarray) -> np.ndarray:
-    """A batch of uint8 images (n, H, W) or (n, H, W, 3) as PNG scanlines, (n, H, 1 + W * channels): each row led by
-    filter byte 0 (none). One array operation for the whole batch instead of one per image."""
-    n, h = images.shape[:2]
-    lines = np.zeros((n, h, 1 + math.prod(images.shape[2:])), dtype=np.uint8)
-    lines[:, :, 1:] = images.reshape(lines[:, :, 1:].shape)
-    return lines
-
-
-def png_from_scanlines(lines: np.ndarray, gray: bool) -> bytes:
-    """One image's scanlines (H, 1 + W * channels) as PNG (8-bit grayscale or RGB, no filtering, zlib level 1).
-
-    Written directly (signature, IHDR, IDAT, IEND) rather than through Pillow: for small images the per-image
-    overhead of a general encoder is most of the cost, and this path serves every sample request.
-    """
-    h, row = lines.shape
-    data = zlib.compress(lines.tobytes(), PNG_COMPRESS_LEVEL)
-    return b"".join(
-        (
-            _png_start(h, (row - 1) // (1 if gray else 3), gray),
-            struct.pack(">I", len(data)),
-            b"IDAT",
-            data,
-            struct.pack(">I", zlib.crc32(data, IDAT_CRC)),
-            PNG_END,
-        )
-    )
-
-
-def png_bytes(image: np.ndarray) -> bytes:
-    """One uint8 image (H, W) or (H, W, 3) as PNG."""
-    return png_from_scanlines(png_scanlines(image[None])[0], image.ndim == 2)
-
-
-@functools.lru_cache(maxsize=64)
-def _png_start(h: int, w: int, gray: bool) -> bytes:
-    """Signature and IHDR chunk: the same for every image of one shape."""
-    return PNG_SIGNATURE + _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0 if gray else 2, 0, 0, 0))
+from models.plots import PointsFrame, grid_png, scatter_png
+from models.png import png_from_scanlines, png_scanlines, to_uint8
 
 
 def _png_json_from_scanlines(lines: np.ndarray, gray: bool, seed: int | None) -> bytes:
@@ -91,40 +35,6 @@ def png_base64_list(images: np.ndarray) -> list[str]:
     """Each image of a batch (n, H, W[, 3]) in [0, 1] as base64 PNG."""
     gray = images.ndim == 3
     return [base64.b64encode(png_from_scanlines(img, gray)).decode("ascii") for img in png_scanlines(to_uint8(images))]
-
-
-def grid_png(images: np.ndarray, columns: int | None = None, scale: int = 1) -> bytes:
-    """All images of a batch tiled into one PNG, row by row, near-square unless `columns` is given; each pixel drawn
-    as a `scale` x `scale` block (nearest neighbour, so digits stay crisp)."""
-    n = images.shape[0]
-    cols = columns or max(1, math.ceil(math.sqrt(n)))
-    rows = max(1, math.ceil(n / cols))
-    h, w = images.shape[1], images.shape[2]
-    pad = GRID_PADDING_PX
-    shape = (rows * (h + pad) + pad, cols * (w + pad) + pad) + images.shape[3:]
-    canvas = np.zeros(shape, dtype=np.uint8)
-    data = to_uint8(images)
-    for i in range(n):
-        r, c = divmod(i, cols)
-        y, x = pad + r * (h + pad), pad + c * (w + pad)
-        canvas[y : y + h, x : x + w] = data[i]
-    if scale > 1:
-        canvas = canvas.repeat(scale, axis=0).repeat(scale, axis=1)
-    return png_bytes(canvas)
-
-
-def grid_side_px(n: int, sample_shape: Sequence[int], columns: int | None = None, scale: int = 1) -> int:
-    """The longer side, in pixels, of the `grid` picture of n samples (checked against a limit before drawing)."""
-    if len(sample_shape) < 2:  # points: a scatter plot
-        return scatter_side_px(scale)
-    cols = columns or max(1, math.ceil(math.sqrt(n)))
-    rows = max(1, math.ceil(n / cols))
-    h, w = sample_shape[0], sample_shape[1]
-    return max(rows * (h + GRID_PADDING_PX), cols * (w + GRID_PADDING_PX)) * scale + GRID_PADDING_PX * scale
-
-
-PNG_END = _chunk(b"IEND", b"")
-IDAT_CRC = zlib.crc32(b"IDAT")
 
 
 def npy_bytes(samples: np.ndarray) -> bytes:

@@ -9,12 +9,12 @@ import logging
 from fastapi.concurrency import run_in_threadpool
 
 from app.schemas import Format
-from app.serving.encoding import DEFAULT_VIEW, View, grid_side_px
+from app.serving.encoding import DEFAULT_VIEW, View
 from app.serving.model_cache import LoadedModel
 from app.settings import Settings
 from models.data.catalog import Catalog
 from models.errors import Invalid, NotFound, Unavailable
-from models.plots import PointsFrame
+from models.plots import PointsFrame, grid_side_px
 
 log = logging.getLogger("genserve.api")
 

@@ -12,20 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.serving.encoding import (
-    DEFAULT_VIEW,
-    View,
-    encode,
-    encode_batch,
-    grid_png,
-    grid_side_px,
-    npy_bytes,
-    png_base64_list,
-    png_bytes,
-    png_json_body,
-    to_uint8,
-)
-from models.plots import scatter_png
+from app.serving.encoding import DEFAULT_VIEW, View, encode, encode_batch, npy_bytes, png_base64_list, png_json_body
+from models.plots import grid_png, grid_side_px, scatter_png
+from models.png import png_bytes, to_uint8
 
 
 @pytest.mark.parametrize("shape", [(28, 28), (8, 8), (16, 16, 3), (1, 1), (5, 128, 3)])

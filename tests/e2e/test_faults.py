@@ -190,6 +190,20 @@ def test_a_killed_worker_is_noticed_and_its_training_resumes_from_the_checkpoint
     assert detected_s < DETECTION_BOUND_S
     assert_finite_model(r, done["model_id"])
     assert r.store.load_checkpoint(tid) is None  # cleaned up once the model is stored
+    # The history continues from the checkpoint: every step once, in order, no gap wider than a report's.
+    steps = r.http.get(f"/v1/trainings/{tid}/history").json()["steps"]
+    gaps = np.diff(steps)
+    assert steps[-1] == 5000 and gaps.min() > 0, steps
+    resume_gap = next(
+        int(b - a) for a, b in zip(steps, steps[1:], strict=False) if a <= record["resumed_from_step"] < b
+    )
+    others = [int(g) for g in gaps]
+    others.remove(resume_gap)
+    assert resume_gap <= max(others) + 1, (resume_gap, steps)
+    every = done["config"]["preview_every"]
+    assert [p["step"] for p in r.http.get(f"/v1/trainings/{tid}/previews").json()["items"]] == list(
+        range(every, 5001, every)
+    )
     statuses = [d for e, d in r.events(tid) if e == "status"]
     assert any(d["status"] == "queued" and "worker lost" in d.get("reason", "") for d in statuses), statuses
     assert any(d.get("resumed_from_step", 0) > 0 for d in statuses), statuses

@@ -21,6 +21,7 @@ EVENTS_TTL_S = 7 * 24 * 3600  # streams of ended trainings expire after a week
 CANCEL_TTL_S = 7 * 24 * 3600
 PROGRESS = "progress"
 STATUS = "status"
+PREVIEW = "preview"  # {"step", "url"}: a preview picture was stored
 
 
 def publish(redis: Redis, training_id: str, event: str, data: dict[str, Any]) -> None:
