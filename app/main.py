@@ -28,7 +28,7 @@ from app.serving.model_cache import ModelCache, ServingOptions
 from app.settings import Settings, get_settings
 from app.trainings import Trainings
 from models.store import ArtifactStore
-from worker.state import connection
+from worker.state import connection, dispatch
 from worker.state.records import TrainingRecords
 from worker.state.settings import safe_url
 from worker.state.watchdog import Watchdog
@@ -92,7 +92,10 @@ def build_services(settings: Settings) -> Services:
         encoders=encoders,
     )
     metrics.add_collector(
-        TrainingCollector(queue_depth=lambda: len(queue), statuses=lambda: (r.status for r in records.list()))
+        TrainingCollector(
+            queue_depth=lambda: sum(len(q) for q in dispatch.queues(queue)),
+            statuses=lambda: (r.status for r in records.list()),
+        )
     )
     return services
 

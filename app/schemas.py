@@ -105,6 +105,9 @@ def _too_long(limit: int, setting: str, where: str = "") -> None:
 MAX_GRID_SCALE = 16
 
 
+Priority = Literal["high", "normal", "low"]
+
+
 class Format(StrEnum):
     png = "png"
     grid = "grid"
@@ -211,6 +214,11 @@ class TrainingRequest(Strict):
         description="Images: dynamic binarization (a fresh Bernoulli draw of every pixel for every minibatch), as "
         "in the MNIST likelihood literature.",
     )
+    priority: Priority = Field(
+        "normal",
+        description="Workers take high before normal before low (first come, first served within one); a running "
+        "training is never interrupted for a higher one.",
+    )
     preview_every: NonNegativeCount | None = Field(
         None,
         description="Steps between preview pictures (a fixed-seed sample grid, or a scatter plot over the data) during "
@@ -274,6 +282,15 @@ class Training(BaseModel):
     preemptions: int = Field(0, description="Times a stopping worker checkpointed it and put it back on the queue.")
     resumed_from_step: int | None = Field(None, description="The checkpoint step the latest run resumed from.")
     job_id: str | None = Field(None, description="The RQ job of the current attempt.")
+    queue_position: int | None = Field(
+        None, description="Queued trainings: 1 = the next one a worker takes, over every priority; else null."
+    )
+    start_eta_seconds: float | None = Field(
+        None,
+        description="Queued trainings: an estimate of the seconds until a worker takes it (from the running "
+        "trainings' ETAs and the median duration of recent trainings, over the workers there are); null when "
+        "there is nothing to estimate from.",
+    )
     created_at: str
     started_at: str | None
     finished_at: str | None

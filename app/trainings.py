@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import statistics
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job
+from rq.worker import Worker
 
 from app.downloads import DatasetFetcher
 from app.problems import located_in
@@ -39,6 +42,40 @@ log = logging.getLogger("genserve.api")
 STATUS_TIMEOUT_S = 1.0  # reads of live state (RQ job status, lease, progress)
 BREAKER_S = 10.0  # after Redis failed to answer them, they are skipped this long
 MAX_IDS_SHOWN = 5  # an ambiguous dataset name's problem lists this many of the ids
+QUEUE_SNAPSHOT_S = 2.0  # queue positions and start estimates are recomputed at most this often
+RECENT_DURATIONS = 20  # the start estimate assumes a queued training lasts the median of this many recent ones
+
+
+@dataclass(frozen=True)
+class QueueSnapshot:
+    """Where the queued trainings stand: each waiting job's position (1 = next) and estimated seconds to its start.
+
+    The estimate hands the waiting trainings, in order, to the workers as they come free: a running training frees
+    its worker after its ETA, a waiting one is assumed to last the median duration of recently finished trainings.
+    It is None where there is nothing to go on (no workers; no finished training to take a duration from)."""
+
+    positions: dict[str, int]
+    starts: dict[str, float | None]
+    taken_at: float
+
+    @classmethod
+    def of(
+        cls, waiting: list[str], running_etas: list[float | None], workers: int, typical_s: float | None
+    ) -> QueueSnapshot:
+        # When each worker comes free: a running training's ETA (unknown: the typical duration), an idle one now.
+        free: list[float | None] = [eta if eta is not None else typical_s for eta in running_etas[:workers]]
+        free += [0.0] * max(0, workers - len(free))
+        starts: dict[str, float | None] = {}
+        for job_id in waiting:
+            known = [t for t in free if t is not None]
+            if not free or len(known) < len(free):
+                starts[job_id] = None
+                continue
+            start = min(known)
+            starts[job_id] = start
+            free.remove(start)
+            free.append(None if typical_s is None else start + typical_s)
+        return cls({job_id: i + 1 for i, job_id in enumerate(waiting)}, starts, time.monotonic())
 
 
 @dataclass
@@ -56,6 +93,7 @@ class Trainings:
         # Redis then costs one timeout, not one per training listed.
         self.status_redis = connection.connect(self.settings.effective_redis_url, socket_timeout_s=STATUS_TIMEOUT_S)
         self._redis_down_until = 0.0
+        self._queue_snapshot: QueueSnapshot | None = None
 
     def close(self) -> None:
         self.status_redis.close()
@@ -149,6 +187,7 @@ class Trainings:
         self.records.put(record)
         try:
             dispatch.enqueue(self.queue, record, self.settings)
+            self._queue_snapshot = None  # this process shows the new order at once (others within QUEUE_SNAPSHOT_S)
             events.publish_status(self.redis, training_id, TrainingStatus.queued)
         except RedisError:
             self.records.delete(training_id)  # nothing half-written: no record without a job
@@ -169,12 +208,47 @@ class Trainings:
             log.warning("trainings: Redis does not answer (%s); answering from the store for %g s", exc, BREAKER_S)
             self._redis_down_until = time.monotonic() + BREAKER_S
             return records
-        return [
+        shown = [
             r
             if r.is_terminal()
             else r.model_copy(update={"status": verdicts[r.id].status, "progress": live[r.id] or r.progress})
             for r in records
         ]
+        if any(r.status is TrainingStatus.queued for r in shown):
+            try:
+                snapshot = self.queue_snapshot()
+            except RedisError as exc:
+                log.warning("trainings: cannot read the queue (%s)", exc)
+                return shown
+            shown = [
+                r.model_copy(
+                    update={
+                        "queue_position": snapshot.positions.get(r.current_job_id),
+                        "start_eta_seconds": snapshot.starts.get(r.current_job_id),
+                    }
+                )
+                if r.status is TrainingStatus.queued
+                else r
+                for r in shown
+            ]
+        return shown
+
+    def queue_snapshot(self) -> QueueSnapshot:
+        """The queue's order and start estimates, recomputed at most every QUEUE_SNAPSHOT_S."""
+        snapshot = self._queue_snapshot
+        if snapshot is not None and time.monotonic() - snapshot.taken_at < QUEUE_SNAPSHOT_S:
+            return snapshot
+        waiting = dispatch.waiting(Queue(self.queue.name, connection=self.status_redis))
+        workers = Worker.count(connection=self.status_redis)
+        records = self.records.list()
+        running = [r for r in records if r.status is TrainingStatus.running]
+        live = events.latest_progress_of(self.status_redis, [r.id for r in running]) if running else {}
+        etas = [p.eta_seconds if (p := live.get(r.id)) is not None else None for r in running]
+        finished = [r for r in records if r.status is TrainingStatus.succeeded and r.started_at and r.finished_at]
+        durations = [_seconds(r.finished_at) - _seconds(r.started_at) for r in finished[:RECENT_DURATIONS]]  # type: ignore[arg-type]
+        typical = statistics.median(durations) if durations else None
+        self._queue_snapshot = QueueSnapshot.of(waiting, etas, workers, typical)
+        return self._queue_snapshot
 
     def view(self, record: TrainingRecord) -> TrainingRecord:
         return self.views([record])[0]
@@ -182,8 +256,16 @@ class Trainings:
     def get(self, training_id: str) -> TrainingRecord:
         return self.view(self.records.get(training_id))
 
-    def list(self) -> list[TrainingRecord]:
-        return self.views(self.records.list())
+    def list(self, status: TrainingStatus | None = None) -> list[TrainingRecord]:
+        """Every training, newest first; with `status`, only those in it (queued ones in the order workers take
+        them)."""
+        shown = self.views(self.records.list())
+        if status is None:
+            return shown
+        shown = [r for r in shown if r.status is status]
+        if status is TrainingStatus.queued:
+            shown.sort(key=lambda r: (r.queue_position is None, r.queue_position or 0, r.created_at))
+        return shown
 
     def uses_dataset(self, dataset_id: str) -> bool:
         return any(r.dataset == dataset_id and not r.is_terminal() for r in self.list())
@@ -198,6 +280,7 @@ class Trainings:
         live = self.view(current)  # before the flag: whether a work horse has it already
         events.request_cancel(self.redis, training_id)  # a running job sees this within a second
         events.publish_status(self.redis, training_id, TrainingStatus.canceling)
+        self._queue_snapshot = None
         if live.status is TrainingStatus.queued:
             job_id = current.current_job_id
             try:
@@ -217,3 +300,7 @@ class Trainings:
             except (NoSuchJobError, InvalidJobOperation):
                 pass  # picked up by a worker, which honours the flag (or lost: the watchdog honours it)
         return self.get(training_id)
+
+
+def _seconds(timestamp: str) -> float:
+    return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()

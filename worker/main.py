@@ -29,7 +29,7 @@ from rq import Queue, Worker
 from rq.exceptions import StopRequested
 
 from worker import preempt
-from worker.state import connection
+from worker.state import connection, dispatch
 from worker.state.settings import WorkerSettings, get_worker_settings, safe_url
 from worker.state.watchdog import Watchdog, run_in_thread
 
@@ -108,9 +108,13 @@ def run_worker(settings: WorkerSettings | None = None, *, burst: bool = False, n
     worked = False
     try:
         while True:
-            worker = GenserveWorker([queue], connection=redis, name=name)
+            listened = dispatch.queues(queue)
+            worker = GenserveWorker(listened, connection=redis, name=name)
             log.info(
-                "worker %s listening on queue %s at %s", worker.name, queue.name, safe_url(settings.effective_redis_url)
+                "worker %s listening on queues %s at %s",
+                worker.name,
+                ", ".join(q.name for q in listened),
+                safe_url(settings.effective_redis_url),
             )
             try:
                 worked = worker.work(burst=burst, logging_level=settings.log_level.upper()) or worked

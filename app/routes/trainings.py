@@ -48,9 +48,15 @@ def create_training(body: TrainingRequest, services: ServicesDep, request: Reque
 
 
 @router.get("", response_model=TrainingList, dependencies=READ)
-def list_trainings(services: ServicesDep) -> TrainingList:
-    """All trainings, newest first."""
-    return TrainingList(items=[_public(t) for t in services.trainings.list()])
+def list_trainings(
+    services: ServicesDep,
+    status: Annotated[
+        TrainingStatus | None,
+        Query(description="Only trainings in this status; `queued` lists the queue in the order workers take it."),
+    ] = None,
+) -> TrainingList:
+    """All trainings, newest first (or the queue, in order: `?status=queued`)."""
+    return TrainingList(items=[_public(t) for t in services.trainings.list(status)])
 
 
 @router.get("/{training_id}", response_model=Training, responses={404: PROBLEM}, dependencies=READ)

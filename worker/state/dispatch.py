@@ -23,15 +23,40 @@ log = logging.getLogger("genserve.worker")
 
 JOB_FUNC = "worker.jobs.train"
 RESULT_TTL_S = 7 * 24 * 3600
+PRIORITIES = ("high", "normal", "low")  # the order in which workers take the queues
+DEFAULT_PRIORITY = "normal"
 
 
 def job_id_for(training_id: str, n: int) -> str:
     return f"{training_id}-{n}"
 
 
+def priority_of(record: TrainingRecord) -> str:
+    return str(record.request.get("priority", DEFAULT_PRIORITY))
+
+
+def queue_for(queue: Queue, priority: str) -> Queue:
+    """The RQ queue of one priority: `queue` (the configured name) itself for normal, `<name>-high` and `<name>-low`
+    beside it, so that a deployment of an earlier version keeps its queued jobs."""
+    return queue if priority == DEFAULT_PRIORITY else Queue(f"{queue.name}-{priority}", connection=queue.connection)
+
+
+def queues(queue: Queue) -> list[Queue]:
+    """Every priority's queue, highest first: what a worker listens to (RQ takes from the first non-empty one)."""
+    return [queue_for(queue, p) for p in PRIORITIES]
+
+
+def waiting(queue: Queue) -> list[str]:
+    """The job ids waiting on the queues, in the order workers will take them (one round trip)."""
+    pipe = queue.connection.pipeline(transaction=False)
+    for q in queues(queue):
+        pipe.lrange(q.key, 0, -1)
+    return [raw.decode() if isinstance(raw, bytes) else raw for ids in pipe.execute() for raw in ids]
+
+
 def enqueue(queue: Queue, record: TrainingRecord, settings: WorkerSettings) -> None:
-    """Enqueue the record's current job (raises RedisError when Redis is down)."""
-    queue.enqueue(
+    """Enqueue the record's current job on its priority's queue (raises RedisError when Redis is down)."""
+    queue_for(queue, priority_of(record)).enqueue(
         JOB_FUNC,
         record.id,
         job_id=record.current_job_id,

@@ -50,6 +50,9 @@ class TrainingRecord(BaseModel):
     created_at: str
     started_at: str | None = None
     finished_at: str | None = None
+    # Reported, never stored (the API's view of a queued training): 1 = taken next; the estimated wait.
+    queue_position: int | None = Field(None, exclude=True)
+    start_eta_seconds: float | None = Field(None, exclude=True)
 
     @property
     def current_job_id(self) -> str:

@@ -1,0 +1,53 @@
+"""The queue over real HTTP with one real worker: priorities decide who runs next, the queue is listed in that order
+with positions and start estimates."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.conftest import LiveService
+from tests.helpers import wait_for_training
+
+pytestmark = pytest.mark.slow
+
+TINY = {"dataset": "ring2d", "family": "gan", "steps": 50, "batch_size": 32, "width": 16, "latent_dim": 2}
+
+
+@pytest.fixture(scope="module")
+def http(live: LiveService) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=live.base_url, timeout=60) as c:
+        yield c
+
+
+def test_a_high_priority_training_runs_before_normal_ones_queued_earlier(http: httpx.Client, live: LiveService) -> None:
+    assert wait_for_training(http, http.post("/v1/trainings", json=TINY).json()["id"])["status"] == "succeeded"
+    busy = http.post("/v1/trainings", json={**TINY, "steps": 200_000}).json()["id"]
+    deadline = time.monotonic() + 60
+    while http.get(f"/v1/trainings/{busy}").json()["progress"]["step"] == 0:  # the one worker is busy
+        assert time.monotonic() < deadline, live.logs()
+        time.sleep(0.1)
+    normal = [http.post("/v1/trainings", json=TINY).json()["id"] for _ in range(3)]
+    low = http.post("/v1/trainings", json={**TINY, "priority": "low"}).json()["id"]
+    high = http.post("/v1/trainings", json={**TINY, "priority": "high"}).json()["id"]
+
+    queue = http.get("/v1/trainings", params={"status": "queued"}).json()["items"]
+    everything = [(t["id"], t["status"], t["queue_position"]) for t in http.get("/v1/trainings").json()["items"]]
+    assert [t["id"] for t in queue] == [high, *normal, low], (everything, high, low)
+    assert [t["id"] for t in queue] == [high, *normal, low]
+    assert [t["queue_position"] for t in queue] == [1, 2, 3, 4, 5]
+    starts = [t["start_eta_seconds"] for t in queue]
+    assert all(s is not None for s in starts) and starts == sorted(starts), starts  # a finished one gives durations
+    assert http.get(f"/v1/trainings/{high}").json()["request"]["priority"] == "high"
+    assert http.get(f"/v1/trainings/{busy}").json()["queue_position"] is None  # running: no place in the queue
+    assert http.post("/v1/trainings", json={**TINY, "priority": "urgent"}).status_code == 422
+
+    http.post(f"/v1/trainings/{busy}/cancel")
+    done = {tid: wait_for_training(http, tid, timeout_s=120) for tid in [high, *normal, low]}
+    assert all(d["status"] == "succeeded" for d in done.values()), done
+    order = sorted(done, key=lambda tid: done[tid]["started_at"])
+    assert order == [high, *normal, low], order
+    assert http.get("/v1/trainings", params={"status": "queued"}).json()["items"] == []
