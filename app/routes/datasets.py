@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Request, Response, UploadFile, status
+from fastapi import APIRouter, File, Form, Header, Request, Response, UploadFile, status
 from fastapi.concurrency import run_in_threadpool
 
+from app import idempotency
 from app.auth import CheckedRoute, owner_of, requires
 from app.deps import ServicesDep
+from app.idempotency import IDEMPOTENCY_KEY_DOC
 from app.problems import PROBLEM_SCHEMA, located_in
 from app.schemas import DATASET_NAME_MAX, Dataset, DatasetList
 from app.serving.edge import accepts_uploads
@@ -60,6 +62,7 @@ async def upload_dataset(
             "dataset has it.",
         ),
     ],
+    idempotency_key: Annotated[str | None, Header(description=IDEMPOTENCY_KEY_DOC)] = None,
 ) -> Dataset:
     """Upload a dataset; it is validated, then stored content-addressed (equal content, equal id).
 
@@ -87,23 +90,57 @@ async def upload_dataset(
     with located_in("body"):
         data = await run_in_threadpool(parse_upload, file.filename or "", content, limits)
     owner = owner_of(request)
+    claim: idempotency.Claim | None = None
+    if idempotency_key is not None:
+        held = await run_in_threadpool(
+            idempotency.claim,
+            services.redis,
+            owner,
+            "datasets",
+            idempotency_key,
+            idempotency.fingerprint(content, name.strip()),
+        )
+        if isinstance(held, idempotency.Replay):
+            response.headers[idempotency.REPLAYED] = "true"
+            response.headers["Location"] = f"/v1/datasets/{held.resource_id}"
+            response.status_code = held.status_code
+            info = await run_in_threadpool(services.catalog.info, held.resource_id)
+            return Dataset.model_validate(info, from_attributes=True)
+        claim = held
+    try:
+        manifest, created = await _store(services, name.strip(), data, owner)
+    except BaseException:
+        if claim is not None:
+            await run_in_threadpool(claim.abandon)
+        raise
+    if claim is not None:
+        code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        await run_in_threadpool(claim.finish, manifest["id"], code)
+    return _answer(response, manifest, created, name.strip())
+
+
+async def _store(services: ServicesDep, name: str, data: Any, owner: str) -> tuple[dict[str, Any], bool]:
     with located_in("body"):
-        manifest, created = await run_in_threadpool(
+        return await run_in_threadpool(
             services.store.put_dataset,
-            name.strip(),
+            name,
             data,
             owner,
             lambda: services.quotas.check_upload(owner, stored_bytes(data)),
         )
+
+
+def _answer(response: Response, manifest: dict[str, Any], created: bool, name: str) -> Dataset:
+    """201 with a new dataset; 200 with the stored one, and a `note` when it was stored under another name."""
     response.headers["Location"] = f"/v1/datasets/{manifest['id']}"
     if created:
         return Dataset.model_validate(manifest)
     response.status_code = status.HTTP_200_OK
     note = None
-    if manifest["name"] != name.strip():
+    if manifest["name"] != name:
         note = (
             f"this content was uploaded before as {manifest['name']!r} (id {manifest['id']}); that dataset is "
-            f"returned and keeps its name, {name.strip()!r} was not applied"
+            f"returned and keeps its name, {name!r} was not applied"
         )
     return Dataset.model_validate({**manifest, "note": note})
 

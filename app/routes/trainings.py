@@ -13,8 +13,10 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from redis.exceptions import RedisError
 
+from app import idempotency
 from app.auth import CheckedRoute, owner_of, requires
 from app.deps import ServicesDep
+from app.idempotency import IDEMPOTENCY_KEY_DOC
 from app.problems import PROBLEM_SCHEMA
 from app.schemas import Preview, PreviewList, Training, TrainingHistory, TrainingList, TrainingRequest
 from models.errors import Invalid
@@ -40,9 +42,32 @@ EVENT_ID = re.compile(r"\d{1,20}-\d{1,20}")
     responses={422: PROBLEM, 503: PROBLEM},
     dependencies=CHANGE,
 )
-def create_training(body: TrainingRequest, services: ServicesDep, request: Request, response: Response) -> Training:
-    """Start a training: validated, recorded, and queued for a worker."""
-    training = services.trainings.create(body, owner_of(request))
+def create_training(
+    body: TrainingRequest,
+    services: ServicesDep,
+    request: Request,
+    response: Response,
+    idempotency_key: Annotated[str | None, Header(description=IDEMPOTENCY_KEY_DOC)] = None,
+) -> Training:
+    """Start a training: validated, recorded, and queued for a worker. With an `Idempotency-Key`, a retry of the
+    same request answers the training of the first (`Idempotent-Replayed: true`), never a second one."""
+    owner = owner_of(request)
+    if idempotency_key is None:
+        training = services.trainings.create(body, owner)
+    else:
+        held = idempotency.claim(
+            services.redis, owner, "trainings", idempotency_key, idempotency.fingerprint(body.model_dump(mode="json"))
+        )
+        if isinstance(held, idempotency.Replay):
+            training = services.trainings.get(held.resource_id)
+            response.headers[idempotency.REPLAYED] = "true"
+        else:
+            try:
+                training = services.trainings.create(body, owner)
+            except BaseException:
+                held.abandon()
+                raise
+            held.finish(training.id, status.HTTP_202_ACCEPTED)
     response.headers["Location"] = f"/v1/trainings/{training.id}"
     return _public(training)
 

@@ -30,3 +30,8 @@ def seen(training_id: str) -> str:
 def unattended(training_id: str) -> str:
     """When the watchdog first saw a training that nobody works on (its grace period starts there)."""
     return f"{PREFIX}:training:{training_id}:unattended"
+
+
+def idempotency(route: str, digest: str) -> str:
+    """An Idempotency-Key's claim and answer on one creating route (`digest`: of the API key and the header)."""
+    return f"{PREFIX}:idempotency:{route}:{digest}"

@@ -1,8 +1,10 @@
-"""The queue over real HTTP with one real worker: priorities decide who runs next, the queue is listed in that order
-with positions and start estimates."""
+"""Steering trainings over real HTTP with one real worker: priorities decide who runs next, the queue is listed in
+that order with positions and start estimates; retried and concurrent POSTs with one Idempotency-Key make one
+training."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import time
 from collections.abc import Iterator
 
@@ -51,3 +53,18 @@ def test_a_high_priority_training_runs_before_normal_ones_queued_earlier(http: h
     order = sorted(done, key=lambda tid: done[tid]["started_at"])
     assert order == [high, *normal, low], order
     assert http.get("/v1/trainings", params={"status": "queued"}).json()["items"] == []
+
+
+def test_concurrent_retries_with_one_idempotency_key_make_one_training(http: httpx.Client) -> None:
+    before = {t["id"] for t in http.get("/v1/trainings").json()["items"]}
+
+    def post(_: int) -> httpx.Response:
+        return http.post("/v1/trainings", json=TINY, headers={"Idempotency-Key": "same-retry"})
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(post, range(8)))
+    assert {r.status_code for r in answers} == {202}, [r.text for r in answers]
+    assert len({r.json()["id"] for r in answers}) == 1
+    assert sum(r.headers.get("idempotent-replayed") == "true" for r in answers) == 7
+    after = {t["id"] for t in http.get("/v1/trainings").json()["items"]}
+    assert len(after - before) == 1
