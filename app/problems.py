@@ -158,7 +158,7 @@ def from_domain_error(exc: GenserveError) -> JSONResponse:
     errors = [{"loc": list(exc.field), "msg": exc.detail}] if exc.field else None
     extra = {"limit": exc.limit} if exc.limit is not None else None
     headers = None
-    if isinstance(exc, Unavailable | RateLimited):
+    if isinstance(exc, Unavailable | RateLimited) or (isinstance(exc, QuotaExceeded) and exc.retry_after_s):
         headers = {"Retry-After": str(exc.retry_after_s)}
     elif isinstance(exc, Unauthorized):
         headers = {"WWW-Authenticate": "Bearer"}

@@ -3,13 +3,15 @@ how many bytes those take. Without keys configured the service has one owner, so
 together.
 
 Counts come from the artifact store (the source of truth), read when a training or an upload is about to be
-accepted; two requests of one key that arrive at the same instant may both pass, so a key can exceed a quota by the
-number of its requests in flight, never more.
+accepted. Trainings are created one at a time per key, under a Redis lock shared by every API replica, so their
+quota is exact; two uploads of one key that arrive at the same instant may both pass, so a key can exceed its
+dataset quotas by the number of its uploads in flight, never more.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from app.settings import Settings
@@ -24,8 +26,10 @@ class Quotas:
     catalog: Catalog
     settings: Settings
 
-    def check_training(self, owner: str) -> None:
-        """Room for one more queued or running training of `owner` (429 when there is none)."""
+    def check_training(self, owner: str, retry_after: Callable[[], int] | None = None) -> None:
+        """Room for one more queued or running training of `owner` (429 when there is none, with `retry_after()`
+        as Retry-After). The caller holds the key's creation lock (app/trainings.py), so the count is exact across
+        API replicas."""
         limit = self.settings.max_active_trainings
         active = sum(1 for r in self.records.list() if r.owner == owner and not r.is_terminal())
         if active >= limit:
@@ -33,6 +37,7 @@ class Quotas:
                 f"this key has {active} trainings queued or running; the limit is {limit} "
                 f"({self.settings.env_name('max_active_trainings')}): wait for one to end, or cancel one",
                 limit=limit,
+                retry_after_s=retry_after() if retry_after is not None else None,
             )
 
     def check_upload(self, owner: str, stored_bytes: int) -> None:

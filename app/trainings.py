@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import statistics
 import time
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from redis import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import LockError, RedisError
 from rq import Queue
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job
@@ -29,12 +30,12 @@ from app.schemas import TrainingRequest
 from app.settings import Settings
 from models.data.builtin import BUILTINS
 from models.data.catalog import Catalog, DatasetInfo
-from models.errors import Conflict, Invalid, NotFound
+from models.errors import Conflict, Invalid, NotFound, Unavailable
 from models.progress import Progress
 from models.recipes import resolve_config
 from models.seeds import draw_seed
 from models.store import new_id, utcnow
-from worker.state import connection, dispatch, events
+from worker.state import connection, dispatch, events, keys
 from worker.state.records import TrainingRecord, TrainingRecords
 from worker.state.status import TrainingStatus, assess
 
@@ -42,6 +43,9 @@ log = logging.getLogger("genserve.api")
 STATUS_TIMEOUT_S = 1.0  # reads of live state (RQ job status, lease, progress)
 BREAKER_S = 10.0  # after Redis failed to answer them, they are skipped this long
 MAX_IDS_SHOWN = 5  # an ambiguous dataset name's problem lists this many of the ids
+OWNER_LOCK_TTL_S = 30  # a creation holds its API key's lock at most this long (a crashed process frees it then)
+OWNER_LOCK_WAIT_S = 10  # a second creation of the same key waits this long for the first
+QUOTA_RETRY_AFTER_S = 30  # Retry-After of the active-trainings quota when no running training has an ETA
 QUEUE_SNAPSHOT_S = 2.0  # queue positions and start estimates are recomputed at most this often
 RECENT_DURATIONS = 20  # the start estimate assumes a queued training lasts the median of this many recent ones
 
@@ -118,12 +122,26 @@ class Trainings:
             req = req.model_copy(update={"dataset": self._dataset_id(req.dataset)})
             self._check_limits(req)
             info = self._dataset(req.dataset)
-        self.quotas.check_training(owner)
-        if info.builtin:
-            return self._create(req, info, owner)
-        with located_in("body"), self._locked(req.dataset):  # so that the dataset cannot go away meanwhile
-            self._dataset(req.dataset)  # still there
-            return self._create(req, info, owner)
+        # One creation per API key at a time, across API replicas: the quota's count and the new record never race.
+        lock = self.redis.lock(keys.quota_lock(owner), timeout=OWNER_LOCK_TTL_S, blocking_timeout=OWNER_LOCK_WAIT_S)
+        if not lock.acquire():
+            raise Unavailable("other trainings of this key are being created; retry in a moment", retry_after_s=1)
+        try:
+            self.quotas.check_training(owner, lambda: self._retry_after(owner))
+            if info.builtin:
+                return self._create(req, info, owner)
+            with located_in("body"), self._locked(req.dataset):  # so that the dataset cannot go away meanwhile
+                self._dataset(req.dataset)  # still there
+                return self._create(req, info, owner)
+        finally:
+            with contextlib.suppress(LockError):  # expired meanwhile: its TTL bounds a crashed holder
+                lock.release()
+
+    def _retry_after(self, owner: str) -> int:
+        """When the first of `owner`'s running trainings is expected to end (seconds; a default when unknown)."""
+        mine = [r for r in self.list() if r.owner == owner and r.status is TrainingStatus.running]
+        etas = [r.progress.eta_seconds for r in mine if r.progress.eta_seconds is not None]
+        return max(1, math.ceil(min(etas))) if etas else QUOTA_RETRY_AFTER_S
 
     @contextlib.contextmanager
     def _locked(self, dataset_id: str) -> Iterator[None]:

@@ -83,9 +83,14 @@ class UnsupportedFormat(Invalid):
 
 
 class QuotaExceeded(GenserveError):
-    """The caller already has as many of something (active trainings, datasets) as it may."""
+    """The caller already has as many of something (active trainings, datasets) as it may; `retry_after_s`, when
+    known, is when room may be made by itself (a training ending)."""
 
     title = "Quota exceeded"
+
+    def __init__(self, detail: str, *, retry_after_s: int | None = None, **kwargs: Any) -> None:
+        super().__init__(detail, **kwargs)
+        self.retry_after_s = retry_after_s
 
 
 class StorageExceeded(GenserveError):

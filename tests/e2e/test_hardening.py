@@ -310,6 +310,37 @@ def test_quotas_on_trainings_datasets_and_bytes(hard: LiveService, http: httpx.C
     trainer.close()
 
 
+def test_the_active_trainings_quota_is_exact_across_api_processes(hard: LiveService, tmp_path: Any) -> None:
+    """Eight requests at once, through two API processes sharing Redis and the store: exactly the quota's number
+    of trainings start, the others get 429 with Retry-After."""
+
+    def ended() -> bool:  # the previous test's trainings have stopped
+        items = httpx.get(f"{hard.base_url}/v1/trainings", headers=auth()).json()["items"]
+        return all(t["status"] in ("succeeded", "failed", "canceled") for t in items)
+
+    wait_until(ended, 30, message="earlier trainings to end")
+    second = LiveService(hard.settings, tmp_path)
+    second.start_api()
+    long = {"dataset": "ring2d", "family": "gan", "steps": 200_000, "batch_size": 32, "width": 8}
+    clients = [
+        httpx.Client(base_url=url, headers=auth(TRAINER), timeout=60) for url in (hard.base_url, second.base_url)
+    ]
+    try:
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda i: clients[i % 2].post("/v1/trainings", json={**long, "seed": i}), range(8)))
+        codes = sorted(r.status_code for r in answers)
+        assert codes == [202, 202] + [429] * 6, [r.text for r in answers]
+        for r in answers:
+            if r.status_code == 429:
+                assert int(r.headers["retry-after"]) >= 1 and r.json()["limit"] == 2
+            else:
+                assert clients[0].post(f"/v1/trainings/{r.json()['id']}/cancel").status_code == 202
+    finally:
+        for c in clients:
+            c.close()
+        second.stop()
+
+
 # --- 8. a download in progress is answered at once --------------------------------------------------------------------
 # (tests/app/test_bad_input.py holds the offline case; this one: a URL that never answers)
 

@@ -35,3 +35,8 @@ def unattended(training_id: str) -> str:
 def idempotency(route: str, digest: str) -> str:
     """An Idempotency-Key's claim and answer on one creating route (`digest`: of the API key and the header)."""
     return f"{PREFIX}:idempotency:{route}:{digest}"
+
+
+def quota_lock(owner: str) -> str:
+    """Held while a training of this API key (its name) is created: its active-trainings count cannot race."""
+    return f"{PREFIX}:quota:{owner}:lock"
