@@ -27,6 +27,7 @@ from app.serving.edge import EdgeMiddleware, upload_paths
 from app.serving.model_cache import ModelCache, ServingOptions
 from app.settings import Settings, get_settings
 from app.trainings import Trainings
+from app.webhooks import Deliverer
 from models.store import ArtifactStore
 from worker.state import connection, dispatch
 from worker.state.records import TrainingRecords
@@ -168,12 +169,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         watchdog = asyncio.create_task(
             watch(Watchdog(services.store, services.redis, services.trainings.queue, settings))
         )
+        deliverer = Deliverer(services.aredis, settings)
+        delivering = asyncio.create_task(deliverer.run(stop))
         yield
         stop.set()
-        for task in (listener, watchdog):
+        for task in (listener, watchdog, delivering):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await deliverer.close()
         await services.models.close()
         services.models.loader.shutdown(wait=False)  # type: ignore[attr-defined]
         services.encoders.shutdown(wait=False)

@@ -106,6 +106,9 @@ MAX_GRID_SCALE = 16
 
 
 Priority = Literal["high", "normal", "low"]
+WebhookEvent = Literal["started", "progress", "preview", "completed"]
+MAX_URL_LENGTH = 2048
+WEBHOOK_EVENT_ORDER = ["started", "progress", "preview", "completed"]
 
 
 class Format(StrEnum):
@@ -219,6 +222,20 @@ class TrainingRequest(Strict):
         description="Workers take high before normal before low (first come, first served within one); a running "
         "training is never interrupted for a higher one.",
     )
+    webhook: str | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_URL_LENGTH,
+        description="An http(s) URL to POST this training's events to, signed per the Standard Webhooks spec "
+        "(GENSERVE_WEBHOOK_SECRET); public addresses only unless the operator allows more (GENSERVE_WEBHOOK_ALLOW).",
+    )
+    webhook_events: list[WebhookEvent] | None = Field(
+        None,
+        min_length=1,
+        max_length=4,
+        description="Which events go to `webhook`: started, progress (at most one per 5 s), preview, completed "
+        "(succeeded, failed or canceled). Default: completed.",
+    )
     preview_every: NonNegativeCount | None = Field(
         None,
         description="Steps between preview pictures (a fixed-seed sample grid, or a scatter plot over the data) during "
@@ -249,6 +266,15 @@ class TrainingRequest(Strict):
         "of K equiprobable bins, so that it can jump between separated modes; 0 = off. latent_dim * K is at most "
         f"{MAX_LATENT_BIN_COLUMNS}.",
     )
+
+    @field_validator("webhook_events")
+    @classmethod
+    def _webhook_events(cls, value: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        if value is None:
+            return None
+        if info.data.get("webhook") is None:
+            raise ValueError("webhook_events needs a webhook URL")
+        return sorted(set(value), key=WEBHOOK_EVENT_ORDER.index)
 
     @field_validator(*VAE_OPTIONS, *GAN_OPTIONS)
     @classmethod
@@ -327,6 +353,22 @@ class TrainingHistory(BaseModel):
     metrics: dict[str, float] | None = Field(
         None, description="The end-of-training metrics, measured at the last step (null until the training succeeds)."
     )
+
+
+class Delivery(BaseModel):
+    """One attempt to deliver a webhook event."""
+
+    delivery_id: str = Field(..., description="The `webhook-id` header: the same on every attempt of one event.")
+    event: str
+    attempt: int = Field(..., description="1 for the first try.")
+    at: str
+    status_code: int | None = Field(None, description="The receiver's answer; null when there was none.")
+    error: str | None = Field(None, description="Why the attempt failed (no answer, refused address, gave up).")
+    next_attempt_at: str | None = Field(None, description="When the next try is due; null when none will follow.")
+
+
+class DeliveryList(BaseModel):
+    items: list[Delivery] = Field(..., description="Oldest first.")
 
 
 class Preview(BaseModel):

@@ -132,6 +132,26 @@ class Settings(WorkerSettings):
         " a browser cannot send one to open /docs).",
     )
 
+    # --- webhooks (app/webhooks.py) --------------------------------------------------------------------------------
+    webhook_secret: SecretStr = Field(
+        SecretStr(""),
+        description="Signs webhook deliveries (Standard Webhooks: `whsec_` and base64 of 24-64 random bytes); "
+        "trainings with a `webhook` are refused while it is unset.",
+    )
+    webhook_allow: str = Field(
+        "",
+        description="Comma-separated hosts or networks (CIDR) webhooks may reach besides public addresses, e.g. "
+        "`127.0.0.1,10.0.0.0/8,hooks.internal`.",
+    )
+    webhook_timeout_s: float = Field(10.0, gt=0, le=120, description="Seconds one delivery attempt may take.")
+    webhook_retry_base_s: float = Field(
+        5.0, gt=0, le=600, description="Retries wait this x 1, 6, 24, 60, 120 after failed attempts (6 tries)."
+    )
+
+    @property
+    def webhook_allowed(self) -> list[str]:
+        return [part.strip() for part in self.webhook_allow.split(",") if part.strip()]
+
     # --- quotas (per API key; with no keys configured, for all clients together) -------------------------------
     max_active_trainings: int = Field(20, ge=1, description="Queued or running trainings per API key (429 beyond).")
     max_datasets: int = Field(100, ge=1, description="Uploaded datasets per API key (429 beyond).")

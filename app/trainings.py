@@ -28,6 +28,7 @@ from app.problems import located_in
 from app.quotas import Quotas
 from app.schemas import TrainingRequest
 from app.settings import Settings
+from app.webhooks import check_url
 from models.data.builtin import BUILTINS
 from models.data.catalog import Catalog, DatasetInfo
 from models.errors import Conflict, Invalid, NotFound, Unavailable
@@ -35,7 +36,7 @@ from models.progress import Progress
 from models.recipes import resolve_config
 from models.seeds import draw_seed
 from models.store import new_id, utcnow
-from worker.state import connection, dispatch, events, keys
+from worker.state import connection, dispatch, events, keys, webhooks
 from worker.state.records import TrainingRecord, TrainingRecords
 from worker.state.status import TrainingStatus, assess
 
@@ -121,6 +122,8 @@ class Trainings:
         with located_in("body"):
             req = req.model_copy(update={"dataset": self._dataset_id(req.dataset)})
             self._check_limits(req)
+            if req.webhook is not None:
+                check_url(req.webhook, self.settings)
             info = self._dataset(req.dataset)
         # One creation per API key at a time, across API replicas: the quota's count and the new record never race.
         lock = self.redis.lock(keys.quota_lock(owner), timeout=OWNER_LOCK_TTL_S, blocking_timeout=OWNER_LOCK_WAIT_S)
@@ -314,6 +317,7 @@ class Trainings:
                     if record is not None:
                         self.records.store.delete_checkpoint(training_id)  # of an earlier, preempted attempt
                         events.publish_status(self.redis, training_id, TrainingStatus.canceled)
+                        webhooks.enqueue(self.redis, record, "completed")
                         return self.view(record)
             except (NoSuchJobError, InvalidJobOperation):
                 pass  # picked up by a worker, which honours the flag (or lost: the watchdog honours it)

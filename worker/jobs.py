@@ -11,6 +11,7 @@ checkpoints and puts the training back on the queue (worker/preempt.py).
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from typing import Any
@@ -32,7 +33,7 @@ from models.store import ArtifactStore, new_id, utcnow
 from models.training import TrainResult
 from models.training import train as run_training
 from worker import preempt
-from worker.state import connection, dispatch, events
+from worker.state import connection, dispatch, events, webhooks
 from worker.state.lease import LeaseKeeper
 from worker.state.records import TrainingRecord, TrainingRecords, WorkerInfo
 from worker.state.settings import WorkerSettings, get_worker_settings
@@ -115,9 +116,10 @@ class Previewer:
         png = previews.preview_png(model, step, self.frame)
         if self.fence.holds():
             self.store.put_preview(self.fence.training_id, step, png)
-            self.reporter.event(
-                events.PREVIEW, {"step": step, "url": f"/v1/trainings/{self.fence.training_id}/previews/{step}"}
-            )
+            announced = {"step": step, "url": f"/v1/trainings/{self.fence.training_id}/previews/{step}"}
+            self.reporter.event(events.PREVIEW, announced)
+            if self.reporter.record is not None:
+                self.reporter.webhook(self.reporter.record, "preview", announced)
 
 
 class TrainingReporter:
@@ -132,10 +134,20 @@ class TrainingReporter:
         self._fence_checked_at = time.monotonic()
         self.stop_reason: str | None = None  # "canceled", "preempted" (worker SIGTERM) or "superseded"
         self._redis_failing = False
+        self.record: TrainingRecord | None = None  # as it started: the body of its webhook deliveries
+        self._webhook_progress_at = -math.inf
 
     def progress(self, p: Progress) -> None:
         self.last = p
         self._publish(events.publish_progress, p)
+        now = time.monotonic()
+        if self.record is not None and now - self._webhook_progress_at >= webhooks.PROGRESS_EVERY_S:
+            self._webhook_progress_at = now
+            self.webhook(self.record.model_copy(update={"progress": p}), "progress")
+
+    def webhook(self, record: TrainingRecord, event: str, extra: dict[str, Any] | None = None) -> None:
+        """Schedule a webhook delivery of `event` (when the training asked for it); sent by the API processes."""
+        self._guarded(webhooks.enqueue, self.redis, record, event, extra)
 
     def status(self, status: TrainingStatus, **data: Any) -> None:
         self._publish(events.publish_status, status, **data)
@@ -144,8 +156,12 @@ class TrainingReporter:
         self._publish(events.publish, name, data)
 
     def _publish(self, publish: Any, *args: Any, **kwargs: Any) -> None:
+        self._guarded(publish, self.redis, self.training_id, *args, **kwargs)
+
+    def _guarded(self, write: Any, *args: Any, **kwargs: Any) -> None:
+        """A write to Redis that, failing, is logged once per outage and never stops the training."""
         try:
-            publish(self.redis, self.training_id, *args, **kwargs)
+            write(*args, **kwargs)
             self._redis_failing = False
         except RedisError as exc:
             if not self._redis_failing:  # once per outage, not once per progress report
@@ -188,6 +204,7 @@ def _finish(fence: Fence, reporter: TrainingReporter, status: TrainingStatus, **
         return {"status": "superseded"}
     fence.store.delete_checkpoint(fence.training_id)
     reporter.status(status, **{k: v for k, v in changes.items() if k in STATUS_EVENT_FIELDS})
+    reporter.webhook(record, "completed")
     return {"status": record.status.value, "model_id": record.model_id}
 
 
@@ -263,7 +280,10 @@ def _run(
     if started is None:
         return {"status": "superseded"}
     record = started
+    reporter.record = record
     reporter.status(TrainingStatus.running, attempt=record.attempts)
+    if record.attempts == 1:  # once, not again when it resumes on another worker
+        reporter.webhook(record, "started")
     log.info(
         "training %s: started (%s on %s, attempt %d, job %s)",
         training_id,

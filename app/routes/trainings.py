@@ -13,12 +13,21 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from redis.exceptions import RedisError
 
-from app import idempotency
+from app import idempotency, webhooks
 from app.auth import CheckedRoute, owner_of, requires
 from app.deps import ServicesDep
 from app.idempotency import IDEMPOTENCY_KEY_DOC
 from app.problems import PROBLEM_SCHEMA
-from app.schemas import Preview, PreviewList, Training, TrainingHistory, TrainingList, TrainingRequest
+from app.schemas import (
+    Delivery,
+    DeliveryList,
+    Preview,
+    PreviewList,
+    Training,
+    TrainingHistory,
+    TrainingList,
+    TrainingRequest,
+)
 from models.errors import Invalid
 from models.plots import history_png
 from worker.state import events, keys
@@ -152,6 +161,16 @@ def list_previews(training_id: str, services: ServicesDep) -> PreviewList:
 def get_preview(training_id: str, step: Annotated[int, Path(ge=0)], services: ServicesDep) -> Response:
     """One preview picture (PNG)."""
     return Response(services.store.get_preview(training_id, step), media_type="image/png")
+
+
+@router.get("/{training_id}/deliveries", response_model=DeliveryList, responses={404: PROBLEM}, dependencies=READ)
+async def list_deliveries(training_id: str, services: ServicesDep) -> DeliveryList:
+    """Every attempt to deliver this training's webhook events (the latest 200, kept a week): when, which event,
+    the receiver's status code or the error, and when the next attempt is due."""
+    await run_in_threadpool(services.trainings.get, training_id)  # 404 for an unknown training
+    return DeliveryList(
+        items=[Delivery.model_validate(e) for e in await webhooks.delivery_log(services.aredis, training_id)]
+    )
 
 
 def _sse(event: str, data: dict, event_id: str | None = None) -> bytes:

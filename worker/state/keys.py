@@ -5,6 +5,7 @@ from __future__ import annotations
 PREFIX = "genserve"
 MODELS_CHANNEL = f"{PREFIX}:models"  # pub/sub: {"event": "created" | "deleted", "id": model_id}
 WATCHDOG_LOCK = f"{PREFIX}:watchdog:lock"  # held for one round by the process that acts in it
+WEBHOOKS_DUE = f"{PREFIX}:webhooks:due"  # sorted set: delivery id -> when its next attempt is due (unix time)
 
 
 def events(training_id: str) -> str:
@@ -40,3 +41,13 @@ def idempotency(route: str, digest: str) -> str:
 def quota_lock(owner: str) -> str:
     """Held while a training of this API key (its name) is created: its active-trainings count cannot race."""
     return f"{PREFIX}:quota:{owner}:lock"
+
+
+def webhook(delivery_id: str) -> str:
+    """One webhook delivery: its training, event, URL, frozen body and attempts."""
+    return f"{PREFIX}:webhook:{delivery_id}"
+
+
+def deliveries(training_id: str) -> str:
+    """A training's webhook delivery log (one entry per attempt)."""
+    return f"{PREFIX}:training:{training_id}:deliveries"

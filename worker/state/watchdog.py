@@ -32,7 +32,7 @@ from rq import Queue
 
 from models.errors import GenserveError
 from models.store import ArtifactStore, utcnow
-from worker.state import connection, dispatch, events, keys, lease
+from worker.state import connection, dispatch, events, keys, lease, webhooks
 from worker.state.records import TrainingRecord, TrainingRecords
 from worker.state.settings import WorkerSettings
 from worker.state.status import Liveness, TrainingStatus, Verdict, assess
@@ -162,6 +162,7 @@ class Watchdog:
         self.store.delete_checkpoint(record.id)
         log.warning("watchdog: training %s: %s", record.id, what)
         events.publish_status(self.redis, record.id, status, **({"error": error} if error else {}))
+        webhooks.enqueue(self.redis, updated, "completed")
         return what
 
     def _last_seen(self, training_id: str) -> str:
