@@ -217,6 +217,14 @@ class TrainingRequest(Strict):
         description="Images: dynamic binarization (a fresh Bernoulli draw of every pixel for every minibatch), as "
         "in the MNIST likelihood literature.",
     )
+    init_from: str | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        description="A stored model's id to start from: its weights, and its recipe for the options left out (e.g. "
+        "only `steps` for more training, or another `dataset` of the same shape and classes). The net must come out "
+        "the same (422 otherwise); the new model records it as `parent_model_id`.",
+    )
     priority: Priority = Field(
         "normal",
         description="Workers take high before normal before low (first come, first served within one); a running "
@@ -394,6 +402,7 @@ class Model(BaseModel):
     metrics: dict[str, float]
     created_at: str
     config: AppliedConfig = Field(None, description="The training's resolved recipe (this family's options).")
+    parent_model_id: str | None = Field(None, description="The model its training started from (`init_from`).")
 
 
 class ModelList(BaseModel):

@@ -32,6 +32,8 @@ from app.webhooks import check_url
 from models.data.builtin import BUILTINS
 from models.data.catalog import Catalog, DatasetInfo
 from models.errors import Conflict, Invalid, NotFound, Unavailable
+from models.manifest import ModelManifest
+from models.nets import ModelSpec, spec_for
 from models.progress import Progress
 from models.recipes import resolve_config
 from models.seeds import draw_seed
@@ -140,6 +142,20 @@ class Trainings:
             with contextlib.suppress(LockError):  # expired meanwhile: its TTL bounds a crashed holder
                 lock.release()
 
+    def _parent(self, req: TrainingRequest) -> ModelManifest:
+        """The stored model a training starts from (`init_from`): its config gives the options left out."""
+        assert req.init_from is not None
+        try:
+            parent = self.records.store.get_model(req.init_from)
+        except NotFound:
+            raise Invalid(f"no model with id {req.init_from!r} to start from", field=("init_from",)) from None
+        if parent.family != req.family:
+            raise Invalid(
+                f"model {parent.id} is a {parent.family.upper()}; this training is a {req.family.upper()}",
+                field=("init_from",),
+            )
+        return parent
+
     def _retry_after(self, owner: str) -> int:
         """When the first of `owner`'s running trainings is expected to end (seconds; a default when unknown)."""
         mine = [r for r in self.list() if r.owner == owner and r.status is TrainingStatus.running]
@@ -184,14 +200,17 @@ class Trainings:
     def _create(self, req: TrainingRequest, info: DatasetInfo, owner: str) -> TrainingRecord:
         with located_in("body"):
             request = {**req.model_dump(exclude_none=True), "seed": req.seed if req.seed is not None else draw_seed()}
+            parent = self._parent(req) if req.init_from is not None else None
             config = resolve_config(
-                request,
+                {**(parent.config or {}), **request} if parent is not None else request,
                 dataset_id=req.dataset,
                 kind=info.kind,
                 sample_shape=tuple(info.shape),
                 num_classes=info.num_classes,
                 size=info.size,
             )
+            if parent is not None:
+                _same_architecture(parent, spec_for(config, info.kind, tuple(info.shape), info.num_classes))
         training_id = new_id("tr")
         record = TrainingRecord(
             id=training_id,
@@ -326,3 +345,16 @@ class Trainings:
 
 def _seconds(timestamp: str) -> float:
     return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
+
+
+def _same_architecture(parent: ModelManifest, spec: ModelSpec) -> None:
+    """422 naming `init_from` unless the new training's net is the parent's (so its weights load as they are)."""
+    if spec == parent.spec:
+        return
+    mine, theirs = spec.to_dict(), parent.spec.to_dict()
+    differ = ", ".join(f"{k} {theirs.get(k)!r} -> {mine.get(k)!r}" for k in mine if mine.get(k) != theirs.get(k))
+    raise Invalid(
+        f"model {parent.id}'s net differs from this training's ({differ}); start from a model of the same "
+        "architecture, data shape and classes",
+        field=("init_from",),
+    )

@@ -26,6 +26,7 @@ class ModelManifest(BaseModel):
     created_at: str
     spec: ModelSpec
     config: dict[str, Any] | None = Field(None, description="The resolved training config (TrainConfig.to_dict).")
+    parent_model_id: str | None = Field(None, description="The model its training started from, if any.")
 
     @field_validator("spec", mode="before")
     @classmethod

@@ -14,7 +14,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -296,6 +296,7 @@ def train(
     checkpointer: Checkpointer | None = None,
     classifier_cache: ClassifierCache | None = None,
     on_preview: Callable[[int, GenerativeModel], None] | None = None,
+    init: Mapping[str, Tensor] | None = None,
 ) -> TrainResult:
     """Train `config` on `data.train` and measure the result on `data.test` (`compute_metrics`).
 
@@ -303,7 +304,9 @@ def train(
     store); when it is None, a process-wide in-memory cache does. Progress reports continue while the metrics are
     computed, with phase "metrics" (and the step at its total). Every report also goes into the run's `History`
     (returned, and carried in checkpoints); `on_preview(step, model)` is called at the steps `models.previews.due`
-    names, with the model as it would be served (switch it to eval mode and back to sample from it).
+    names, with the model as it would be served (switch it to eval mode and back to sample from it). `init`, the
+    weights of a stored model of the same spec, is where the net starts (its data standardization included); the
+    optimizers and, for a GAN, the discriminator start fresh.
 
     Seeded: the same config, data and seed give the same model on CPU, whether or not the run was interrupted and
     resumed from a checkpoint. Raises `TrainingDiverged` when losses or weights stay non-finite after
@@ -317,7 +320,9 @@ def train(
         torch.manual_seed(config.seed)
         model = build_model(spec)
         x = torch.from_numpy(train_set.float_x()).to(device)
-        if spec.kind == "points":  # standardize each dimension; the model keeps the map for serving
+        if init is not None:
+            model.load_state_dict(init)
+        elif spec.kind == "points":  # standardize each dimension; the model keeps the map for serving
             scale = x.std(0) if len(x) > 1 else torch.ones_like(x[0])
             model.set_data_transform(x.mean(0).cpu(), torch.where(scale > MIN_DATA_SCALE, scale, 1.0).cpu())
         task: _Task

@@ -23,7 +23,7 @@ from rq import Queue, get_current_job
 
 from models import previews
 from models.config import TrainConfig
-from models.errors import GenserveError, TrainingDiverged
+from models.errors import GenserveError, Invalid, NotFound, TrainingDiverged
 from models.history import History
 from models.manifest import ModelManifest
 from models.nets import GenerativeModel
@@ -228,9 +228,21 @@ def store_model(store: ArtifactStore, record: TrainingRecord, result: TrainResul
         created_at=utcnow(),
         spec=result.spec,
         config=record.config,
+        parent_model_id=record.request.get("init_from"),
     )
     store.put_model(manifest, tensors)
     return manifest.id
+
+
+def _init_weights(store: ArtifactStore, record: TrainingRecord) -> dict[str, torch.Tensor] | None:
+    """The weights of the model the training starts from (`init_from`), read as safetensors; None without one."""
+    parent = record.request.get("init_from")
+    if parent is None:
+        return None
+    try:
+        return store.load_model_tensors(parent)
+    except NotFound:
+        raise Invalid(f"the model to start from ({parent}) was deleted before the training began") from None
 
 
 def train(training_id: str, settings: WorkerSettings | None = None) -> dict[str, Any]:
@@ -298,6 +310,7 @@ def _run(
         device = settings.torch_device()
         data = settings.catalog(store).load(record.dataset)
         frame = PointsFrame.of(data.train.x) if data.train.kind == "points" and config.preview_every else None
+        init = _init_weights(store, record)
         result = run_training(
             config,
             data,
@@ -308,6 +321,7 @@ def _run(
             checkpointer=checkpointer,
             classifier_cache=store,
             on_preview=Previewer(store, fence, reporter, frame),
+            init=init,
         )
     except GenserveError as exc:
         log.warning("training %s: failed: %s", training_id, exc.detail)

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.conftest import LiveService
-from tests.helpers import wait_for_training
+from tests.helpers import assert_problem, wait_for_training
 
 pytestmark = pytest.mark.slow
 
@@ -68,3 +68,25 @@ def test_concurrent_retries_with_one_idempotency_key_make_one_training(http: htt
     assert sum(r.headers.get("idempotent-replayed") == "true" for r in answers) == 7
     after = {t["id"] for t in http.get("/v1/trainings").json()["items"]}
     assert len(after - before) == 1
+
+
+def test_a_training_continues_from_a_stored_model(http: httpx.Client) -> None:
+    first = wait_for_training(http, http.post("/v1/trainings", json={**TINY, "steps": 120}).json()["id"])
+    parent = first["model_id"]
+    r = http.post("/v1/trainings", json={"dataset": "ring2d", "family": "gan", "init_from": parent, "steps": 60})
+    assert r.status_code == 202, r.text
+    assert r.json()["config"]["width"] == TINY["width"]  # the parent's recipe, not the dataset's
+    done = wait_for_training(http, r.json()["id"])
+    assert done["status"] == "succeeded", done
+    child = http.get(f"/v1/models/{done['model_id']}").json()
+    assert child["parent_model_id"] == parent and child["config"]["steps"] == 60
+    samples = http.post(f"/v1/models/{child['id']}/samples", json={"n": 4, "seed": 1}).json()["samples"]
+    assert len(samples) == 4
+
+    wider = http.post("/v1/trainings", json={"dataset": "ring2d", "family": "gan", "init_from": parent, "width": 32})
+    assert "width 16 -> 32" in assert_problem(wider, 422, "init_from")["detail"]
+    vae = http.post("/v1/trainings", json={"dataset": "ring2d", "family": "vae", "init_from": parent})
+    assert_problem(vae, 422, "init_from")
+    assert_problem(http.post("/v1/trainings", json={**TINY, "init_from": "mdl_nope"}), 422, "init_from")
+    images = http.post("/v1/trainings", json={"dataset": "digits", "family": "gan", "init_from": parent})
+    assert_problem(images, 422, "init_from")

@@ -563,3 +563,17 @@ def test_resolve_rejects_bad_new_options(overrides: dict[str, Any], field: str) 
             {"family": "vae", **overrides}, dataset_id="ds_x", kind="points", sample_shape=(2,), num_classes=0
         )
     assert err.value.field == (field,)
+
+
+def test_a_training_can_start_from_a_stored_models_weights() -> None:
+    """`init`: the net starts where another left off (its standardization included): a training with a vanishing
+    learning rate ends where it began, and it is not where a fresh start would be."""
+    data = splits(blobs(128))
+    first, _ = run(config("vae", "points", steps=30), data)
+    weights = {k: v.clone() for k, v in first.model.state_dict().items()}
+    cfg = replace(config("vae", "points", steps=3, seed=99), lr=1e-9)
+    continued, _ = run(cfg, data, init=weights)
+    fresh, _ = run(cfg, data)
+    for k, v in continued.model.state_dict().items():
+        torch.testing.assert_close(v, weights[k], rtol=1e-5, atol=1e-5, msg=k)
+    assert any(not torch.allclose(v, weights[k]) for k, v in fresh.model.state_dict().items())
