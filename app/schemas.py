@@ -180,6 +180,7 @@ class TrainingRequest(Strict):
             "examples": [
                 {"dataset": "ring2d", "family": "gan", "steps": 2000},
                 {"dataset": "digits", "family": "vae", "conditional": True, "steps": 1500},
+                {"dataset": "ring2d", "family": "gan", "steps": 2000, "priority": "high", "preview_every": 200},
             ]
         },
     )
