@@ -1,8 +1,9 @@
-"""What watching a training costs: time per training step with the history and the previews the worker writes (a
-fixed-seed sample grid every `preview_every` steps, rendered and stored as the worker does) against the same
-training with neither, in alternating rounds (the machine's speed drifts). Prints a markdown table.
+"""What watching a training costs: the time the history and the previews the worker writes (a fixed-seed sample
+grid every `preview_every` steps, rendered and stored as the worker does) take inside one training run, as a share
+of its loop; and, with `--rounds`, whole runs with and without them in alternating rounds (blurred by the machine's
+drift, which on these machines is larger than the cost).
 
-    python -m bench.watch_cost [--dataset mnist] [--family gan] [--steps 300] [--rounds 3] [--threads 1]
+    python -m bench.watch_cost [--dataset mnist] [--family gan] [--attributed-steps 1000] [--rounds 0] [--threads 1]
 
 The default recipe's `preview_every` is the one the API gives it (models/previews.py `auto_interval`). The runs stop
 after `--steps` steps (a cancel, so the end-of-training metrics, which neither variant changes, are skipped).
@@ -25,14 +26,13 @@ import torch
 from models import previews
 from models.data.builtin import load_builtin
 from models.history import History
-from models.nets import GenerativeModel, build_model, spec_for
+from models.nets import GenerativeModel
 from models.progress import Progress
 from models.recipes import resolve_config
 from models.store import ArtifactStore, new_id
 from models.training import train
 
-COMPONENT_REPEATS = 20
-HISTORY_POINTS = 10_000
+DUE_CHECKS = 100_000
 
 
 def run(config, data, steps: int, watched: bool, store: ArtifactStore, training_id: str) -> float:  # type: ignore[no-untyped-def]
@@ -60,27 +60,48 @@ def run(config, data, steps: int, watched: bool, store: ArtifactStore, training_
     return (last.elapsed_s - first.elapsed_s) / max(1, last.step - first.step) * 1000
 
 
-def components(config, data, store: ArtifactStore, training_id: str, step_ms: float) -> None:  # type: ignore[no-untyped-def]
-    """The same cost from its parts, which the machine's drift does not blur: one preview (drawn and stored) per
-    `interval` steps, one history point per progress report (every 0.5 s)."""
-    model = build_model(spec_for(config, data.train.kind, data.train.sample_shape, data.train.num_classes))
-    times = []
-    for step in range(COMPONENT_REPEATS):
+def attributed(config, data, steps: int, store: ArtifactStore, training_id: str) -> None:  # type: ignore[no-untyped-def]
+    """One watched run, timing what watching adds inside it (so the machine's drift cannot blur it): the preview
+    callbacks, the history points, and the per-step check for a due preview."""
+    spent = {"preview": [], "history": []}  # type: ignore[var-annotated]
+    add = History.add
+
+    def timed_add(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        t = time.perf_counter()
+        add(self, *args, **kwargs)
+        spent["history"].append(time.perf_counter() - t)
+
+    reports: list[Progress] = []
+
+    def preview(step: int, model: GenerativeModel) -> None:
         t = time.perf_counter()
         store.put_preview(training_id, step, previews.preview_png(model, step))
-        times.append(time.perf_counter() - t)
-    preview_ms = statistics.median(times) * 1000
-    history = History()
+        spent["preview"].append(time.perf_counter() - t)
+
+    start = time.perf_counter()
+    with mock.patch.object(History, "add", timed_add):
+        train(
+            config,
+            data,
+            device=torch.device("cpu"),
+            on_progress=reports.append,
+            progress_interval_s=0.5,
+            should_stop=lambda: bool(reports) and reports[-1].step >= steps,
+            on_preview=preview,
+        )
+    loop_s = reports[-1].elapsed_s
     t = time.perf_counter()
-    for step in range(HISTORY_POINTS):
-        history.add(step, step * 0.5, 1e-4, {"loss_d": 1.0, "loss_g": 0.5})
-    add_ms = (time.perf_counter() - t) / HISTORY_POINTS * 1000
-    every = previews.interval(config)
-    steps_per_report = max(1.0, 500 / step_ms)
-    share = (preview_ms / every + add_ms / steps_per_report) / step_ms
+    for step in range(DUE_CHECKS):
+        previews.due(config, step)
+    due_s = (time.perf_counter() - t) / DUE_CHECKS * reports[-1].step
+    watching = sum(spent["preview"]) + sum(spent["history"]) + due_s
+    p = [x * 1000 for x in spent["preview"]]
     print(
-        f"components: a preview {preview_ms:.1f} ms every {every} steps, a history point {add_ms * 1000:.1f} µs "
-        f"every {steps_per_report:.1f} steps, a step {step_ms:.1f} ms: {share * 100:.2f}% of the training time"
+        f"attributed, one run of {reports[-1].step} steps ({loop_s:.1f} s, {loop_s / reports[-1].step * 1000:.1f} "
+        f"ms/step; {time.perf_counter() - start:.0f} s with set-up): {len(p)} previews, first {p[0]:.0f} ms, median "
+        f"{statistics.median(p):.0f} ms, {sum(p) / 1000:.2f} s in all; {len(spent['history'])} history points, "
+        f"{sum(spent['history']) * 1000:.1f} ms in all; due checks {due_s * 1000:.1f} ms: watching took "
+        f"{watching / loop_s * 100:.2f}% of the training loop"
     )
 
 
@@ -89,7 +110,8 @@ def main() -> None:
     parser.add_argument("--dataset", default="mnist")
     parser.add_argument("--family", default="gan")
     parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=0, help="interleaved whole runs without and with watching")
+    parser.add_argument("--attributed-steps", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--mnist", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/mnist")
     args = parser.parse_args()
@@ -116,15 +138,15 @@ def main() -> None:
         )
         print("| round | neither (ms/step) | history + previews (ms/step) | ratio |")
         print("|---|---|---|---|")
-        ratios, plains = [], []
+        ratios = []
         for r in range(args.rounds):
             plain = run(config, data, args.steps, False, store, training_id)
             watched = run(config, data, args.steps, True, store, training_id)
             ratios.append(watched / plain)
-            plains.append(plain)
             print(f"| {r + 1} | {plain:.2f} | {watched:.2f} | {watched / plain:.3f} |", flush=True)
-        print(f"median ratio: {statistics.median(ratios):.3f}")
-        components(config, data, store, training_id, statistics.median([*plains]))
+        if ratios:
+            print(f"median ratio: {statistics.median(ratios):.3f}")
+        attributed(config, data, args.attributed_steps, store, training_id)
 
 
 if __name__ == "__main__":
