@@ -11,11 +11,13 @@ from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
 from app.metrics import Metrics
+from app.model_refs import ModelRefs
 from app.quotas import Quotas, StreamSlots
 from app.serving.model_cache import ModelCache
 from app.settings import Settings
 from app.trainings import Trainings
 from models.data.catalog import Catalog
+from models.registry import ModelRegistry
 from models.store import ArtifactStore
 
 
@@ -34,6 +36,8 @@ class Services:
     models: ModelCache
     metrics: Metrics
     encoders: ThreadPoolExecutor  # PNG encoding, off the event loop and in parallel
+    registry: ModelRegistry  # model names, versions, aliases (in the store)
+    refs: ModelRefs  # references (id, name:version, name@alias) to model ids, in memory
 
 
 async def get_services(request: Request) -> Services:

@@ -20,14 +20,16 @@ from app.auth import Guard, document_bearer_auth, load_keys
 from app.deps import Services
 from app.docs import add_docs
 from app.metrics import Metrics, TrainingCollector
+from app.model_refs import ModelRefs
 from app.quotas import Quotas, StreamSlots
-from app.routes import datasets, generation, health, models, trainings
+from app.routes import datasets, generation, health, models, names, trainings
 from app.schemas import RequestLimits
 from app.serving.edge import EdgeMiddleware, upload_paths
 from app.serving.model_cache import ModelCache, ServingOptions
 from app.settings import Settings, get_settings
 from app.trainings import Trainings
 from app.webhooks import Deliverer
+from models.registry import ModelRegistry
 from models.store import ArtifactStore
 from worker.state import connection, dispatch
 from worker.state.records import TrainingRecords
@@ -50,6 +52,7 @@ Errors are `application/problem+json` (RFC 9457) naming the offending field.
 def build_services(settings: Settings) -> Services:
     store = ArtifactStore(settings.store_dir)
     catalog = settings.catalog(store)
+    registry = ModelRegistry(store)
     redis = connection.connect(settings.effective_redis_url)
     # Event streams hold a connection each while they block in XREAD: the pool has room for all of them.
     aredis = connection.connect_async(settings.effective_redis_url, max_connections=settings.max_streams + 32)
@@ -83,6 +86,8 @@ def build_services(settings: Settings) -> Services:
         settings=settings,
         store=store,
         catalog=catalog,
+        registry=registry,
+        refs=ModelRefs(registry),
         redis=redis,
         aredis=aredis,
         trainings=Trainings(records, catalog, redis, queue, settings, Quotas(records, catalog, settings)),
@@ -165,7 +170,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         gc.collect()
         gc.freeze()
         stop = asyncio.Event()
-        listener = asyncio.create_task(model_events.listen(services.aredis, services.models, preload_all, stop))
+        listener = asyncio.create_task(
+            model_events.listen(services.aredis, services.models, preload_all, stop, services.refs)
+        )
         watchdog = asyncio.create_task(
             watch(Watchdog(services.store, services.redis, services.trainings.queue, settings))
         )
@@ -219,6 +226,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         health.router,
         datasets.router,
         trainings.router,
+        names.router,
     ):
         include_flat(app, router)
     app.add_middleware(

@@ -14,6 +14,7 @@ import logging
 from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import RedisError
 
+from app.model_refs import ModelRefs
 from app.serving.model_cache import ModelCache
 from worker.state.keys import MODELS_CHANNEL
 
@@ -23,7 +24,9 @@ RECONNECT_MAX_S = 30.0
 POLL_S = 1.0  # the longest a stopping listener takes to notice
 
 
-async def listen(aredis: AsyncRedis, cache: ModelCache, preload_new: bool, stop: asyncio.Event) -> None:
+async def listen(
+    aredis: AsyncRedis, cache: ModelCache, preload_new: bool, stop: asyncio.Event, refs: ModelRefs | None = None
+) -> None:
     """Evict deleted models; load new ones ahead of their first request when `preload_new`; return once `stop` is set.
 
     The listener polls with a timeout instead of blocking in `pubsub.listen()`, because the Redis client can swallow
@@ -39,7 +42,7 @@ async def listen(aredis: AsyncRedis, cache: ModelCache, preload_new: bool, stop:
                 while not stop.is_set():
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=POLL_S)
                     if message is not None and message.get("type") == "message":
-                        await _handle(message["data"], cache, preload_new)
+                        await _handle(message["data"], cache, preload_new, refs)
         except asyncio.CancelledError:
             raise
         except (RedisError, OSError) as exc:
@@ -49,11 +52,15 @@ async def listen(aredis: AsyncRedis, cache: ModelCache, preload_new: bool, stop:
             backoff = min(backoff * 2, RECONNECT_MAX_S)
 
 
-async def _handle(raw: bytes | str, cache: ModelCache, preload_new: bool) -> None:
+async def _handle(raw: bytes | str, cache: ModelCache, preload_new: bool, refs: ModelRefs | None = None) -> None:
     try:
         event = json.loads(raw)
+        if event.get("event") == "name":  # an alias moved or went: re-read the name at its next use
+            if refs is not None:
+                refs.forget(str(event["name"]))
+            return
         model_id = str(event["id"])
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, AttributeError):
         log.warning("model events: ignoring malformed message %r", raw)
         return
     if event.get("event") == "deleted":

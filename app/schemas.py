@@ -106,6 +106,9 @@ MAX_GRID_SCALE = 16
 
 
 Priority = Literal["high", "normal", "low"]
+MAX_TAGS = 20
+TagKey = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+TagValue = Annotated[str, Field(max_length=256)]
 WebhookEvent = Literal["started", "progress", "preview", "completed"]
 MAX_URL_LENGTH = 2048
 WEBHOOK_EVENT_ORDER = ["started", "progress", "preview", "completed"]
@@ -217,6 +220,15 @@ class TrainingRequest(Strict):
         None,
         description="Images: dynamic binarization (a fresh Bernoulli draw of every pixel for every minibatch), as "
         "in the MNIST likelihood literature.",
+    )
+    model_name: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$",
+        description="Publish the model as the next version of this name (1-63 characters: lowercase letters, digits, "
+        "'.', '_', '-'); then `name:version` and `name@alias` name it on every model route.",
+    )
+    tags: dict[TagKey, TagValue] | None = Field(
+        None, max_length=MAX_TAGS, description=f"Up to {MAX_TAGS} key/value labels the model carries."
     )
     init_from: str | None = Field(
         None,
@@ -404,6 +416,32 @@ class Model(BaseModel):
     created_at: str
     config: AppliedConfig = Field(None, description="The training's resolved recipe (this family's options).")
     parent_model_id: str | None = Field(None, description="The model its training started from (`init_from`).")
+    name: str | None = Field(None, description="Its model name, when its training gave one.")
+    version: int | None = Field(None, description="Its version under `name` (never reused).")
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
+class AliasRequest(Strict):
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"examples": [{"version": 1}]})
+
+    version: int = Field(..., ge=1, description="The version the alias points at.")
+
+
+class ModelVersion(BaseModel):
+    version: int
+    model_id: str
+    aliases: list[str]
+
+
+class ModelName(BaseModel):
+    name: str
+    created_at: str
+    versions: list[ModelVersion] = Field(..., description="Oldest first; a deleted version is gone for good.")
+    aliases: dict[str, int] = Field(..., description="Alias -> version.")
+
+
+class ModelNameList(BaseModel):
+    items: list[ModelName]
 
 
 class ModelList(BaseModel):

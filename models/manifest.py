@@ -27,6 +27,9 @@ class ModelManifest(BaseModel):
     spec: ModelSpec
     config: dict[str, Any] | None = Field(None, description="The resolved training config (TrainConfig.to_dict).")
     parent_model_id: str | None = Field(None, description="The model its training started from, if any.")
+    name: str | None = Field(None, description="Its model name (models/registry.py), if its training gave one.")
+    version: int | None = Field(None, description="Its version under `name`.")
+    tags: dict[str, str] = Field(default_factory=dict, description="Key/value labels from its training request.")
 
     @field_validator("spec", mode="before")
     @classmethod

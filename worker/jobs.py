@@ -29,6 +29,7 @@ from models.manifest import ModelManifest
 from models.nets import GenerativeModel
 from models.plots import PointsFrame
 from models.progress import Progress
+from models.registry import ModelRegistry
 from models.store import ArtifactStore, new_id, utcnow
 from models.training import TrainResult
 from models.training import train as run_training
@@ -229,7 +230,11 @@ def store_model(store: ArtifactStore, record: TrainingRecord, result: TrainResul
         spec=result.spec,
         config=record.config,
         parent_model_id=record.request.get("init_from"),
+        tags=record.request.get("tags") or {},
     )
+    name = record.request.get("model_name")
+    if name:  # the next version of the name, assigned under the name's lock (models/registry.py)
+        return ModelRegistry(store).publish(manifest, tensors, name).id
     store.put_model(manifest, tensors)
     return manifest.id
 

@@ -97,6 +97,7 @@ async def create_samples(model_id: str, body: SampleRequest, services: ServicesD
         raise Invalid(
             f"n is {n}; the limit is {limit} (GENSERVE_MAX_SAMPLES_PER_REQUEST)", field=("body", "n"), limit=limit
         )
+    model_id = services.refs.resolve(model_id)  # an id as it is; name:version and name@alias from memory
     loaded = services.models.cached(model_id) or await services.models.get(model_id)
     manifest = loaded.manifest
     fmt = sampling.resolve_format(body.format, manifest, ("body", "format"))
@@ -129,7 +130,7 @@ async def create_interpolation(
             field=("body", "steps"),
             limit=limit,
         )
-    loaded = await services.models.get(model_id)
+    loaded = await services.models.get(services.refs.resolve(model_id))
     manifest = loaded.manifest
     d = manifest.latent_dim
     fmt = sampling.resolve_format(body.format, manifest, ("body", "format"))
@@ -168,7 +169,7 @@ async def create_interpolation(
 
 
 async def _vae(model_id: str, services: ServicesDep, what: str) -> LoadedModel:
-    loaded = await services.models.get(model_id)
+    loaded = await services.models.get(services.refs.resolve(model_id))
     if loaded.manifest.family != "vae":
         raise Invalid(f"{what} need a VAE; model {model_id} is a GAN", field=("path", "model_id"))
     return loaded

@@ -32,18 +32,22 @@ def list_models(services: ServicesDep) -> ModelList:
 
 @router.get("/{model_id}", response_model=Model, responses={404: PROBLEM}, dependencies=[requires("sample")])
 def get_model(model_id: str, services: ServicesDep) -> Model:
-    """One model, with the metrics measured when its training ended."""
-    return _public(services.store.get_model(model_id))
+    """One model, with the metrics measured when its training ended (by id, `name:version` or `name@alias`)."""
+    return _public(services.store.get_model(services.refs.resolve(model_id)))
 
 
 @router.delete(
     "/{model_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses={404: PROBLEM},
+    responses={404: PROBLEM, 409: PROBLEM},
     dependencies=[requires("train")],
 )
 async def delete_model(model_id: str, services: ServicesDep) -> Response:
-    """Delete a model and its weights; sampling from it then answers 404."""
+    """Delete a model and its weights; sampling from it then answers 404. A named version that an alias points
+    to is a 409 naming the alias (move or delete the alias first)."""
+    model_id = services.refs.resolve(model_id)
+    manifest = await run_in_threadpool(services.store.get_model, model_id)
+    await run_in_threadpool(services.registry.unregister, manifest)
     await run_in_threadpool(services.store.delete_model, model_id)
     await services.models.evict(model_id)
     try:  # other replicas evict it now rather than on its next request

@@ -22,6 +22,8 @@ FILLERS = {
     "model_id": "mdl_0123456789abcdef",
     "dataset_id": "ds_0123456789abcdef",
     "training_id": "tr_0123456789abcdef",
+    "name": "digits",
+    "alias": "champion",
     "step": "100",
 }
 

@@ -84,6 +84,11 @@ def decode_event(fields: dict[Any, Any]) -> tuple[str, dict[str, Any]]:
     return name, json.loads(raw)
 
 
+def publish_name_event(redis: Redis, name: str) -> None:
+    """Tell every API replica that a model name's aliases changed (they re-read it)."""
+    redis.publish(keys.MODELS_CHANNEL, json.dumps({"event": "name", "name": name}))
+
+
 def publish_model_event(redis: Redis, event: str, model_id: str) -> None:
     """Tell every API replica that a model appeared ("created") or went away ("deleted")."""
     redis.publish(keys.MODELS_CHANNEL, json.dumps({"event": event, "id": model_id}))

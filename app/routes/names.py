@@ -1,0 +1,79 @@
+"""Model names: their versions and aliases (models/registry.py). A training with `model_name` publishes its model
+as the name's next version; aliases (`name@champion`) point at a version and move with one PUT."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter, Response, status
+from fastapi.concurrency import run_in_threadpool
+from redis.exceptions import RedisError
+
+from app.auth import CheckedRoute, requires
+from app.deps import ServicesDep
+from app.problems import PROBLEM_SCHEMA
+from app.schemas import AliasRequest, ModelName, ModelNameList
+from models.registry import NameEntry
+from worker.state.events import publish_name_event
+
+log = logging.getLogger("genserve.api")
+router = APIRouter(prefix="/v1/model-names", tags=["model names"], route_class=CheckedRoute)
+PROBLEM = {"content": {"application/problem+json": {"schema": PROBLEM_SCHEMA}}}
+
+
+def _public(entry: NameEntry) -> ModelName:
+    return ModelName(
+        name=entry.name,
+        created_at=entry.created_at,
+        versions=[
+            {"version": v, "model_id": m, "aliases": entry.aliases_of(v)} for v, m in sorted(entry.versions.items())
+        ],
+        aliases=entry.aliases,
+    )
+
+
+async def _announce(services: ServicesDep, name: str) -> None:
+    services.refs.forget(name)
+    try:  # every other replica re-reads the name at its next use
+        await run_in_threadpool(publish_name_event, services.redis, name)
+    except RedisError as exc:
+        log.warning("model name %s changed, but the other replicas were not told: %s", name, exc)
+
+
+@router.get("", response_model=ModelNameList, dependencies=[requires("sample")])
+def list_names(services: ServicesDep) -> ModelNameList:
+    """Every model name with its versions and aliases."""
+    return ModelNameList(items=[_public(e) for e in services.registry.names()])
+
+
+@router.get("/{name}", response_model=ModelName, responses={404: PROBLEM}, dependencies=[requires("sample")])
+def get_name(name: str, services: ServicesDep) -> ModelName:
+    """One model name: its versions (oldest first, each with its model id and aliases) and aliases."""
+    return _public(services.registry.get(name))
+
+
+@router.put(
+    "/{name}/aliases/{alias}",
+    response_model=ModelName,
+    responses={404: PROBLEM, 422: PROBLEM},
+    dependencies=[requires("train")],
+)
+async def set_alias(name: str, alias: str, body: AliasRequest, services: ServicesDep) -> ModelName:
+    """Point `name@alias` at a version (created, or moved from the version it pointed at); every API replica
+    resolves it to the new version within a second, and requests in flight finish on the old one."""
+    entry = await run_in_threadpool(services.registry.set_alias, name, alias, body.version)
+    await _announce(services, name)
+    return _public(entry)
+
+
+@router.delete(
+    "/{name}/aliases/{alias}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={404: PROBLEM},
+    dependencies=[requires("train")],
+)
+async def delete_alias(name: str, alias: str, services: ServicesDep) -> Response:
+    """Remove an alias (the version it pointed at stays)."""
+    await run_in_threadpool(services.registry.delete_alias, name, alias)
+    await _announce(services, name)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

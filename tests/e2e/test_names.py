@@ -1,0 +1,77 @@
+"""Model names end to end: trainings publish consecutive versions through a real worker, and an alias moved under
+load through two API processes reaches both within a second with no failed request."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.conftest import LiveService
+from tests.helpers import wait_for_training
+
+pytestmark = pytest.mark.slow
+
+TINY = {"dataset": "ring2d", "family": "gan", "steps": 60, "batch_size": 32, "width": 16, "latent_dim": 2}
+
+
+@pytest.fixture(scope="module")
+def http(live: LiveService) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=live.base_url, timeout=60) as c:
+        yield c
+
+
+def test_trainings_publish_versions_and_an_alias_moves_under_load(
+    http: httpx.Client, live: LiveService, tmp_path: object
+) -> None:
+    started = [
+        http.post("/v1/trainings", json={**TINY, "seed": s, "model_name": "ring", "tags": {"run": str(s)}}).json()
+        for s in (1, 2)
+    ]
+    done = [wait_for_training(http, t["id"]) for t in started]
+    models = [http.get(f"/v1/models/{d['model_id']}").json() for d in done]
+    assert sorted((m["name"], m["version"]) for m in models) == [("ring", 1), ("ring", 2)]
+    assert {m["tags"]["run"] for m in models} == {"1", "2"}
+    by_version = {m["version"]: m["id"] for m in models}
+    expected = {
+        v: http.post(f"/v1/models/{mid}/samples", json={"n": 2, "seed": 3}).json()["samples"]
+        for v, mid in by_version.items()
+    }
+    assert expected[1] != expected[2]
+    assert http.put("/v1/model-names/ring/aliases/prod", json={"version": 1}).status_code == 200
+
+    second = LiveService(live.settings, tmp_path)  # type: ignore[arg-type]
+    second.start_api()
+    clients = [httpx.Client(base_url=url, timeout=30) for url in (live.base_url, second.base_url)]
+    stop = threading.Event()
+    seen: list[tuple[float, int, int | None]] = []  # (time, replica, version served; None = failed)
+
+    def load(replica: int) -> None:
+        while not stop.is_set():
+            r = clients[replica].post("/v1/models/ring@prod/samples", json={"n": 2, "seed": 3})
+            version = next((v for v, s in expected.items() if r.status_code == 200 and r.json()["samples"] == s), None)
+            seen.append((time.monotonic(), replica, version))
+
+    try:
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            futures = [pool.submit(load, i % 2) for i in range(4)]
+            time.sleep(1.0)
+            assert http.put("/v1/model-names/ring/aliases/prod", json={"version": 2}).status_code == 200
+            moved = time.monotonic()
+            time.sleep(2.0)
+            stop.set()
+            for f in futures:
+                f.result()
+    finally:
+        for c in clients:
+            c.close()
+        second.stop()
+    assert all(version is not None for _, _, version in seen), "a request failed during the move"
+    for replica in (0, 1):
+        after = [v for t, r, v in seen if r == replica and t > moved + 1.0]
+        assert after and set(after) == {2}, (replica, after)  # every replica on the new version within a second
+        assert any(v == 1 for t, r, v in seen if r == replica and t < moved)
