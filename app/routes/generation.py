@@ -204,6 +204,40 @@ async def create_reconstructions(model_id: str, request: Request, services: Serv
     return sampling.response(encoded)
 
 
+class EncodingResponse(BaseModel):
+    """The approximate posterior q(z|x) of each input, in input order."""
+
+    model_config = {
+        "json_schema_extra": {"examples": [{"mean": [[0.12, -1.3]], "logvar": [[-4.1, -3.8]], "latent_dim": 2}]}
+    }
+
+    mean: list[list[float]] = Field(..., description="Posterior mean per input: a `z` to pass to samples.")
+    logvar: list[list[float]] = Field(..., description="Posterior log-variance per input.")
+    latent_dim: int
+
+
+@router.post(
+    "/{model_id}/encodings",
+    response_model=EncodingResponse,
+    responses={404: PROBLEM, 415: PROBLEM, 422: PROBLEM},
+    openapi_extra={"requestBody": vae_inputs.request_body(with_format=False)},
+)
+@accepts_uploads
+async def create_encodings(model_id: str, request: Request, services: ServicesDep) -> EncodingResponse:
+    """VAE only: the latent code of each input (inputs as for reconstructions): its posterior mean and
+    log-variance. Pass means back as `z` to samples, or as `z_a` / `z_b` to interpolations, to decode, mix or
+    interpolate between real inputs."""
+    loaded = await _vae(model_id, services, "encodings")
+    x, labels_list, fmt = await vae_inputs.read(request, loaded, services.settings)
+    if fmt is not None:
+        raise Invalid("encodings come as JSON; format does not apply", field=("body", "format"))
+    _check_inputs(len(x), labels_list, loaded, services)
+    labels = sampling.labels_tensor(labels_list, len(x), loaded.manifest, ("body", "labels"))
+    loop = asyncio.get_running_loop()
+    mean, logvar = await loop.run_in_executor(loaded.executor, loaded.encode_inputs, x, labels)
+    return EncodingResponse(mean=mean, logvar=logvar, latent_dim=loaded.manifest.latent_dim)
+
+
 class ScoreResponse(BaseModel):
     """Per-input scores, in input order."""
 

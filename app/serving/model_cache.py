@@ -136,6 +136,15 @@ class LoadedModel:
             samples = out.float().cpu().numpy()
         return encode(samples, fmt, self.kind, None)
 
+    def encode_inputs(self, x: np.ndarray, labels: torch.Tensor | None) -> tuple[list[list[float]], list[list[float]]]:
+        """The posterior mean and log-variance of each input (VAE; runs in the inference thread)."""
+        with torch.inference_mode():
+            device = self.forward.device
+            mu, logvar = self.model.encode(  # type: ignore[operator]
+                torch.from_numpy(x).to(device), None if labels is None else labels.to(device)
+            )
+        return mu.float().cpu().tolist(), logvar.float().cpu().tolist()
+
     def score(self, x: np.ndarray, labels: torch.Tensor | None, eps: torch.Tensor) -> list[float]:
         """The IWAE bound on log p(x) per input, with the importance samples' noise `eps` (k, latent_dim) shared by
         every input (VAE; runs in the inference thread)."""

@@ -37,7 +37,7 @@ def guarded(tmp_path: Path, redis_url: str, redis: Redis) -> Iterator[TestClient
         yield client
 
 
-GENERATE_SUFFIXES = ("/samples", "/reconstructions", "/interpolations", "/scores")
+GENERATE_SUFFIXES = ("/samples", "/reconstructions", "/interpolations", "/scores", "/encodings")
 
 
 def required_scope(method: str, template: str) -> str:
