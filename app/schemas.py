@@ -419,6 +419,7 @@ class Model(BaseModel):
     name: str | None = Field(None, description="Its model name, when its training gave one.")
     version: int | None = Field(None, description="Its version under `name` (never reused).")
     tags: dict[str, str] = Field(default_factory=dict)
+    imported_from: str | None = Field(None, description="Imported from a bundle: the id it had where it came from.")
 
 
 class AliasRequest(Strict):

@@ -30,6 +30,7 @@ class ModelManifest(BaseModel):
     name: str | None = Field(None, description="Its model name (models/registry.py), if its training gave one.")
     version: int | None = Field(None, description="Its version under `name`.")
     tags: dict[str, str] = Field(default_factory=dict, description="Key/value labels from its training request.")
+    imported_from: str | None = Field(None, description="The id it had in the deployment its bundle came from.")
 
     @field_validator("spec", mode="before")
     @classmethod

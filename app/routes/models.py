@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from typing import Annotated, cast
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, File, Form, Response, UploadFile, status
 from fastapi.concurrency import run_in_threadpool
 from redis.exceptions import RedisError
 
 from app.auth import CheckedRoute, requires
 from app.deps import ServicesDep
-from app.problems import PROBLEM_SCHEMA
+from app.problems import PROBLEM_SCHEMA, located_in
 from app.schemas import Model, ModelList
+from app.serving.edge import accepts_uploads
+from models import bundles
+from models.errors import TooLarge
 from models.manifest import ModelManifest
+from models.nets import GenerativeModel
+from models.registry import check_name
+from models.store import new_id, utcnow
 from worker.state.events import publish_model_event
 
 log = logging.getLogger("genserve.api")
@@ -28,6 +37,79 @@ def _public(manifest: ModelManifest) -> Model:
 def list_models(services: ServicesDep) -> ModelList:
     """All stored models, newest first."""
     return ModelList(items=[_public(m) for m in services.store.list_models()])
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=Model,
+    responses={413: PROBLEM, 415: PROBLEM, 422: PROBLEM},
+    dependencies=[requires("train")],
+)
+@accepts_uploads
+async def import_model(
+    services: ServicesDep,
+    response: Response,
+    file: Annotated[UploadFile, File(description="A bundle from GET /v1/models/{ref}/bundle (a zip).")],
+    name: Annotated[
+        str | None,
+        Form(description="Import it as the next version of this model name (else it has none)."),
+    ] = None,
+) -> Model:
+    """Import a model bundle (another deployment's model) as a new model of this one. The bundle is checked as
+    hostile input (zip safety, the manifest's schema, every tensor's name, shape, dtype and finiteness against the
+    net the manifest describes); on any failure nothing is stored."""
+    limits = services.settings.upload_limits()
+    content = await file.read(limits.max_bytes + 1)
+    if len(content) > limits.max_bytes:
+        raise TooLarge(
+            f"the bundle exceeds {limits.max_bytes} bytes ({limits.name_of('max_bytes')})",
+            field=("body", "file"),
+            limit=limits.max_bytes,
+        )
+    if name is not None:
+        check_name(name, ("body", "name"))
+    with located_in("body"):
+        manifest, tensors = await run_in_threadpool(bundles.read, content, limits)
+    fresh = manifest.model_copy(
+        update={
+            "id": new_id("mdl"),
+            "name": None,
+            "version": None,
+            "training_id": None,
+            "parent_model_id": None,
+            "imported_from": manifest.id,
+            "created_at": utcnow(),
+        }
+    )
+    if name is not None:
+        fresh = await run_in_threadpool(services.registry.publish, fresh, tensors, name)
+    else:
+        await run_in_threadpool(services.store.put_model, fresh, tensors)
+    with contextlib.suppress(RedisError):
+        await run_in_threadpool(publish_model_event, services.redis, "created", fresh.id)
+    response.headers["Location"] = f"/v1/models/{fresh.id}"
+    return _public(fresh)
+
+
+@router.get(
+    "/{model_id}/bundle",
+    response_class=Response,
+    responses={200: {"content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}}}, 404: PROBLEM},
+    dependencies=[requires("sample")],
+)
+async def export_bundle(model_id: str, services: ServicesDep) -> Response:
+    """The model as one zip: its manifest, its weights (safetensors) and a model card (README.md with the dataset,
+    the recipe, the metrics and a sample grid); `POST /v1/models` imports it elsewhere."""
+    loaded = await services.models.get(services.refs.resolve(model_id))
+    tensors = await run_in_threadpool(services.store.load_model_tensors, loaded.id)
+    loop = asyncio.get_running_loop()  # the card's samples come from the model's own inference thread
+    model = cast(GenerativeModel, loaded.model)
+    body = await loop.run_in_executor(loaded.executor, bundles.export, loaded.manifest, tensors, model)
+    filename = f"{loaded.manifest.name}-{loaded.manifest.version}" if loaded.manifest.name else loaded.id
+    return Response(
+        body, media_type="application/zip", headers={"Content-Disposition": f'attachment; filename="{filename}.zip"'}
+    )
 
 
 @router.get("/{model_id}", response_model=Model, responses={404: PROBLEM}, dependencies=[requires("sample")])
