@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Annotated, cast
+from typing import Annotated, Literal, cast
 
-from fastapi import APIRouter, File, Form, Response, UploadFile, status
+from fastapi import APIRouter, File, Form, Query, Response, UploadFile, status
 from fastapi.concurrency import run_in_threadpool
 from redis.exceptions import RedisError
 
@@ -16,7 +16,7 @@ from app.deps import ServicesDep
 from app.problems import PROBLEM_SCHEMA, located_in
 from app.schemas import Model, ModelList
 from app.serving.edge import accepts_uploads
-from models import bundles
+from models import bundles, export
 from models.errors import TooLarge
 from models.manifest import ModelManifest
 from models.nets import GenerativeModel
@@ -109,6 +109,36 @@ async def export_bundle(model_id: str, services: ServicesDep) -> Response:
     filename = f"{loaded.manifest.name}-{loaded.manifest.version}" if loaded.manifest.name else loaded.id
     return Response(
         body, media_type="application/zip", headers={"Content-Disposition": f'attachment; filename="{filename}.zip"'}
+    )
+
+
+@router.get(
+    "/{model_id}/export",
+    response_class=Response,
+    responses={
+        200: {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+        404: PROBLEM,
+        422: PROBLEM,
+        503: PROBLEM,
+    },
+    dependencies=[requires("sample")],
+)
+async def export_model(
+    model_id: str,
+    services: ServicesDep,
+    format: Annotated[Literal["onnx", "torchscript"], Query(description="onnx or torchscript")],
+) -> Response:
+    """The generator (GAN) or decoder (VAE) to run outside genserve: inputs `z` (batch, latent_dim) float32 and, for
+    conditional models, `labels` (batch,) int64, any batch size; output the samples as the `npy` format gives them
+    (images in [0, 1]). Built from a copy of the model on the CPU."""
+    manifest = await run_in_threadpool(services.store.get_model, services.refs.resolve(model_id))
+    tensors = await run_in_threadpool(services.store.load_model_tensors, manifest.id)
+    body = await run_in_threadpool(export.export, manifest.spec, tensors, format)
+    suffix = "onnx" if format == "onnx" else "pt"
+    return Response(
+        body,
+        media_type="application/octet-stream",
+        headers={"Content-Disposition": f'attachment; filename="{manifest.id}.{suffix}"'},
     )
 
 

@@ -132,3 +132,19 @@ def test_not_a_zip_and_a_bad_name(client: httpx.Client, settings: Settings, othe
     good = bundle_of(client, store_untrained_model(settings.store_dir))
     assert_problem(upload(other, good, name="Bad Name"), 422, "name")
     assert other.get("/v1/models").json()["items"] == []
+
+
+def test_the_export_route(client: httpx.Client, settings: Settings) -> None:
+    import onnxruntime as ort
+
+    model = store_untrained_model(settings.store_dir, kind="images", shape=(8, 8), classes=["a", "b"])
+    r = client.get(f"/v1/models/{model}/export", params={"format": "onnx"})
+    assert r.status_code == 200 and r.headers["content-type"] == "application/octet-stream", r.text
+    session = ort.InferenceSession(r.content)
+    z = torch.zeros(2, client.get(f"/v1/models/{model}").json()["latent_dim"]).numpy()
+    out = session.run(None, {"z": z, "labels": torch.tensor([0, 1]).numpy()})[0]
+    assert out.shape == (2, 8, 8) and out.min() >= 0.0 and out.max() <= 1.0  # the npy format's values
+    r = client.get(f"/v1/models/{model}/export", params={"format": "torchscript"})
+    assert r.status_code == 200 and len(r.content) > 1000
+    assert_problem(client.get(f"/v1/models/{model}/export", params={"format": "pickle"}), 422, "format")
+    assert_problem(client.get("/v1/models/mdl_0123456789abcdef/export", params={"format": "onnx"}), 404)
