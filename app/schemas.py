@@ -166,6 +166,7 @@ class Dataset(BaseModel):
 
 class DatasetList(BaseModel):
     items: list[Dataset]
+    next: str | None = Field(None, description="The next page's URL (null on the last page).")
 
 
 # --- trainings ------------------------------------------------------------------------------------------------------
@@ -345,6 +346,7 @@ class Training(BaseModel):
 
 class TrainingList(BaseModel):
     items: list[Training]
+    next: str | None = Field(None, description="The next page's URL (null on the last page).")
 
 
 class TrainingHistory(BaseModel):
@@ -447,6 +449,7 @@ class ModelNameList(BaseModel):
 
 class ModelList(BaseModel):
     items: list[Model]
+    next: str | None = Field(None, description="The next page's URL (null on the last page).")
 
 
 class SampleRequest(Strict):

@@ -12,7 +12,7 @@ import logging
 import math
 import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -296,10 +296,13 @@ class Trainings:
     def get(self, training_id: str) -> TrainingRecord:
         return self.view(self.records.get(training_id))
 
-    def list(self, status: TrainingStatus | None = None) -> list[TrainingRecord]:
-        """Every training, newest first; with `status`, only those in it (queued ones in the order workers take
-        them)."""
-        shown = self.views(self.records.list())
+    def list(
+        self, status: TrainingStatus | None = None, keep: Callable[[TrainingRecord], bool] | None = None
+    ) -> list[TrainingRecord]:
+        """Every training (that `keep` keeps), newest first; with `status`, only those in it (queued ones in the
+        order workers take them). Live state is read for the active ones only, in one round trip."""
+        records = self.records.list()
+        shown = self.views([r for r in records if keep(r)] if keep is not None else records)
         if status is None:
             return shown
         shown = [r for r in shown if r.status is status]

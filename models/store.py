@@ -321,6 +321,17 @@ class ArtifactStore:
             self.put_training(record)
             return record
 
+    def training_files(self) -> list[tuple[str, int]]:
+        """(training id, the record file's modification time in ns) of every training: one directory scan and a
+        stat each, so that a reader may keep the records it has parsed (worker/state/records.py)."""
+        out = []
+        with os.scandir(self.root / "trainings") as entries:
+            for entry in entries:
+                if ID_PATTERN.match(entry.name):
+                    with contextlib.suppress(FileNotFoundError):
+                        out.append((entry.name, os.stat(os.path.join(entry.path, "training.json")).st_mtime_ns))
+        return out
+
     def list_trainings(self) -> list[dict[str, Any]]:
         return sorted(self._list("trainings", "training.json"), key=lambda r: r["created_at"], reverse=True)
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, File, Form, Header, Request, Response, UploadFile, status
+from fastapi import APIRouter, File, Form, Header, Query, Request, Response, UploadFile, status
 from fastapi.concurrency import run_in_threadpool
 
-from app import idempotency
+from app import idempotency, pages
 from app.auth import CheckedRoute, owner_of, requires
 from app.deps import ServicesDep
 from app.idempotency import IDEMPOTENCY_KEY_DOC
@@ -25,10 +25,28 @@ PROBLEM = {"content": {"application/problem+json": {"schema": PROBLEM_SCHEMA}}}
 
 
 @router.get("", response_model=DatasetList, dependencies=[requires("sample")])
-async def list_datasets(services: ServicesDep) -> DatasetList:
-    """All datasets: built-ins first, then uploads."""
+async def list_datasets(
+    services: ServicesDep,
+    request: Request,
+    kind: Annotated[Literal["points", "images"] | None, Query(description="Only datasets of this kind.")] = None,
+    limit: Annotated[int, Query(ge=1, le=pages.MAX_LIMIT, description="Items per page.")] = pages.DEFAULT_LIMIT,
+    cursor: Annotated[str | None, Query(max_length=512, description="From a page's `next` link.")] = None,
+) -> DatasetList:
+    """All datasets: built-ins first, then uploads (oldest first), a page at a time."""
     items = await run_in_threadpool(services.catalog.list)
-    return DatasetList(items=[Dataset.model_validate(d, from_attributes=True) for d in items])
+    if kind is not None:
+        items = [d for d in items if d.kind == kind]
+    order = {d.id: i for i, d in enumerate(items) if d.builtin}
+    shown, after = pages.page(
+        items,
+        lambda d: [0, order[d.id], ""] if d.builtin else [1, d.created_at or "", d.id],
+        limit,
+        cursor,
+        newest_first=False,
+    )
+    return DatasetList(
+        items=[Dataset.model_validate(d, from_attributes=True) for d in shown], next=pages.next_link(request, after)
+    )
 
 
 @router.post(

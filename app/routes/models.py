@@ -7,10 +7,11 @@ import contextlib
 import logging
 from typing import Annotated, Literal, cast
 
-from fastapi import APIRouter, File, Form, Query, Response, UploadFile, status
+from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile, status
 from fastapi.concurrency import run_in_threadpool
 from redis.exceptions import RedisError
 
+from app import pages
 from app.auth import CheckedRoute, requires
 from app.deps import ServicesDep
 from app.problems import PROBLEM_SCHEMA, located_in
@@ -34,9 +35,29 @@ def _public(manifest: ModelManifest) -> Model:
 
 
 @router.get("", response_model=ModelList, dependencies=[requires("sample")])
-def list_models(services: ServicesDep) -> ModelList:
-    """All stored models, newest first."""
-    return ModelList(items=[_public(m) for m in services.store.list_models()])
+def list_models(
+    services: ServicesDep,
+    request: Request,
+    dataset: Annotated[str | None, Query(max_length=100, description="Only models of this dataset id.")] = None,
+    family: Annotated[Literal["vae", "gan"] | None, Query(description="Only VAEs or only GANs.")] = None,
+    model_name: Annotated[str | None, Query(max_length=63, description="Only versions of this model name.")] = None,
+    tag: Annotated[
+        str | None, Query(max_length=321, description="`key=value`: models with that tag value; `key`: with that tag.")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=pages.MAX_LIMIT, description="Items per page.")] = pages.DEFAULT_LIMIT,
+    cursor: Annotated[str | None, Query(max_length=512, description="From a page's `next` link.")] = None,
+) -> ModelList:
+    """All stored models, newest first, a page at a time."""
+    items = [
+        m
+        for m in services.store.list_models()
+        if (dataset is None or m.dataset == dataset)
+        and (family is None or m.family == family)
+        and (model_name is None or m.name == model_name)
+        and (tag is None or pages.tag_filter(m.tags, tag))
+    ]
+    shown, after = pages.page(items, lambda m: [m.created_at, m.id], limit, cursor, newest_first=True)
+    return ModelList(items=[_public(m) for m in shown], next=pages.next_link(request, after))
 
 
 @router.post(

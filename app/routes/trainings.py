@@ -13,7 +13,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from redis.exceptions import RedisError
 
-from app import idempotency, webhooks
+from app import idempotency, pages, webhooks
 from app.auth import CheckedRoute, owner_of, requires
 from app.deps import ServicesDep
 from app.idempotency import IDEMPOTENCY_KEY_DOC
@@ -84,13 +84,32 @@ def create_training(
 @router.get("", response_model=TrainingList, dependencies=READ)
 def list_trainings(
     services: ServicesDep,
+    request: Request,
     status: Annotated[
         TrainingStatus | None,
         Query(description="Only trainings in this status; `queued` lists the queue in the order workers take it."),
     ] = None,
+    dataset: Annotated[str | None, Query(max_length=100, description="Only trainings on this dataset id.")] = None,
+    family: Annotated[Literal["vae", "gan"] | None, Query(description="Only VAEs or only GANs.")] = None,
+    model_name: Annotated[str | None, Query(max_length=63, description="Only trainings with this model_name.")] = None,
+    limit: Annotated[int, Query(ge=1, le=pages.MAX_LIMIT, description="Items per page.")] = pages.DEFAULT_LIMIT,
+    cursor: Annotated[str | None, Query(max_length=512, description="From a page's `next` link.")] = None,
 ) -> TrainingList:
-    """All trainings, newest first (or the queue, in order: `?status=queued`)."""
-    return TrainingList(items=[_public(t) for t in services.trainings.list(status)])
+    """All trainings, newest first (or the queue, in order: `?status=queued`), a page at a time."""
+    items = services.trainings.list(
+        status,
+        lambda r: (
+            (dataset is None or r.dataset == dataset)
+            and (family is None or r.family == family)
+            and (model_name is None or r.request.get("model_name") == model_name)
+        ),
+    )
+    if status is TrainingStatus.queued:
+        key: Any = lambda r: [r.queue_position or 0, r.created_at, r.id]  # noqa: E731
+        shown, after = pages.page(items, key, limit, cursor, newest_first=False)
+    else:
+        shown, after = pages.page(items, lambda r: [r.created_at, r.id], limit, cursor, newest_first=True)
+    return TrainingList(items=[_public(t) for t in shown], next=pages.next_link(request, after))
 
 
 @router.get("/{training_id}", response_model=Training, responses={404: PROBLEM}, dependencies=READ)

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import to_jsonable_python
 
+from models.errors import NotFound
 from models.progress import Progress
 from models.store import ArtifactStore
 from worker.state.status import TrainingStatus
@@ -85,13 +86,30 @@ class TrainingRecords:
 
     def __init__(self, store: ArtifactStore) -> None:
         self.store = store
+        # Parsed records by id, with the file's mtime when parsed: a list re-reads only the records that changed,
+        # so listing 10,000 trainings costs a directory scan and a stat each (BENCHMARKS.md).
+        self._parsed: dict[str, tuple[int, TrainingRecord]] = {}
 
     def get(self, training_id: str) -> TrainingRecord:
         return TrainingRecord.model_validate(self.store.get_training(training_id))
 
     def list(self) -> list[TrainingRecord]:
         """Every training, newest first."""
-        return [TrainingRecord.model_validate(r) for r in self.store.list_trainings()]
+        records = []
+        seen = set()
+        for training_id, mtime in self.store.training_files():
+            seen.add(training_id)
+            held = self._parsed.get(training_id)
+            if held is None or held[0] != mtime:
+                try:
+                    held = (mtime, self.get(training_id))
+                except (NotFound, ValueError):  # deleted or half-visible meanwhile
+                    continue
+                self._parsed[training_id] = held
+            records.append(held[1])
+        for gone in self._parsed.keys() - seen:
+            del self._parsed[gone]
+        return sorted(records, key=lambda r: r.created_at, reverse=True)
 
     def put(self, record: TrainingRecord) -> None:
         self.store.put_training(record.to_json())
