@@ -5,7 +5,8 @@ body, leaving only what the route, the batcher and the HTTP layers above them co
 
     python -m bench.route_cpu --store DIR --model ID [--requests 6400] [--clients 64] [--canned] [--inline on|off]
 
-DIR/ID: a stored model, e.g. the one `bench/serve.py` trains (or any model id in a store).
+DIR/ID: a stored model, e.g. the one `bench/serve.py` trains (or any model id in a store); ID may be a reference,
+`name:version` or `name@alias`, which the requests then use (what resolving it costs is part of the measure).
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ async def measure(args: argparse.Namespace) -> None:
 
     app = create()
     async with app.router.lifespan_context(app):
-        loaded = app.state.services.models._models[args.model]
+        loaded = app.state.services.models._models[app.state.services.refs.resolve(args.model)]
         assert loaded.batcher is not None
         if args.canned:
             ready = Encoded(b'{"images": ["' + b"x" * 680 + b'"], "seed": 1}', "application/json", 1)
@@ -96,6 +97,9 @@ async def measure(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
+    from models.registry import ModelRegistry
+    from models.store import ArtifactStore
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--store", type=Path, required=True)
     parser.add_argument("--model", required=True)
@@ -108,7 +112,7 @@ def main() -> None:
         {
             "GENSERVE_STORE_DIR": str(args.store),
             "GENSERVE_LOG_LEVEL": "warning",
-            "GENSERVE_PRELOAD_MODELS": args.model,
+            "GENSERVE_PRELOAD_MODELS": ModelRegistry(ArtifactStore(args.store)).resolve(args.model),
             "GENSERVE_MAX_QUEUE_SAMPLES": "100000",
             "GENSERVE_INLINE_INFERENCE": args.inline,
         }
