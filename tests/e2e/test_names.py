@@ -75,3 +75,39 @@ def test_trainings_publish_versions_and_an_alias_moves_under_load(
         after = [v for t, r, v in seen if r == replica and t > moved + 1.0]
         assert after and set(after) == {2}, (replica, after)  # every replica on the new version within a second
         assert any(v == 1 for t, r, v in seen if r == replica and t < moved)
+
+
+def test_a_model_travels_to_another_deployment_and_runs_elsewhere(
+    http: httpx.Client, live: LiveService, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    import io
+
+    import numpy as np
+    import onnxruntime as ort
+
+    from tests.conftest import make_settings
+
+    source = http.get("/v1/models/ring:2").json()
+    bundle = http.get("/v1/models/ring:2/bundle")
+    assert bundle.status_code == 200 and bundle.headers["content-type"] == "application/zip"
+    elsewhere_dir = tmp_path_factory.mktemp("elsewhere")
+    elsewhere = LiveService(make_settings(elsewhere_dir, live.settings.redis_url), elsewhere_dir)
+    elsewhere.start_api()
+    try:
+        with httpx.Client(base_url=elsewhere.base_url, timeout=60) as other:
+            r = other.post("/v1/models", files={"file": ("ring.zip", bundle.content, "application/zip")})
+            assert r.status_code == 201, r.text
+            imported = r.json()
+            assert imported["imported_from"] == source["id"] and imported["config"] == source["config"]
+            request = {"n": 4, "seed": 9, "format": "npy"}
+            here = http.post(f"/v1/models/{source['id']}/samples", json=request).content
+            there = other.post(f"/v1/models/{imported['id']}/samples", json=request).content
+            assert here == there
+    finally:
+        elsewhere.stop()
+    onnx = http.get("/v1/models/ring@prod/export", params={"format": "onnx"})
+    assert onnx.status_code == 200
+    z = np.random.default_rng(0).normal(size=(4, source["latent_dim"])).astype(np.float32)
+    ran = ort.InferenceSession(onnx.content).run(None, {"z": z})[0]
+    served = http.post("/v1/models/ring@prod/samples", json={"z": z.tolist(), "format": "npy"}).content
+    assert np.abs(ran - np.load(io.BytesIO(served))).max() <= 1e-4
