@@ -184,6 +184,10 @@ def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
         try:
             pid, status = os.waitpid(-1, 0)
         except _Stop as stop:
+            # One signal stops everything; a second (a process-group signal, a second Ctrl-C) must not break off
+            # the orderly stop half-way, so further ones are ignored (each child still gets CHILD_STOP_TIMEOUT_S).
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
             log.info("%s: stopping %s", stop, stopping)
             return 0
         log.error("child process %d exited (status %d); stopping %s", pid, status, stopping)

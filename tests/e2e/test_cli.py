@@ -89,9 +89,12 @@ def test_dev_runs_api_worker_and_embedded_redis(tmp_path: Path) -> None:
         assert len(kids) >= 2  # the worker and the redis-server
     finally:
         proc.send_signal(signal.SIGTERM)
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)  # a second one (a process-group signal, a second Ctrl-C) mid-stop
         proc.wait(60)
         log.close()
     assert proc.returncode == 0, (tmp_path / "dev.log").read_text()
+    assert "Traceback" not in (tmp_path / "dev.log").read_text()
     deadline = time.monotonic() + 20
     while any(alive(k) for k in kids) and time.monotonic() < deadline:
         time.sleep(0.1)
