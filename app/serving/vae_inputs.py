@@ -23,6 +23,24 @@ from models.uploads import parse_images
 MAX_FORM_FIELDS = 8
 
 
+def inline_defs(schema: dict[str, Any]) -> dict[str, Any]:
+    """A pydantic JSON schema with its `$defs` written in place: in an OpenAPI document a `#/$defs/...` reference
+    resolves against the document's root, where nothing is defined, so generated clients and validators fail on it."""
+    defs = schema.pop("$defs", {})
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return walk({**defs[ref.rsplit("/", 1)[1]], **{k: v for k, v in node.items() if k != "$ref"}})
+            return {k: walk(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    return walk(schema)  # type: ignore[no-any-return]
+
+
 def request_body(*, with_format: bool) -> dict[str, Any]:
     """The OpenAPI request body of these routes: JSON points, or a multipart upload of images."""
     form: dict[str, Any] = {
@@ -34,7 +52,7 @@ def request_body(*, with_format: bool) -> dict[str, Any]:
     return {
         "required": True,
         "content": {
-            "application/json": {"schema": PointsReconstructionRequest.model_json_schema()},
+            "application/json": {"schema": inline_defs(PointsReconstructionRequest.model_json_schema())},
             "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": form}},
         },
     }
