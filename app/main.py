@@ -21,6 +21,7 @@ from app.deps import Services
 from app.docs import add_docs
 from app.metrics import Metrics, TrainingCollector
 from app.model_refs import ModelRefs
+from app.openapi import complete as complete_openapi
 from app.quotas import Quotas, StreamSlots
 from app.routes import datasets, generation, health, models, names, trainings
 from app.schemas import RequestLimits
@@ -212,6 +213,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     if guarded:
         document_bearer_auth(app)
+    complete_openapi(app)
     add_docs(app, public=not guarded or settings.public_docs)
     if not guarded:
         log.warning("no API keys configured (GENSERVE_API_KEYS): the API is open to anyone who can reach it")

@@ -82,3 +82,23 @@ def test_the_document_validates_as_openapi_and_every_ref_resolves(app: FastAPI) 
         for part in ref[2:].split("/"):
             assert isinstance(node, dict) and part in node, f"{ref} does not resolve"
             node = node[part]
+
+
+def test_the_answers_under_load_and_the_links_are_declared(app: FastAPI) -> None:
+    spec = app.openapi()
+    operations = {op["operationId"]: op for ops in spec["paths"].values() for op in ops.values()}
+    samples = spec["paths"]["/v1/models/{model_id}/samples"]["post"]["responses"]
+    assert {"408", "413", "422", "429", "503", "504"} <= samples.keys()
+    assert "Retry-After" in samples["503"]["headers"] and "Retry-After" in samples["429"]["headers"]
+    for path, ops in spec["paths"].items():
+        for method, op in ops.items():
+            if path.startswith("/v1/"):
+                assert {"429", "500", "503"} <= op["responses"].keys(), (method, path)
+    links = spec["paths"]["/v1/trainings"]["post"]["responses"]["202"]["links"]
+    assert links["GetTraining"]["parameters"] == {"training_id": "$response.body#/id"}
+    assert all(link["operationId"] in operations for link in links.values())
+    model_links = spec["paths"]["/v1/models"]["get"]["responses"]["200"]["links"]
+    assert (
+        operations[model_links["SampleFirstModel"]["operationId"]]
+        is spec["paths"]["/v1/models/{model_id}/samples"]["post"]
+    )
