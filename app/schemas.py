@@ -319,7 +319,13 @@ AppliedConfig = Annotated[dict[str, Any] | None, AfterValidator(_applicable)]  #
 class Training(BaseModel):
     id: str
     status: TrainingStatus
-    request: dict[str, Any]
+    # Titled apart from TrainingRequest: generated clients name inline objects after their title, and two models
+    # called TrainingRequest break them (openapi-python-client drops Training altogether).
+    request: dict[str, Any] = Field(
+        ...,
+        title="AcceptedRequest",
+        description="The request as accepted: the options given, `dataset` as the id, the seed as drawn.",
+    )
     config: AppliedConfig = Field(None, description="The resolved recipe the worker runs (this family's options).")
     progress: Progress
     metrics: dict[str, float]
