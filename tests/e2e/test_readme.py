@@ -83,7 +83,7 @@ def test_the_readme_walkthrough_runs_as_pasted(keyed_service: tuple[LiveService,
     assert len(samples) == 4 and all(len(point) == 2 for point in samples)
 
     assert Image.open(tmp_path / "blobs-curves.png").format == "PNG"
-    assert re.search(r"^/v1/trainings/tr_\w+/previews/400$", out, re.MULTILINE), out  # the last step's preview
+    assert re.search(r"^/v1/trainings/tr_\w+/previews/300$", out, re.MULTILINE), out  # the last step's preview
     scatter = Image.open(tmp_path / "blobs.png")
     assert scatter.format == "PNG" and scatter.size == (512, 512)
     digits = Image.open(tmp_path / "digits.png")
