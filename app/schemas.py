@@ -114,6 +114,21 @@ MAX_URL_LENGTH = 2048
 WEBHOOK_EVENT_ORDER = ["started", "progress", "preview", "completed"]
 
 
+GridScale = Annotated[
+    int,
+    Field(
+        ge=1,
+        le=MAX_GRID_SCALE,
+        description="format grid only: each pixel of an image grid drawn as a scale x scale block (nearest "
+        "neighbour), or a scatter plot drawn scale times larger; the picture's longer side is bounded by "
+        "GENSERVE_MAX_GRID_SIDE_PX.",
+    ),
+]
+ShowData = Annotated[
+    bool, Field(description="format grid of a points model only: draw the training data faintly behind the samples.")
+]
+
+
 class Format(StrEnum):
     png = "png"
     grid = "grid"
@@ -481,17 +496,8 @@ class SampleRequest(Strict):
         None, strict=False, description="png (default for images), grid, npy, or json (default for points)."
     )
     timeout_ms: int | None = Field(None, ge=1, le=600_000, description="Give up (504) when not served in time.")
-    scale: int = Field(
-        1,
-        ge=1,
-        le=MAX_GRID_SCALE,
-        description="format grid only: each pixel of an image grid drawn as a scale x scale block (nearest "
-        "neighbour), or a scatter plot drawn scale times larger; the picture's longer side is bounded by "
-        "GENSERVE_MAX_GRID_SIDE_PX.",
-    )
-    show_data: bool = Field(
-        False, description="format grid of a points model only: draw the training data faintly behind the samples."
-    )
+    scale: GridScale = 1
+    show_data: ShowData = False
 
     @field_validator("labels", mode="before")
     @classmethod
@@ -525,17 +531,8 @@ class InterpolationRequest(Strict):
         "class by class (steps x classes samples; a grid shows a row per class).",
     )
     format: Format | None = Field(None, strict=False)
-    scale: int = Field(
-        1,
-        ge=1,
-        le=MAX_GRID_SCALE,
-        description="format grid only: each pixel of an image grid drawn as a scale x scale block (nearest "
-        "neighbour), or a scatter plot drawn scale times larger; the picture's longer side is bounded by "
-        "GENSERVE_MAX_GRID_SIDE_PX.",
-    )
-    show_data: bool = Field(
-        False, description="format grid of a points model only: draw the training data faintly behind the samples."
-    )
+    scale: GridScale = 1
+    show_data: ShowData = False
 
     @field_validator("z_a", "z_b", mode="before")
     @classmethod

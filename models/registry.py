@@ -12,7 +12,6 @@ References: a model is named by its id (`mdl_...`), by `name:version`, or by `na
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import re
 from collections.abc import Iterator
@@ -24,7 +23,7 @@ import torch
 
 from models.errors import Conflict, Invalid, NotFound
 from models.manifest import ModelManifest
-from models.store import ArtifactStore, atomic_write_json, read_json, utcnow
+from models.store import ArtifactStore, atomic_write_json, flocked, read_json, utcnow
 
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}\Z")
 ALIAS_PATTERN = re.compile(r"[a-z][a-z0-9._-]{0,62}\Z")  # starts with a letter: never read as a version
@@ -96,12 +95,8 @@ class ModelRegistry:
     def _locked(self, name: str) -> Iterator[None]:
         directory = self.root / check_name(name, ("path", "name"))
         directory.mkdir(exist_ok=True)
-        fd = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with flocked(os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, 0o644)):
             yield
-        finally:
-            os.close(fd)
 
     def get(self, name: str) -> NameEntry:
         try:

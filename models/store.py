@@ -62,6 +62,19 @@ def _close_inherited_lock_fds() -> None:
 os.register_at_fork(after_in_child=_close_inherited_lock_fds)
 
 
+@contextlib.contextmanager
+def flocked(fd: int) -> Iterator[None]:
+    """Hold an exclusive flock on an open descriptor (closed, and the lock released, on exit); a child forked
+    meanwhile does not keep it (`_HELD_LOCK_FDS`)."""
+    _HELD_LOCK_FDS.add(fd)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        _HELD_LOCK_FDS.discard(fd)
+        os.close(fd)
+
+
 def utcnow() -> str:
     """Timestamps as ISO 8601 in UTC, the one format of every record."""
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -263,13 +276,8 @@ class ArtifactStore:
             fd = os.open(self._dir("datasets", dataset_id), os.O_RDONLY | os.O_DIRECTORY)
         except FileNotFoundError:
             raise NotFound(f"no dataset with id {dataset_id!r}") from None
-        _HELD_LOCK_FDS.add(fd)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with flocked(fd):
             yield
-        finally:
-            _HELD_LOCK_FDS.discard(fd)
-            os.close(fd)
 
     def delete_dataset(self, dataset_id: str) -> None:
         self.get_dataset(dataset_id)
@@ -294,13 +302,8 @@ class ArtifactStore:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except FileNotFoundError:
             raise NotFound(f"no training with id {training_id!r}") from None
-        _HELD_LOCK_FDS.add(fd)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with flocked(fd):
             yield
-        finally:
-            _HELD_LOCK_FDS.discard(fd)
-            os.close(fd)  # releases the lock
 
     def update_training(self, training_id: str, **changes: Any) -> dict[str, Any]:
         with self._training_lock(training_id):

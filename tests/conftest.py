@@ -193,3 +193,10 @@ def live(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[L
         service.stop()
         with contextlib.suppress(Exception):
             Redis.from_url(redis_url).flushdb()
+
+
+@pytest.fixture(scope="module")
+def http(live: LiveService) -> Iterator[httpx.Client]:
+    """A client of the module's live service (modules with other needs define their own `http`)."""
+    with httpx.Client(base_url=live.base_url, timeout=60) as c:
+        yield c

@@ -13,9 +13,9 @@ from app.deps import ServicesDep
 from app.idempotency import IDEMPOTENCY_KEY_DOC
 from app.problems import PROBLEM_SCHEMA, located_in
 from app.schemas import DATASET_NAME_MAX, Dataset, DatasetList
-from app.serving.edge import accepts_uploads
+from app.serving.edge import accepts_uploads, read_upload
 from models.data.builtin import BUILTINS
-from models.errors import Conflict, Forbidden, Invalid, TooLarge
+from models.errors import Conflict, Forbidden, Invalid
 from models.store import stored_bytes
 from models.uploads import parse_upload
 from models.uploads.parse import DATASET_TYPES
@@ -96,13 +96,7 @@ async def upload_dataset(
     Uploading content that is stored already answers 200 with the stored dataset; when it was stored under another
     name, `note` says so (the stored name is kept)."""
     limits = services.settings.upload_limits()
-    content = await file.read(limits.max_bytes + 1)
-    if len(content) > limits.max_bytes:
-        raise TooLarge(
-            f"the file exceeds {limits.max_bytes} bytes ({limits.name_of('max_bytes')})",
-            field=("body", "file"),
-            limit=limits.max_bytes,
-        )
+    content = await read_upload(file, limits)
     if not name.isprintable() or not name.strip():
         raise Invalid("name must be printable text", field=("body", "name"))
     with located_in("body"):

@@ -6,6 +6,7 @@ import asyncio
 import time
 from typing import Annotated, Any, Literal
 
+import numpy as np
 import torch
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
@@ -204,6 +205,18 @@ async def create_reconstructions(model_id: str, request: Request, services: Serv
     return sampling.response(encoded)
 
 
+async def _json_answer_inputs(
+    model_id: str, request: Request, services: ServicesDep, what: str
+) -> tuple[LoadedModel, np.ndarray, list[int] | None]:
+    """A VAE and its inputs (as reconstructions take them) for a route that answers JSON, so takes no `format`."""
+    loaded = await _vae(model_id, services, what)
+    x, labels_list, fmt = await vae_inputs.read(request, loaded, services.settings)
+    if fmt is not None:
+        raise Invalid(f"{what} come as JSON; format does not apply", field=("body", "format"))
+    _check_inputs(len(x), labels_list, loaded, services)
+    return loaded, x, labels_list
+
+
 class EncodingResponse(BaseModel):
     """The approximate posterior q(z|x) of each input, in input order."""
 
@@ -227,11 +240,7 @@ async def create_encodings(model_id: str, request: Request, services: ServicesDe
     """VAE only: the latent code of each input (inputs as for reconstructions): its posterior mean and
     log-variance. Pass means back as `z` to samples, or as `z_a` / `z_b` to interpolations, to decode, mix or
     interpolate between real inputs."""
-    loaded = await _vae(model_id, services, "encodings")
-    x, labels_list, fmt = await vae_inputs.read(request, loaded, services.settings)
-    if fmt is not None:
-        raise Invalid("encodings come as JSON; format does not apply", field=("body", "format"))
-    _check_inputs(len(x), labels_list, loaded, services)
+    loaded, x, labels_list = await _json_answer_inputs(model_id, request, services, "encodings")
     labels = sampling.labels_tensor(labels_list, len(x), loaded.manifest, ("body", "labels"))
     loop = asyncio.get_running_loop()
     mean, logvar = await loop.run_in_executor(loaded.executor, loaded.encode_inputs, x, labels)
@@ -281,11 +290,7 @@ async def create_scores(
     in chunks on the model's inference thread with sampling in between, and it stops at `timeout_ms` (504) or when
     the client goes away.
     """
-    loaded = await _vae(model_id, services, "scores")
-    x, labels_list, fmt = await vae_inputs.read(request, loaded, services.settings)
-    if fmt is not None:
-        raise Invalid("scores come as JSON; format does not apply", field=("body", "format"))
-    _check_inputs(len(x), labels_list, loaded, services)
+    loaded, x, labels_list = await _json_answer_inputs(model_id, request, services, "scores")
     budget = services.settings.max_score_decodes
     if k * len(x) > budget:
         raise Invalid(

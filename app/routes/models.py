@@ -16,9 +16,8 @@ from app.auth import CheckedRoute, requires
 from app.deps import ServicesDep
 from app.problems import PROBLEM_SCHEMA, located_in
 from app.schemas import Model, ModelList
-from app.serving.edge import accepts_uploads
+from app.serving.edge import accepts_uploads, read_upload
 from models import bundles, export
-from models.errors import TooLarge
 from models.manifest import ModelManifest
 from models.nets import GenerativeModel
 from models.registry import check_name
@@ -81,13 +80,7 @@ async def import_model(
     hostile input (zip safety, the manifest's schema, every tensor's name, shape, dtype and finiteness against the
     net the manifest describes); on any failure nothing is stored."""
     limits = services.settings.upload_limits()
-    content = await file.read(limits.max_bytes + 1)
-    if len(content) > limits.max_bytes:
-        raise TooLarge(
-            f"the bundle exceeds {limits.max_bytes} bytes ({limits.name_of('max_bytes')})",
-            field=("body", "file"),
-            limit=limits.max_bytes,
-        )
+    content = await read_upload(file, limits, "the bundle")
     if name is not None:
         check_name(name, ("body", "name"))
     with located_in("body"):

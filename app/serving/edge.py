@@ -16,10 +16,13 @@ from typing import Any, TypeVar
 
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.problems import problem, unexpected
+from models.errors import TooLarge
+from models.uploads.limits import UploadLimits
 
 MULTIPART_OVERHEAD = 64 * 1024  # form boundaries and the other fields around an uploaded file
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -32,6 +35,18 @@ def accepts_uploads(endpoint: F) -> F:
     """Mark a route's endpoint as one that takes file uploads: its requests get the upload body limit."""
     endpoint.accepts_uploads = True  # type: ignore[attr-defined]
     return endpoint
+
+
+async def read_upload(upload: UploadFile, limits: UploadLimits, what: str = "the file") -> bytes:
+    """An uploaded file's bytes, read no further than the upload limit allows (413 naming the setting beyond it)."""
+    content = await upload.read(limits.max_bytes + 1)
+    if len(content) > limits.max_bytes:
+        raise TooLarge(
+            f"{what} exceeds {limits.max_bytes} bytes ({limits.name_of('max_bytes')})",
+            field=("body", "file"),
+            limit=limits.max_bytes,
+        )
+    return content
 
 
 def upload_paths(routes: Iterable[Any]) -> re.Pattern[str] | None:

@@ -15,9 +15,10 @@ from starlette.datastructures import UploadFile
 
 from app.problems import located_in
 from app.schemas import Format, PointsReconstructionRequest
+from app.serving.edge import read_upload
 from app.serving.model_cache import LoadedModel
 from app.settings import Settings
-from models.errors import Invalid, TooLarge, UnsupportedFormat
+from models.errors import Invalid, UnsupportedFormat
 from models.uploads import parse_images
 
 MAX_FORM_FIELDS = 8
@@ -101,13 +102,7 @@ async def read(
     if not isinstance(upload, UploadFile):
         raise Invalid("a `file` field with an image, a .zip or a .npz of images is required", field=("body", "file"))
     limits = settings.upload_limits(max_images_setting="max_samples_per_request")
-    content = await upload.read(limits.max_bytes + 1)
-    if len(content) > limits.max_bytes:
-        raise TooLarge(
-            f"the file exceeds {limits.max_bytes} bytes ({limits.name_of('max_bytes')})",
-            field=("body", "file"),
-            limit=limits.max_bytes,
-        )
+    content = await read_upload(upload, limits)
     with located_in("body"):
         x = await run_in_threadpool(parse_images, upload.filename or "", content, limits)
     if list(x.shape[1:]) != manifest.sample_shape:

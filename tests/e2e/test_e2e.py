@@ -34,12 +34,6 @@ TINY = {"steps": 60, "batch_size": 32, "width": 32, "latent_dim": 4}
 
 
 @pytest.fixture(scope="module")
-def http(live: LiveService) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=live.base_url, timeout=60) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
 def datasets(http: httpx.Client) -> dict[str, str]:
     r = http.post("/v1/datasets", files={"file": ("blobs.csv", blobs_csv(), "text/csv")}, data={"name": "blobs"})
     assert r.status_code == 201, r.text

@@ -5,7 +5,6 @@ everything."""
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 
 import httpx
 import numpy as np
@@ -19,12 +18,6 @@ from tests.helpers import blobs_csv, sse_events, wait_for_training
 pytestmark = pytest.mark.slow
 
 PLAN = {"family": "gan", "steps": 600, "batch_size": 32, "width": 32, "latent_dim": 4, "seed": 11, "preview_every": 200}
-
-
-@pytest.fixture(scope="module")
-def http(live: LiveService) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=live.base_url, timeout=60) as c:
-        yield c
 
 
 @pytest.fixture(scope="module")

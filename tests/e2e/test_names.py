@@ -6,7 +6,6 @@ from __future__ import annotations
 import concurrent.futures
 import threading
 import time
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -17,12 +16,6 @@ from tests.helpers import wait_for_training
 pytestmark = pytest.mark.slow
 
 TINY = {"dataset": "ring2d", "family": "gan", "steps": 60, "batch_size": 32, "width": 16, "latent_dim": 2}
-
-
-@pytest.fixture(scope="module")
-def http(live: LiveService) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=live.base_url, timeout=60) as c:
-        yield c
 
 
 def test_trainings_publish_versions_and_an_alias_moves_under_load(

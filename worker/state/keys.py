@@ -8,29 +8,33 @@ WATCHDOG_LOCK = f"{PREFIX}:watchdog:lock"  # held for one round by the process t
 WEBHOOKS_DUE = f"{PREFIX}:webhooks:due"  # sorted set: delivery id -> when its next attempt is due (unix time)
 
 
+def _training(training_id: str, part: str) -> str:
+    return f"{PREFIX}:training:{training_id}:{part}"
+
+
 def events(training_id: str) -> str:
     """A training's event stream (progress and status events)."""
-    return f"{PREFIX}:training:{training_id}:events"
+    return _training(training_id, "events")
 
 
 def cancel(training_id: str) -> str:
     """Set when a training was asked to stop."""
-    return f"{PREFIX}:training:{training_id}:cancel"
+    return _training(training_id, "cancel")
 
 
 def lease(training_id: str) -> str:
     """The liveness lease of the work horse running a training."""
-    return f"{PREFIX}:training:{training_id}:lease"
+    return _training(training_id, "lease")
 
 
 def seen(training_id: str) -> str:
     """The lease's last renewal, kept after it expires (where and when the training was last seen)."""
-    return f"{PREFIX}:training:{training_id}:seen"
+    return _training(training_id, "seen")
 
 
 def unattended(training_id: str) -> str:
     """When the watchdog first saw a training that nobody works on (its grace period starts there)."""
-    return f"{PREFIX}:training:{training_id}:unattended"
+    return _training(training_id, "unattended")
 
 
 def idempotency(route: str, digest: str) -> str:
@@ -50,4 +54,4 @@ def webhook(delivery_id: str) -> str:
 
 def deliveries(training_id: str) -> str:
     """A training's webhook delivery log (one entry per attempt)."""
-    return f"{PREFIX}:training:{training_id}:deliveries"
+    return _training(training_id, "deliveries")
