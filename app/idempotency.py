@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from fastapi import Header
 from redis import Redis
 
 from models.errors import Conflict, Invalid
@@ -30,6 +31,10 @@ IDEMPOTENCY_KEY_DOC = (
     "A key of your choice (e.g. a UUID), up to 255 printable characters: a retry with the same key and the same "
     "request within 24 hours answers the first request's resource instead of creating another; the same key with "
     "another request is a 422."
+)
+# The parameter as routes declare it: the schema states what `check_key` enforces (the check stays the one place).
+IDEMPOTENCY_KEY_HEADER = Header(
+    description=IDEMPOTENCY_KEY_DOC, json_schema_extra={"pattern": f"^[\\x20-\\x7e]{{1,{MAX_KEY_LENGTH}}}$"}
 )
 HEADER = ("header", "idempotency-key")
 

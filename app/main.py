@@ -213,7 +213,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     if guarded:
         document_bearer_auth(app)
-    complete_openapi(app)
+    complete_openapi(app, settings)
     add_docs(app, public=not guarded or settings.public_docs)
     if not guarded:
         log.warning("no API keys configured (GENSERVE_API_KEYS): the API is open to anyone who can reach it")

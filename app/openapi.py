@@ -1,6 +1,8 @@
 """The OpenAPI document as clients need it: every status a route can answer under load or faults declared with the
-problem schema (so a schema-checking client never meets an undeclared answer), and links from the operations that
-create or list resources to the ones that use them (so generated clients and stateful fuzzers can follow them)."""
+problem schema (so a schema-checking client never meets an undeclared answer), the bounds this deployment's settings
+put on request bodies (so that a body the schema allows is one the server takes, but for what depends on the model),
+and links from the operations that create or list resources to the ones that use them (so generated clients and
+stateful fuzzers can follow them)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from app.problems import PROBLEM_SCHEMA
+from app.settings import Settings
 
 RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}}
 
@@ -31,6 +34,7 @@ EVERY_ROUTE = {
     "503": _problem("Redis unreachable, a model's queue full, or MNIST being fetched.", retry_after=True),
 }
 WITH_BODY = {
+    "400": _problem("A body that cannot be parsed at all (malformed multipart, JSON nested too deep)."),
     "408": _problem("The request body did not arrive in time."),
     "413": _problem("The body is larger than the route's limit."),
     "422": _problem("Invalid input; `errors` names each field."),
@@ -56,14 +60,70 @@ LINKS = {  # (path, method, status) -> links: the resource a response names, to 
 }
 
 
-def complete(app: FastAPI) -> None:
-    """Wrap `app.openapi` so that the document carries the common answers and the links (built once)."""
+# (component, property path, keyword) -> the setting that bounds it; a path step "[]" is "each item of the array".
+SETTING_BOUNDS: dict[tuple[str, tuple[str, ...], str], str] = {
+    ("SampleRequest", ("n",), "maximum"): "max_samples_per_request",
+    ("SampleRequest", ("labels",), "maxItems"): "max_samples_per_request",
+    ("SampleRequest", ("z",), "maxItems"): "max_samples_per_request",
+    ("SampleRequest", ("z", "[]"), "maxItems"): "max_latent_dim",
+    ("InterpolationRequest", ("steps",), "maximum"): "max_interpolation_steps",
+    ("InterpolationRequest", ("z_a",), "maxItems"): "max_latent_dim",
+    ("InterpolationRequest", ("z_b",), "maxItems"): "max_latent_dim",
+    ("TrainingRequest", ("steps",), "maximum"): "max_train_steps",
+    ("TrainingRequest", ("batch_size",), "maximum"): "max_train_batch_size",
+    ("TrainingRequest", ("latent_dim",), "maximum"): "max_latent_dim",
+    ("PointsReconstructionRequest", ("points",), "maxItems"): "max_samples_per_request",
+    ("PointsReconstructionRequest", ("points", "[]"), "maxItems"): "max_point_dims",
+    ("PointsReconstructionRequest", ("labels",), "maxItems"): "max_samples_per_request",
+}
+
+
+def _value_schema(node: dict[str, Any]) -> dict[str, Any]:
+    """The schema of a property's value when it is not null (`X | None` is `anyOf: [X, {"type": "null"}]`)."""
+    for branch in node.get("anyOf", []):
+        if branch.get("type") != "null":
+            return _value_schema(branch)
+    return node
+
+
+def _bound(schema: dict[str, Any], path: tuple[str, ...], keyword: str, value: int) -> None:
+    node = schema
+    for step in path:
+        node = _value_schema(node["items"] if step == "[]" else node["properties"][step])
+    node[keyword] = value
+
+
+def _request_schemas(schema: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(title, schema) of each request body: the components, and the JSON bodies written inline in a route (the VAE
+    routes that take points or images)."""
+    found = list(schema.get("components", {}).get("schemas", {}).items())
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            inline = operation.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema", {})
+            if "title" in inline:
+                found.append((inline["title"], inline))
+    return found
+
+
+def bound_by_settings(schema: dict[str, Any], settings: Settings) -> None:
+    """Write this deployment's limits into the request schemas (the models' own bounds are static)."""
+    requests = _request_schemas(schema)
+    for (component, path, keyword), setting in SETTING_BOUNDS.items():
+        for title, node in requests:
+            if title == component:
+                _bound(node, path, keyword, int(getattr(settings, setting)))
+
+
+def complete(app: FastAPI, settings: Settings) -> None:
+    """Wrap `app.openapi` so that the document carries the common answers, the settings' bounds and the links
+    (built once)."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
             return app.openapi_schema
         schema = build()
+        bound_by_settings(schema, settings)
         paths: dict[str, dict[str, Any]] = schema.get("paths", {})
         for path, operations in paths.items():
             if not path.startswith("/v1/"):

@@ -38,6 +38,7 @@ from models.config import (
     Width,
     applicable_options,
 )
+from models.integers import WHOLE, Integer
 from models.progress import Progress
 from models.seeds import Seed
 from worker.state.status import TrainingStatus
@@ -123,9 +124,41 @@ GridScale = Annotated[
         "neighbour), or a scatter plot drawn scale times larger; the picture's longer side is bounded by "
         "GENSERVE_MAX_GRID_SIDE_PX.",
     ),
+    WHOLE,
 ]
 ShowData = Annotated[
     bool, Field(description="format grid of a points model only: draw the training data faintly behind the samples.")
+]
+
+
+# The rules between fields that the validators and the routes enforce, said in the JSON Schema as well, so that
+# generated clients and schema-driven fuzzers know them (a rule that depends on the model, such as the latent size or
+# the number of classes, cannot be said in a static schema; docs/api.md says those).
+_GRID: dict[str, Any] = {"required": ["format"], "properties": {"format": {"const": "grid"}}}
+GRID_ONLY_RULES: list[Any] = [  # scale other than 1 and show_data need format grid
+    {"if": {"required": ["scale"], "properties": {"scale": {"not": {"const": 1}}}}, "then": _GRID},
+    {"if": {"required": ["show_data"], "properties": {"show_data": {"const": True}}}, "then": _GRID},
+]
+ENDS_RULES: list[Any] = [  # each end of an interpolation: a seed or a latent vector, not both
+    {
+        "oneOf": [
+            {"required": [f"seed_{end}"], "properties": {f"seed_{end}": {"type": "integer"}}},
+            {"required": [f"z_{end}"], "properties": {f"z_{end}": {"type": "array"}}},
+        ]
+    }
+    for end in ("a", "b")
+]
+FAMILY_RULES: list[Any] = [  # an option of the other family may only be null
+    {
+        "if": {"properties": {"family": {"const": family}}},
+        "then": {"properties": {option: {"type": "null"} for option in others}},
+    }
+    for family, others in (("vae", GAN_OPTIONS), ("gan", VAE_OPTIONS))
+] + [
+    {
+        "if": {"required": ["webhook_events"], "properties": {"webhook_events": {"type": "array"}}},
+        "then": {"required": ["webhook"], "properties": {"webhook": {"type": "string"}}},
+    }
 ]
 
 
@@ -200,7 +233,8 @@ class TrainingRequest(Strict):
                 {"dataset": "ring2d", "family": "gan", "steps": 2000},
                 {"dataset": "digits", "family": "vae", "conditional": True, "steps": 1500},
                 {"dataset": "ring2d", "family": "gan", "steps": 2000, "priority": "high", "preview_every": 200},
-            ]
+            ],
+            "allOf": FAMILY_RULES,
         },
     )
 
@@ -243,9 +277,14 @@ class TrainingRequest(Strict):
         description="Publish the model as the next version of this name (1-63 characters: lowercase letters, digits, "
         "'.', '_', '-'); then `name:version` and `name@alias` name it on every model route.",
     )
-    tags: dict[TagKey, TagValue] | None = Field(
-        None, max_length=MAX_TAGS, description=f"Up to {MAX_TAGS} key/value labels the model carries."
-    )
+    tags: (
+        Annotated[
+            dict[TagKey, TagValue],
+            # a key that does not match TagKey's pattern is an error, which the schema says with this
+            Field(max_length=MAX_TAGS, json_schema_extra={"additionalProperties": False}),
+        ]
+        | None
+    ) = Field(None, description=f"Up to {MAX_TAGS} key/value labels the model carries.")
     init_from: str | None = Field(
         None,
         min_length=1,
@@ -448,7 +487,7 @@ class Model(BaseModel):
 class AliasRequest(Strict):
     model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"examples": [{"version": 1}]})
 
-    version: int = Field(..., ge=1, description="The version the alias points at.")
+    version: Integer = Field(..., ge=1, description="The version the alias points at.")
 
 
 class ModelVersion(BaseModel):
@@ -479,12 +518,15 @@ class SampleRequest(Strict):
     model_config = ConfigDict(
         extra="forbid",
         strict=True,
-        json_schema_extra={"examples": [{"n": 16, "seed": 42, "format": "grid"}, {"n": 4, "seed": 7}]},
+        json_schema_extra={
+            "examples": [{"n": 16, "seed": 42, "format": "grid"}, {"n": 4, "seed": 7}],
+            "allOf": GRID_ONLY_RULES,
+        },
     )
 
-    n: int = Field(1, ge=1, description="Number of samples; at most GENSERVE_MAX_SAMPLES_PER_REQUEST.")
+    n: Integer = Field(1, ge=1, description="Number of samples; at most GENSERVE_MAX_SAMPLES_PER_REQUEST.")
     seed: Seed | None = Field(None, description="Seed; null draws one and returns it.")
-    labels: list[Annotated[int, Field(ge=0)]] | None = Field(
+    labels: list[Annotated[int, Field(ge=0), WHOLE]] | None = Field(
         None,
         description="Class index per sample (length n), conditional models only; "
         "null on a conditional model cycles through the classes.",
@@ -495,7 +537,9 @@ class SampleRequest(Strict):
     format: Format | None = Field(
         None, strict=False, description="png (default for images), grid, npy, or json (default for points)."
     )
-    timeout_ms: int | None = Field(None, ge=1, le=600_000, description="Give up (504) when not served in time.")
+    timeout_ms: Annotated[int, Field(ge=1, le=600_000), WHOLE] | None = Field(
+        None, description="Give up (504) when not served in time."
+    )
     scale: GridScale = 1
     show_data: ShowData = False
 
@@ -516,17 +560,19 @@ class InterpolationRequest(Strict):
     model_config = ConfigDict(
         extra="forbid",
         strict=True,
-        json_schema_extra={"examples": [{"seed_a": 1, "seed_b": 2, "steps": 8, "format": "grid"}]},
+        json_schema_extra={
+            "examples": [{"seed_a": 1, "seed_b": 2, "steps": 8, "format": "grid"}],
+            "allOf": [*ENDS_RULES, *GRID_ONLY_RULES],
+        },
     )
 
     seed_a: Seed | None = None
     seed_b: Seed | None = None
     z_a: LatentVector | None = None
     z_b: LatentVector | None = None
-    steps: int = Field(8, ge=2, description="Samples along the path, ends included.")
-    label: int | None = Field(
+    steps: Integer = Field(8, ge=2, description="Samples along the path, ends included.")
+    label: Annotated[int, Field(ge=0), WHOLE] | None = Field(
         None,
-        ge=0,
         description="Class index (conditional models only). Left out on a conditional model: one path per class, "
         "class by class (steps x classes samples; a grid shows a row per class).",
     )
@@ -558,7 +604,7 @@ class PointsReconstructionRequest(Strict):
     )
 
     points: list[list[Annotated[float, Field(allow_inf_nan=False)]]] = Field(..., min_length=1)
-    labels: list[Annotated[int, Field(ge=0)]] | None = None
+    labels: list[Annotated[int, Field(ge=0), WHOLE]] | None = None
     format: Format | None = Field(None, strict=False)
 
     @field_validator("points", mode="before")

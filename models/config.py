@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, TypeAdapter, ValidationError
 
 from models.errors import Invalid
+from models.integers import WHOLE
 from models.seeds import Seed
 
 Family = Literal["vae", "gan"]
@@ -36,20 +37,20 @@ CONV_MIN_SIDE = 8  # px: the conv nets halve the image at least twice, so both s
 CONV_SIDE_MULTIPLE = 4  # ... and divisible by 4
 
 # The range of each numeric option.
-Count = Annotated[int, Field(ge=1)]  # steps, batch_size, latent_dim (their upper bounds are service settings)
-NonNegativeCount = Annotated[int, Field(ge=0)]
+Count = Annotated[int, Field(ge=1), WHOLE]  # steps, batch_size, latent_dim (their upper bounds are service settings)
+NonNegativeCount = Annotated[int, Field(ge=0), WHOLE]
 LearningRate = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
-Width = Annotated[int, Field(ge=8, le=2048)]
-Depth = Annotated[int, Field(ge=1, le=8)]
+Width = Annotated[int, Field(ge=8, le=2048), WHOLE]
+Depth = Annotated[int, Field(ge=1, le=8), WHOLE]
 UnitFraction = Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)]  # [0, 1)
 Beta = Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)]
 FreeBits = Annotated[float, Field(ge=0, le=10, allow_inf_nan=False)]
-IwaeK = Annotated[int, Field(ge=1, le=64)]
-EvalIwK = Annotated[int, Field(ge=1, le=5000)]
+IwaeK = Annotated[int, Field(ge=1, le=64), WHOLE]
+EvalIwK = Annotated[int, Field(ge=1, le=5000), WHOLE]
 PenaltyWeight = Annotated[float, Field(ge=0, le=1000, allow_inf_nan=False)]
-Pack = Annotated[int, Field(ge=1, le=8)]
-DSteps = Annotated[int, Field(ge=1, le=10)]
-LatentCategories = Annotated[int, Field(ge=0, le=MAX_LATENT_CATEGORIES)]
+Pack = Annotated[int, Field(ge=1, le=8), WHOLE]
+DSteps = Annotated[int, Field(ge=1, le=10), WHOLE]
+LatentCategories = Annotated[int, Field(ge=0, le=MAX_LATENT_CATEGORIES), WHOLE]
 
 VAE_OPTIONS = ("beta", "decoder", "kl_warmup_steps", "free_bits", "iwae_k", "eval_iw_k")
 GAN_OPTIONS = (

@@ -7,9 +7,11 @@ from typing import Annotated
 
 from pydantic import Field
 
+from models.integers import WHOLE
+
 SEED_BOUND = 2**31  # seeds are in [0, 2**31): what every torch and numpy generator accepts
 SEED_MAX = SEED_BOUND - 1
-Seed = Annotated[int, Field(ge=0, le=SEED_MAX, description="Random seed in [0, 2^31).")]
+Seed = Annotated[int, Field(ge=0, le=SEED_MAX, description="Random seed in [0, 2^31)."), WHOLE]
 
 
 def draw_seed() -> int:

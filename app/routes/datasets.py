@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, File, Form, Header, Query, Request, Response, UploadFile, status
+from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile, status
 from fastapi.concurrency import run_in_threadpool
 
 from app import idempotency, pages
 from app.auth import CheckedRoute, owner_of, requires
 from app.deps import ServicesDep
-from app.idempotency import IDEMPOTENCY_KEY_DOC
+from app.idempotency import IDEMPOTENCY_KEY_HEADER
 from app.problems import PROBLEM_SCHEMA, located_in
 from app.schemas import DATASET_NAME_MAX, Dataset, DatasetList
 from app.serving.edge import accepts_uploads, read_upload
@@ -80,7 +80,7 @@ async def upload_dataset(
             "dataset has it.",
         ),
     ],
-    idempotency_key: Annotated[str | None, Header(description=IDEMPOTENCY_KEY_DOC)] = None,
+    idempotency_key: Annotated[str | None, IDEMPOTENCY_KEY_HEADER] = None,
 ) -> Dataset:
     """Upload a dataset; it is validated, then stored content-addressed (equal content, equal id).
 

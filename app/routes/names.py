@@ -4,8 +4,9 @@ as the name's next version; aliases (`name@champion`) point at a version and mov
 from __future__ import annotations
 
 import logging
+from typing import Annotated
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Path, Response, status
 from fastapi.concurrency import run_in_threadpool
 from redis.exceptions import RedisError
 
@@ -13,12 +14,22 @@ from app.auth import CheckedRoute, requires
 from app.deps import ServicesDep
 from app.problems import PROBLEM_SCHEMA
 from app.schemas import AliasRequest, ModelName, ModelNameList
-from models.registry import NameEntry
+from models.registry import ALIAS_PATTERN, NAME_PATTERN, NameEntry
 from worker.state.events import publish_name_event
 
 log = logging.getLogger("genserve.api")
 router = APIRouter(prefix="/v1/model-names", tags=["model names"], route_class=CheckedRoute)
 PROBLEM = {"content": {"application/problem+json": {"schema": PROBLEM_SCHEMA}}}
+
+
+def _ecma(pattern: str) -> str:
+    """A registry pattern (Python's, anchored at the end by `\\Z`) as JSON Schema writes it."""
+    return "^" + pattern.removesuffix(r"\Z") + "$"
+
+
+# Declared in the schema, checked by the registry (one check, with its own messages).
+Name = Annotated[str, Path(json_schema_extra={"pattern": _ecma(NAME_PATTERN.pattern)})]
+Alias = Annotated[str, Path(json_schema_extra={"pattern": _ecma(ALIAS_PATTERN.pattern)})]
 
 
 def _public(entry: NameEntry) -> ModelName:
@@ -47,7 +58,7 @@ def list_names(services: ServicesDep) -> ModelNameList:
 
 
 @router.get("/{name}", response_model=ModelName, responses={404: PROBLEM}, dependencies=[requires("sample")])
-def get_name(name: str, services: ServicesDep) -> ModelName:
+def get_name(name: Name, services: ServicesDep) -> ModelName:
     """One model name: its versions (oldest first, each with its model id and aliases) and aliases."""
     return _public(services.registry.get(name))
 
@@ -58,7 +69,7 @@ def get_name(name: str, services: ServicesDep) -> ModelName:
     responses={404: PROBLEM, 422: PROBLEM},
     dependencies=[requires("train")],
 )
-async def set_alias(name: str, alias: str, body: AliasRequest, services: ServicesDep) -> ModelName:
+async def set_alias(name: Name, alias: Alias, body: AliasRequest, services: ServicesDep) -> ModelName:
     """Point `name@alias` at a version (created, or moved from the version it pointed at); every API replica
     resolves it to the new version within a second, and requests in flight finish on the old one."""
     entry = await run_in_threadpool(services.registry.set_alias, name, alias, body.version)
@@ -72,7 +83,7 @@ async def set_alias(name: str, alias: str, body: AliasRequest, services: Service
     responses={404: PROBLEM},
     dependencies=[requires("train")],
 )
-async def delete_alias(name: str, alias: str, services: ServicesDep) -> Response:
+async def delete_alias(name: Name, alias: Alias, services: ServicesDep) -> Response:
     """Remove an alias (the version it pointed at stays)."""
     await run_in_threadpool(services.registry.delete_alias, name, alias)
     await _announce(services, name)

@@ -16,7 +16,7 @@ from redis.exceptions import RedisError
 from app import idempotency, pages, webhooks
 from app.auth import CheckedRoute, owner_of, requires
 from app.deps import ServicesDep
-from app.idempotency import IDEMPOTENCY_KEY_DOC
+from app.idempotency import IDEMPOTENCY_KEY_HEADER
 from app.problems import PROBLEM_SCHEMA
 from app.schemas import (
     Delivery,
@@ -56,7 +56,7 @@ def create_training(
     services: ServicesDep,
     request: Request,
     response: Response,
-    idempotency_key: Annotated[str | None, Header(description=IDEMPOTENCY_KEY_DOC)] = None,
+    idempotency_key: Annotated[str | None, IDEMPOTENCY_KEY_HEADER] = None,
 ) -> Training:
     """Start a training: validated, recorded, and queued for a worker. With an `Idempotency-Key`, a retry of the
     same request answers the training of the first (`Idempotent-Replayed: true`), never a second one."""

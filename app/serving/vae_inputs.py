@@ -54,7 +54,9 @@ def request_body(*, with_format: bool) -> dict[str, Any]:
         "required": True,
         "content": {
             "application/json": {"schema": inline_defs(PointsReconstructionRequest.model_json_schema())},
-            "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": form}},
+            "multipart/form-data": {
+                "schema": {"type": "object", "required": ["file"], "properties": form, "additionalProperties": False}
+            },
         },
     }
 
