@@ -23,7 +23,8 @@ COPY pyproject.toml README.md genserve.py ./
 COPY app ./app
 COPY worker ./worker
 COPY models ./models
-RUN pip install . && useradd --create-home --uid 1000 genserve && mkdir -p /data && chown genserve /data
+COPY client ./client
+RUN pip install "./client[cli]" . && useradd --create-home --uid 1000 genserve && mkdir -p /data && chown genserve /data
 
 USER 1000
 VOLUME ["/data"]

@@ -216,7 +216,20 @@ def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+SERVER_COMMANDS = ("serve", "worker", "dev", "keys")
+
+
 def main(argv: list[str] | None = None) -> int:
+    """The server's commands here; every other command (`upload`, `train`, `sample`, `models ls`, ...) is the
+    client's command line (genserve-client, installed beside the server), so that one `genserve` does both."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not (argv and argv[0] in SERVER_COMMANDS):
+        try:
+            from genserve_client.cli import main as client_main
+        except ImportError:
+            pass  # the server alone: its parser below answers (and lists its commands)
+        else:
+            return client_main(argv)
     parser = argparse.ArgumentParser(prog="genserve", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, help_text in (("serve", "run the HTTP API"), ("dev", "run API + worker (+ embedded Redis)")):

@@ -7,8 +7,9 @@
 # A torch already in the virtualenv is kept. A wheel that pip can find without an index (PIP_FIND_LINKS, a local
 # wheelhouse) is used first, so a machine without access to PyTorch's index does not wait on it.
 #
-# genserve itself is installed with GENSERVE_EXTRAS (dev.sh: none; test.sh: "test"), and again only when
-# pyproject.toml changed or more extras are asked for (a stamp in the virtualenv says what is installed).
+# genserve itself (and its client) is installed with GENSERVE_EXTRAS (dev.sh: none; test.sh: "test"), and again only
+# when pyproject.toml or client/pyproject.toml changed or more extras are asked for (a stamp in the virtualenv says
+# what is installed).
 # GENSERVE_SETUP_DRY_RUN=1 prints the commands instead of running them (the tests check them that way).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -53,15 +54,17 @@ if [ -n "$DRY" ] || ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
 fi
 
 stamp="$VENV/.genserve-installed"
-want="$(sha256sum pyproject.toml | cut -c1-16) extras=${EXTRAS}"
+want="$(cat pyproject.toml client/pyproject.toml | sha256sum | cut -c1-16) extras=${EXTRAS}"
 have=$(cat "$stamp" 2>/dev/null || true)
 if [ "$have" = "$want" ] || { [ -z "$EXTRAS" ] && [ "${have% extras=*}" = "${want% extras=*}" ]; }; then
   echo "# genserve is installed and up to date"
   exit 0
 fi
+# The client (client/: its own distribution) with its command line: `genserve upload|train|sample|...` is the client's,
+# `genserve serve|worker|dev|keys` the server's, one command either way.
 if [ -n "$EXTRAS" ]; then
-  run "$VENV/bin/python" -m pip install -q -e ".[$EXTRAS]"
+  run "$VENV/bin/python" -m pip install -q -e "./client[cli,$EXTRAS]" -e ".[$EXTRAS]"
 else
-  run "$VENV/bin/python" -m pip install -q -e .
+  run "$VENV/bin/python" -m pip install -q -e "./client[cli]" -e .
 fi
 if [ -z "$DRY" ]; then echo "$want" > "$stamp"; fi

@@ -21,8 +21,9 @@ if ((${#missing[@]})); then
   fi
 fi
 
-CODE=(app worker models tests bench genserve.py)
+CODE=(app worker models tests bench genserve.py client)
 .venv/bin/ruff format --check "${CODE[@]}"
 .venv/bin/ruff check "${CODE[@]}"
 .venv/bin/mypy app worker models bench genserve.py
+.venv/bin/mypy --strict client/src/genserve_client  # the client's own configuration (client/pyproject.toml)
 exec .venv/bin/python -m pytest -q "$@"

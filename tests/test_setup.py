@@ -56,8 +56,8 @@ def test_a_machine_with_an_nvidia_gpu_gets_the_cuda_build(tmp_path: Path) -> Non
 
 def test_the_service_installs_without_the_test_tooling(tmp_path: Path) -> None:
     service = dry_run(tmp_path)[-1]
-    assert service.endswith("pip install -q -e ."), service
-    assert dry_run(tmp_path, extras="test")[-1].endswith("pip install -q -e .[test]")
+    assert service.endswith("pip install -q -e ./client[cli] -e ."), service
+    assert dry_run(tmp_path, extras="test")[-1].endswith("pip install -q -e ./client[cli,test] -e .[test]")
 
 
 def test_a_second_start_reinstalls_nothing(tmp_path: Path) -> None:
