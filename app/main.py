@@ -29,6 +29,7 @@ from app.serving.edge import EdgeMiddleware, upload_paths
 from app.serving.model_cache import ModelCache, ServingOptions
 from app.settings import Settings, get_settings
 from app.trainings import Trainings
+from app.ui import add_ui
 from app.webhooks import Deliverer
 from models.registry import ModelRegistry
 from models.store import ArtifactStore
@@ -215,6 +216,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         document_bearer_auth(app)
     complete_openapi(app, settings)
     add_docs(app, public=not guarded or settings.public_docs)
+    add_ui(app)
     if not guarded:
         log.warning("no API keys configured (GENSERVE_API_KEYS): the API is open to anyone who can reach it")
     app.state.services = services

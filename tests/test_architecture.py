@@ -16,6 +16,7 @@ from starlette.routing import Mount
 from app.auth import declared_access
 from app.docs import ASSETS_PATH, DOC_PATHS
 from app.main import create_app
+from app.ui import UI_ASSETS_PATH, UI_PATHS
 from genserve import child_pythonpath
 from tests.conftest import ROOT, make_settings
 
@@ -88,10 +89,11 @@ def test_every_route_declares_its_access(
             assert len(declared) == 1, (route.path, route.methods, declared)
             if declared[0].scope is None:
                 public.append(route.path)
-        else:  # the docs pages' static scripts and styles, nothing else
-            assert isinstance(route, Mount) and route.path == ASSETS_PATH, route
+        else:  # the docs pages' and the UI's static scripts and styles, nothing else
+            assert isinstance(route, Mount) and route.path in (ASSETS_PATH, UI_ASSETS_PATH), route
     docs = list(DOC_PATHS) if public_docs or not keys else []
-    assert sorted(set(public)) == sorted(["/healthz", "/readyz", *docs])  # the probes (GET and HEAD), the docs
+    # the probes (GET and HEAD), the docs, the UI's page (it holds no data: its calls send the key)
+    assert sorted(set(public)) == sorted(["/healthz", "/readyz", *docs, *UI_PATHS])
 
 
 def test_a_route_without_a_declaration_is_caught(tmp_path: Path, redis_url: str, redis: Redis) -> None:
