@@ -56,9 +56,11 @@ def test_every_operation_honours_the_schema(app: FastAPI) -> None:
                 case.path_parameters = {"model_id": models[hash(repr(case.body)) % len(models)]}
             response = case.call_and_validate(checks=[response_schema_conformance])
             # A 504 is the documented answer to a request whose own `timeout_ms` ran out (a generated 1 or 2 ms
-            # on a busy machine); any other 5xx is a server error.
+            # on a busy machine), and a 503 naming MNIST the documented answer to a training on it while its files
+            # cannot be fetched (these tests are offline); any other 5xx is a server error.
             deadline = response.status_code == 504 and isinstance(case.body, dict) and "timeout_ms" in case.body
-            assert response.status_code < 500 or deadline, f"{response.status_code}: {response.text[:500]}"
+            offline = response.status_code == 503 and "mnist" in response.text and "Retry-After" in response.headers
+            assert response.status_code < 500 or deadline or offline, f"{response.status_code}: {response.text[:500]}"
 
         try:
             honours()
