@@ -70,17 +70,27 @@ def decode_b64_png(data: str) -> Image.Image:
 
 
 def sse_events(client: httpx.Client, url: str, timeout_s: float = 120.0) -> list[tuple[str, dict[str, Any]]]:
-    """Read a server-sent event stream to its end."""
-    out: list[tuple[str, dict[str, Any]]] = []
-    event = "message"
-    with client.stream("GET", url, timeout=timeout_s) as response:
+    """Read a server-sent event stream to its end: (event, data) of each event."""
+    return [(event, data) for _, event, data in sse_entries(client, url, timeout_s=timeout_s)]
+
+
+def sse_entries(
+    client: httpx.Client, url: str, headers: dict[str, str] | None = None, timeout_s: float = 120.0
+) -> list[tuple[str | None, str, dict[str, Any]]]:
+    """Read a server-sent event stream to its end: (id, event, data) of each event (id None when it has none)."""
+    out: list[tuple[str | None, str, dict[str, Any]]] = []
+    event, event_id = "message", None
+    with client.stream("GET", url, headers=headers, timeout=timeout_s) as response:
         assert response.status_code == 200, response.read()
         assert response.headers["content-type"].startswith("text/event-stream")
         for line in response.iter_lines():
-            if line.startswith("event: "):
+            if line.startswith("id: "):
+                event_id = line[len("id: ") :]
+            elif line.startswith("event: "):
                 event = line[len("event: ") :]
             elif line.startswith("data: "):
-                out.append((event, json.loads(line[len("data: ") :])))
+                out.append((event_id, event, json.loads(line[len("data: ") :])))
+                event, event_id = "message", None
     return out
 
 

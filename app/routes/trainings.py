@@ -232,7 +232,11 @@ async def training_events(
     async def events_of(first: TrainingRecord) -> AsyncIterator[bytes]:
         cursor = last_event_id or "0-0"
         if first.is_terminal():
-            yield _sse("status", _final(first))
+            if last_event_id is not None:  # a resume: what was missed, then the end (the stream is kept a week)
+                async for chunk in replayed(cursor, first):
+                    yield chunk
+            else:
+                yield _sse("status", _final(first))
             return
         while not await request.is_disconnected():
             try:
@@ -255,6 +259,22 @@ async def training_events(
                     yield _sse("status", _final(current), cursor)
                     return
                 yield _sse(name, data, cursor)
+
+    async def replayed(cursor: str, ended: TrainingRecord) -> AsyncIterator[bytes]:
+        """The events of an ended training after `cursor`, then its final status (alone, without an id, when the
+        stream has expired or Redis is away): a client cut off while the training ended loses nothing."""
+        try:
+            entries: Any = await aredis.xrange(key, min=f"({cursor}", max="+")
+        except RedisError:
+            entries = []
+        for entry_id, fields in entries:
+            entry = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+            name, data = events.decode_event(fields)
+            if name == events.STATUS and TrainingStatus(data["status"]).is_terminal():
+                yield _sse("status", _final(ended), entry)
+                return
+            yield _sse(name, data, entry)
+        yield _sse("status", _final(ended))
 
     return StreamingResponse(stream(), media_type="text/event-stream", headers=SSE_HEADERS)
 

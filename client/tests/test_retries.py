@@ -1,4 +1,5 @@
-"""The retry rules, against a scripted local HTTP server (the rules are the client's; the service is not needed)."""
+"""The retry rules, against a scripted local HTTP server (the rules are the client's), and once against the service's
+own 503 (its Redis away, then back)."""
 
 from __future__ import annotations
 
@@ -86,3 +87,56 @@ def test_lost_connections_are_retried_only_when_sending_again_is_safe(counter: R
         assert len(counter.requests) == 7
         keys = {r.headers["idempotency-key"] for r in counter.requests[4:]}
         assert len(keys) == 1  # the same key on every try, so the server does it once
+
+
+def test_the_services_own_503_is_retried_until_redis_is_back(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The service's real 503: its Redis is not there (the API answers 503 with Retry-After), comes up within the
+    wait, and the client's retry of the same request succeeds; the training is created once."""
+    genserve = pytest.importorskip("genserve", reason="the genserve server is not installed here")
+    import contextlib
+    import os
+    import subprocess
+    import sys
+    import threading
+
+    import httpx
+
+    root = tmp_path_factory.mktemp("redis-away")
+    redis_port, api_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GENSERVE_")}
+    env.update(
+        GENSERVE_REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",  # nothing listens there yet
+        GENSERVE_STORE_DIR=str(root / "store"),
+        GENSERVE_DATA_DIR=str(root / "data"),
+        OMP_NUM_THREADS="1",
+    )
+    url = f"http://127.0.0.1:{api_port}"
+    with contextlib.ExitStack() as stack:
+        api = subprocess.Popen(
+            [sys.executable, "-m", "genserve", "serve", "--port", str(api_port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        stack.callback(api.wait, 30)
+        stack.callback(api.terminate)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            time.sleep(0.1)
+        away = httpx.post(f"{url}/v1/trainings", json={"dataset": "ring2d", "family": "gan"}, timeout=30)
+        assert away.status_code == 503 and away.headers.get("retry-after"), away.text
+
+        back = threading.Timer(1.0, lambda: stack.enter_context(genserve.embedded_redis(root / "redis", redis_port)))
+        back.start()
+        counter = RequestCounter()
+        with Client(url, timeout=30, max_retries=3, max_retry_wait=10, http_client=counter.http_client()) as client:
+            started = time.monotonic()
+            training = client.trainings.create("ring2d", "gan", steps=10)
+            waited = time.monotonic() - started
+            back.join()
+            assert training.status in ("queued", "running") and len(counter.requests) >= 2, counter.requests
+            assert waited >= float(away.headers["retry-after"]) * 0.9, waited
+            assert [t.id for t in client.trainings.list()] == [training.id]  # created once

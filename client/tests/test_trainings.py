@@ -47,6 +47,11 @@ def test_a_cut_stream_resumes_after_the_last_event_seen(service: Service, proxy:
     assert [(e.id, e.event, e.data) for e in cut] == [(e.id, e.event, e.data) for e in uncut], "an event was lost"
     assert len(cut) > CUT_AFTER + 3  # events came after the reconnection too
 
+    # Cut off while the training ended: a resume after it has ended still gets every event it missed.
+    with service.client() as late:
+        replayed = list(late.trainings.get(training.id).events(last_event_id=ids[2]))
+    assert [(e.id, e.event, e.data) for e in replayed] == [(e.id, e.event, e.data) for e in cut[3:]]
+
 
 def test_events_after_a_given_id_then_cancel_ends_wait_with_training_canceled(client: Client) -> None:
     training = client.trainings.create("ring2d", "gan", steps=200_000, **TINY)

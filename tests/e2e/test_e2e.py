@@ -24,7 +24,7 @@ from tests.helpers import (
     blobs_csv,
     decode_b64_png,
     decode_png,
-    sse_events,
+    sse_entries,
     wait_for_training,
 )
 
@@ -70,7 +70,8 @@ def trainings(http: httpx.Client, datasets: dict[str, str]) -> dict[str, dict[st
 def test_progress_streams_live_over_sse(http: httpx.Client, datasets: dict[str, str]) -> None:
     r = http.post("/v1/trainings", json={"dataset": datasets["points"], "family": "gan", **TINY, "steps": 300})
     training_id = r.json()["id"]
-    events = sse_events(http, f"/v1/trainings/{training_id}/events")
+    entries = sse_entries(http, f"/v1/trainings/{training_id}/events")
+    events = [(e, d) for _, e, d in entries]
     names = [e for e, _ in events]
     steps = [d["step"] for e, d in events if e == "progress"]
     assert names[-1] == "status" and events[-1][1]["status"] == "succeeded", events[-3:]
@@ -79,6 +80,16 @@ def test_progress_streams_live_over_sse(http: httpx.Client, datasets: dict[str, 
     progress = [d for e, d in events if e == "progress"][-1]
     assert progress["total_steps"] == 300 and progress["fraction"] == pytest.approx(1.0)
     assert "eta_seconds" in progress and progress["losses"]
+
+    # A client cut off while the training ended resumes with no event lost: after the third event, everything that
+    # followed, the terminal status with its id; after the last, only how it ended.
+    ids = [i for i, _, _ in entries]
+    assert all(ids) and len(set(ids)) == len(ids), ids
+    resumed = sse_entries(http, f"/v1/trainings/{training_id}/events", headers={"Last-Event-ID": ids[2]})
+    assert resumed == entries[3:]
+    after_end = sse_entries(http, f"/v1/trainings/{training_id}/events", headers={"Last-Event-ID": ids[-1]})
+    assert after_end == [(None, "status", entries[-1][2])]
+    assert [e for _, e, _ in sse_entries(http, f"/v1/trainings/{training_id}/events")] == ["status"]  # a fresh reader
 
 
 def test_all_trainings_succeed_with_models_and_metrics(

@@ -150,7 +150,7 @@ class Training(TrainingState):
     def events(self, last_event_id: str | None = None) -> Iterator[Event]:
         """The training's events from its first (or after `last_event_id`) until it ends: the last is the terminal
         `status` event. A dropped connection is opened again after the last event handed out, so none is lost or
-        repeated (a training that ended meanwhile answers only its final status)."""
+        repeated, also when the training ended meanwhile (the server replays what was missed)."""
         return self._follow(Resume(last_event_id), None)
 
     def wait(self, progress: Callable[[Training | Event], None] | None = None, timeout: float | None = None) -> Model:
