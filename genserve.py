@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -102,13 +103,22 @@ def _exit_cleanly(signum: int, frame: object) -> None:
 def serve(settings: Settings, *, host: str, port: int, workers: int = 1, factory: str = "app.main:create_app") -> None:
     """Run the API under uvicorn, stopping gracefully on SIGTERM. `factory` is the app factory's import path (the
     benchmarks serve `create_app` with their extra route through it, under the same server settings)."""
+    # uvicorn finishes in-flight requests on SIGTERM (up to timeout_graceful_shutdown), then re-raises the signal
+    # under the handler that was there before it: this one, so a graceful stop exits 0 instead of dying by signal.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
+    with contextlib.ExitStack() as stack:
+        if workers > 1 and not os.environ.get("GENSERVE_METRICS_DIR"):
+            # The processes' shared metrics (app/metrics.py): made here, inherited by uvicorn's worker processes.
+            shared = stack.enter_context(tempfile.TemporaryDirectory(prefix="genserve-metrics-"))
+            os.environ["GENSERVE_METRICS_DIR"] = shared
+        _run_uvicorn(settings, host=host, port=port, workers=workers, factory=factory)
+
+
+def _run_uvicorn(settings: Settings, *, host: str, port: int, workers: int, factory: str) -> None:
     import uvicorn
 
     from app.connections import DeadlineProtocol
 
-    # uvicorn finishes in-flight requests on SIGTERM (up to timeout_graceful_shutdown), then re-raises the signal
-    # under the handler that was there before it: this one, so a graceful stop exits 0 instead of dying by signal.
-    signal.signal(signal.SIGTERM, _exit_cleanly)
     uvicorn.run(
         factory,
         factory=True,

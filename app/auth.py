@@ -7,8 +7,8 @@ or `PUBLIC`; the check itself (`Guard.authorize`) runs only when keys are config
 Tokens are kept only as SHA-256 digests and compared in constant time against every configured key, so neither a
 match nor its position leaks through timing. Without keys the service is open (and says so at start).
 
-The rate limit is a token bucket per key and per API process, kept in memory: it costs nothing on Redis, and
-sampling keeps working while Redis is down.
+The rate limit is a token bucket per key shared by every API process through Redis, spent from leases kept in
+memory (app/rate_limits.py): the check does no I/O, and sampling keeps working while Redis is down.
 """
 
 from __future__ import annotations
@@ -18,16 +18,17 @@ import hmac
 import math
 import os
 import secrets
-import time
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.routing import APIRoute
+from redis.asyncio import Redis as AsyncRedis
 
+from app.rate_limits import SharedRateLimit, TokenBucket
 from models.errors import BadRequest, Forbidden, RateLimited, Unauthorized
 
 Scope = Literal["sample", "train"]
@@ -92,40 +93,22 @@ def append_key(path: Path, entry: str) -> None:
         f.write(entry + "\n")
 
 
-@dataclass
-class TokenBucket:
-    rate: float  # tokens per second
-    burst: float
-    tokens: float = field(init=False)
-    stamp: float = field(default_factory=time.monotonic)
-
-    def __post_init__(self) -> None:
-        self.tokens = self.burst
-
-    def wait_s(self) -> float:
-        """0 when a token is there now, else the seconds until one is (nothing taken)."""
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        return 0.0 if self.tokens >= 1 else (1 - self.tokens) / self.rate
-
-    def take(self) -> float:
-        """0 when a request may go now (a token is taken), else the seconds until it may."""
-        wait = self.wait_s()
-        if wait == 0:
-            self.tokens -= 1
-        return wait
-
-
 class Guard:
     """Authenticates, authorizes by scope and rate-limits requests; one per app, built when keys are configured."""
 
-    def __init__(self, keys: list[ApiKey], rate_per_s: float, burst: int, failures_per_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        keys: list[ApiKey],
+        rate_per_s: float,
+        burst: int,
+        failures_per_s: float = 1.0,
+        aredis: AsyncRedis | None = None,
+    ) -> None:
         self.keys = keys
         self.rate_per_s = rate_per_s
         self.burst = burst
         self.failures_per_s = failures_per_s
-        self.buckets: dict[bytes, TokenBucket] = {}
+        self.rates = SharedRateLimit(aredis, rate_per_s, burst) if rate_per_s > 0 else None
         self.failures: OrderedDict[str, TokenBucket] = OrderedDict()  # by client address
 
     def identify(self, header: str | None) -> ApiKey:
@@ -142,8 +125,9 @@ class Guard:
             raise Unauthorized("the API key is not valid", field=("header", "authorization"))
         return found
 
-    def authorize(self, request: Request, scope: Scope) -> None:
-        """Authenticate one request, check that its key has `scope`, and take a token from the key's bucket.
+    def authorize(self, request: Request, scope: Scope) -> Awaitable[None] | None:
+        """Authenticate one request, check that its key has `scope`, and take a token from the key's bucket; an
+        awaitable to await first in the rare case that the key's lease of tokens is on its way (app/rate_limits.py).
 
         Failed attempts are rate-limited per client address (a burst of FAILURE_BURST, then `failures_per_s`), so that
         keys cannot be guessed at the speed of the server; two Authorization headers are refused (400) rather than
@@ -171,17 +155,24 @@ class Guard:
                 field=("header", "authorization"),
             )
         request.scope[KEY_NAME] = key.name
-        if self.rate_per_s > 0:
-            bucket = self.buckets.get(key.digest)
-            if bucket is None:
-                bucket = self.buckets[key.digest] = TokenBucket(self.rate_per_s, self.burst)
-            wait = bucket.take()
-            if wait > 0:
-                raise RateLimited(
-                    f"rate limit of {self.rate_per_s:g} requests/s (burst {self.burst}) exceeded "
-                    "(GENSERVE_RATE_LIMIT_PER_S)",
-                    retry_after_s=max(1, math.ceil(wait)),
-                )
+        if self.rates is None:
+            return None
+        outcome = self.rates.take(key.digest.hex())
+        if isinstance(outcome, float):
+            self._limit(outcome)
+            return None
+        return self._limit_after(outcome)
+
+    async def _limit_after(self, wait: Awaitable[float]) -> None:
+        self._limit(await wait)
+
+    def _limit(self, wait: float) -> None:
+        if wait > 0:
+            raise RateLimited(
+                f"rate limit of {self.rate_per_s:g} requests/s (burst {self.burst}) exceeded "
+                "(GENSERVE_RATE_LIMIT_PER_S)",
+                retry_after_s=max(1, math.ceil(wait)),
+            )
 
     def _failed(self, client: str) -> None:
         if self.failures_per_s <= 0:
@@ -199,8 +190,9 @@ class Guard:
 class Requires:
     """A route's declared access: the scope its requests need, or None for a public route (the probes).
 
-    A FastAPI dependency, and also called directly by `LeanRoute` through `check` (synchronous: nothing in it waits,
-    and the hot route saves a coroutine per request). It finds the app's `Guard` on `app.state.guard` (None when no
+    A FastAPI dependency, and also called directly by `LeanRoute` through `check` (synchronous, so that the hot
+    route saves a coroutine per request: it returns an awaitable only in the rare case that the rate limit waits for
+    a lease of tokens, which the caller then awaits). It finds the app's `Guard` on `app.state.guard` (None when no
     keys are configured: then every route is open).
     """
 
@@ -208,14 +200,17 @@ class Requires:
         self.scope = scope
 
     async def __call__(self, request: Request) -> None:
-        self.check(request)
+        pending = self.check(request)
+        if pending is not None:
+            await pending
 
-    def check(self, request: Request) -> None:
+    def check(self, request: Request) -> Awaitable[None] | None:
         if self.scope is not None:
             guard: Guard | None = request.app.state.guard
             if guard is not None and CHECKED not in request.scope:
-                guard.authorize(request, self.scope)
                 request.scope[CHECKED] = True
+                return guard.authorize(request, self.scope)
+        return None
 
     def __repr__(self) -> str:
         return f"Requires({self.scope!r})"
@@ -232,7 +227,9 @@ class CheckedRoute(APIRoute):
 
         async def checked(request: Request) -> Response:
             for access in checks:
-                access.check(request)
+                pending = access.check(request)
+                if pending is not None:
+                    await pending
             return await handler(request)
 
         return checked

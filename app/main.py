@@ -19,7 +19,7 @@ from app import model_events, problems
 from app.auth import Guard, document_bearer_auth, load_keys
 from app.deps import Services
 from app.docs import add_docs
-from app.metrics import Metrics, TrainingCollector
+from app.metrics import Metrics, TrainingCollector, keep_snapshots
 from app.model_refs import ModelRefs
 from app.openapi import complete as complete_openapi
 from app.quotas import Quotas, StreamSlots
@@ -59,7 +59,7 @@ def build_services(settings: Settings) -> Services:
     # Event streams hold a connection each while they block in XREAD: the pool has room for all of them.
     aredis = connection.connect_async(settings.effective_redis_url, max_connections=settings.max_streams + 32)
     queue = Queue(settings.queue_name, connection=redis)
-    metrics = Metrics()
+    metrics = Metrics(settings.metrics_dir)
     device = settings.torch_device()
     on_cuda = device.type == "cuda"
     cores = len(os.sched_getaffinity(0))
@@ -180,9 +180,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         deliverer = Deliverer(services.aredis, settings)
         delivering = asyncio.create_task(deliverer.run(stop))
+        snapshots = asyncio.create_task(keep_snapshots(services.metrics.totals))
         yield
         stop.set()
-        for task in (listener, watchdog, delivering):
+        for task in (listener, watchdog, delivering, snapshots):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -191,6 +192,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         services.models.loader.shutdown(wait=False)  # type: ignore[attr-defined]
         services.encoders.shutdown(wait=False)
         await services.aredis.aclose()
+        with contextlib.suppress(OSError):
+            services.metrics.totals.write_snapshot()  # the last counts stay in the totals of the others
         services.trainings.close()
         services.redis.close()
 
@@ -208,7 +211,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url=None,
     )
     app.state.guard = (
-        Guard(keys, settings.rate_limit_per_s, settings.rate_limit_burst, settings.auth_failures_per_s)
+        Guard(keys, settings.rate_limit_per_s, settings.rate_limit_burst, settings.auth_failures_per_s, services.aredis)
         if guarded
         else None
     )

@@ -81,6 +81,11 @@ class Settings(WorkerSettings):
         "when the device is the CPU and this process may use one core, where a second thread only adds hand-offs).",
     )
     access_log: bool = Field(False, description="Log every HTTP request (uvicorn's access log).")
+    metrics_dir: Path | None = Field(
+        None,
+        description="A directory the API processes of one `genserve serve --workers N` share, so that /metrics "
+        "answers their totals (set by `serve`; leave unset for one process).",
+    )
     keep_alive_s: int = Field(
         75,
         ge=1,
@@ -120,7 +125,10 @@ class Settings(WorkerSettings):
     )
     api_keys_file: Path | None = Field(None, description="A file of API keys, one `<token>:<scopes>` per line.")
     rate_limit_per_s: float = Field(
-        50.0, ge=0, description="Requests per second per API key and API process (0: no limit; keys only)."
+        50.0,
+        ge=0,
+        description="Requests per second per API key, shared by every API process through Redis (each process on "
+        "its own while Redis is down; 0: no limit; keys only).",
     )
     rate_limit_burst: int = Field(200, ge=1, description="Requests a key may send at once before the rate applies.")
     auth_failures_per_s: float = Field(

@@ -36,7 +36,7 @@ from starlette.routing import request_response
 from app.deps import get_services
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
-Check = Callable[[Request], None]
+Check = Callable[[Request], Awaitable[None] | None]  # plain; an awaitable only when it must wait
 AsyncCheck = Callable[[Request], Awaitable[None]]
 
 
@@ -149,7 +149,9 @@ class LeanRoute(APIRoute):
 
         async def handler(request: Request) -> Response:
             for check in checks:
-                check(request)
+                pending = check(request)
+                if pending is not None:  # the rate limit's rare wait for a lease (app/rate_limits.py)
+                    await pending
             for async_check in async_checks:
                 await async_check(request)
             kwargs: dict[str, Any] = {name: request.path_params[name] for name in path_names}

@@ -55,3 +55,8 @@ def webhook(delivery_id: str) -> str:
 def deliveries(training_id: str) -> str:
     """A training's webhook delivery log (one entry per attempt)."""
     return _training(training_id, "deliveries")
+
+
+def rate_limit(key_digest: str) -> str:
+    """An API key's shared token bucket (app/rate_limits.py), named by the key's digest, never its token."""
+    return f"{PREFIX}:ratelimit:{key_digest}"
