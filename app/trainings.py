@@ -124,9 +124,9 @@ class Trainings:
         with located_in("body"):
             req = req.model_copy(update={"dataset": self._dataset_id(req.dataset)})
             self._check_limits(req)
-            if req.webhook is not None:
-                check_url(req.webhook, self.settings)
             info = self._dataset(req.dataset)
+        if req.webhook is not None:
+            check_url(req.webhook, self.settings)  # (its errors are located in the body already)
         # One creation per API key at a time, across API replicas: the quota's count and the new record never race.
         lock = self.redis.lock(keys.quota_lock(owner), timeout=OWNER_LOCK_TTL_S, blocking_timeout=OWNER_LOCK_WAIT_S)
         if not lock.acquire():

@@ -12,7 +12,7 @@ import logging
 import time
 from collections import OrderedDict
 from concurrent.futures import Executor, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -28,6 +28,7 @@ from models.sampling import InvariantForward, latents, prepare_for_inference, to
 from models.store import ArtifactStore
 
 log = logging.getLogger("genserve.api")
+STORE_RECHECK_S = 10.0  # the longest a deletion missed by the models channel (Redis away) goes unnoticed
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,7 @@ class LoadedModel:
     # (None once known to be gone); `frame_read` says whether it was.
     frame: PointsFrame | None = None
     frame_read: bool = False
+    checked_at: float = field(default_factory=time.monotonic)  # when the store last said it still has the model
 
     @property
     def id(self) -> str:
@@ -214,12 +216,20 @@ class ModelCache:
         )
 
     def cached(self, model_id: str) -> LoadedModel | None:
-        """The loaded model if it is in memory and still in the store (one stat), else None."""
+        """The loaded model if it is in memory, else None. A deletion through any replica evicts it at once (the
+        models channel, app/model_events.py); the store is asked again only every STORE_RECHECK_S, in case an
+        announcement was lost while Redis was down, so the sampling hot path does no store I/O per request (on
+        object storage, a request each)."""
         loaded = self._models.get(model_id)
-        if loaded is not None and self.store.has_model(model_id):
-            self._models.move_to_end(model_id)
-            return loaded
-        return None
+        if loaded is None:
+            return None
+        now = time.monotonic()
+        if now - loaded.checked_at >= STORE_RECHECK_S:
+            if not self.store.has_model(model_id):
+                return None
+            loaded.checked_at = now
+        self._models.move_to_end(model_id)
+        return loaded
 
     async def get(self, model_id: str) -> LoadedModel:
         """The loaded model, loading it on first use; NotFound when the store no longer has it."""

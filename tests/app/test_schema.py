@@ -147,10 +147,14 @@ def test_a_body_the_schema_allows_is_refused_only_for_what_depends_on_the_model(
             label = f"{case.method.upper()} {path}"
             if response.status_code < 300:
                 accepted[label] += 1
-            elif response.status_code in (404, 409) or (
-                response.status_code == 504 and "timeout_ms" in repr(case.body)
+            elif (
+                response.status_code in (404, 409)
+                or (response.status_code == 504 and "timeout_ms" in repr(case.body))
+                or (response.status_code == 503 and "Retry-After" in response.headers)
             ):
-                pass  # a name, version or training that does not exist (yet); an ended training; a generated deadline
+                # a name, version or training that does not exist (yet); an ended training; a generated deadline;
+                # a dataset whose files this offline test service cannot fetch (MNIST): come back later
+                pass
             elif response.status_code not in (413, 415, 422) or not _explained(path, response.json()):
                 unexplained.append(f"{label} {response.status_code} {response.text[:300]}\n  body: {case.body!r:.300}")
 

@@ -239,3 +239,33 @@ async def test_a_latent_longer_than_512_can_be_trained_and_sampled_with_explicit
         assert len(r.json()["samples"]) == 2
         short = await client.post(f"/v1/models/{model}/samples", json={"z": [[0.0] * 512], "format": "json"})
         assert short.status_code == 422 and "latent_dim is 600" in short.text
+
+
+async def test_the_hot_path_asks_the_store_only_every_recheck(
+    tmp_path: Path, redis_url: str, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No store I/O per sampling request: a loaded model is taken on the models channel's word, and the store is
+    asked again only every STORE_RECHECK_S (which catches a deletion whose announcement was lost)."""
+    from app.serving import model_cache
+
+    monkeypatch.setattr(model_cache, "STORE_RECHECK_S", 0.5)
+    settings = make_settings(tmp_path, redis_url)
+    model_id = store_untrained_model(settings.store_dir)
+    async with serving(settings) as (app, client):
+        store = app.state.services.store
+        asked = 0
+        has_model = store.has_model
+
+        def counting(model: str) -> bool:
+            nonlocal asked
+            asked += 1
+            return has_model(model)
+
+        monkeypatch.setattr(store, "has_model", counting)
+        url = f"/v1/models/{model_id}/samples"
+        for seed in range(20):
+            assert (await client.post(url, json={"seed": seed})).status_code == 200
+        assert asked <= 2, asked  # the first load, and perhaps one recheck, not one per request
+        store.delete_model(model_id)  # and no announcement: as if Redis had lost it
+        await asyncio.sleep(0.6)
+        assert (await client.post(url, json={"seed": 1})).status_code == 404

@@ -75,7 +75,8 @@ def test_the_signature_verifies_by_the_spec_and_by_its_library() -> None:
 def test_a_training_request_names_a_bad_webhook(client: httpx.Client) -> None:
     base = {"dataset": "ring2d", "family": "gan", "steps": 10}
     no_secret = client.post("/v1/trainings", json={**base, "webhook": "https://8.8.8.8/hook"})
-    assert "GENSERVE_WEBHOOK_SECRET" in assert_problem(no_secret, 422, "webhook")["detail"]
+    problem = assert_problem(no_secret, 422, "webhook")
+    assert "GENSERVE_WEBHOOK_SECRET" in problem["detail"] and problem["errors"][0]["loc"] == ["body", "webhook"]
     events_alone = client.post("/v1/trainings", json={**base, "webhook_events": ["completed"]})
     assert_problem(events_alone, 422, "webhook_events")
     unknown = client.post("/v1/trainings", json={**base, "webhook": "https://8.8.8.8/", "webhook_events": ["done"]})
