@@ -23,7 +23,6 @@ from pathlib import Path
 
 from app.settings import Settings, get_settings
 from worker.state.connection import answers as redis_answers
-from worker.state.settings import safe_url
 
 log = logging.getLogger("genserve")
 
@@ -173,14 +172,15 @@ def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, _raise_stop)
     with contextlib.ExitStack() as stack:
         url = settings.redis_url
-        embedded = url is None
-        if url is None:
+        embedded = url is None and not settings.redis_sentinels
+        env = dict(os.environ)
+        if embedded:
             directory = settings.store_dir.parent / "redis"
             url = stack.enter_context(embedded_redis(directory))
+            env["GENSERVE_REDIS_URL"] = url
             log.info("Redis: an embedded server of genserve's own at %s (its data in %s)", url, directory)
         else:
-            log.info("Redis: %s (GENSERVE_REDIS_URL)", safe_url(url))
-        env = {**os.environ, "GENSERVE_REDIS_URL": url}
+            log.info("Redis: %s", settings.redis_target)
         host, port = args.host or settings.host, args.port or settings.port
         me = [sys.executable, "-m", "genserve"]
         worker = subprocess.Popen([*me, "worker"], env=env)
@@ -189,7 +189,7 @@ def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
             [*me, "serve", "--host", host, "--port", str(port), "--workers", str(args.workers)], env=env
         )
         stack.callback(_stop_child, api)  # stopped first: finishes in-flight requests before the worker goes
-        log.info("API on http://%s:%d (docs at /docs); store %s", host, port, settings.store_dir)
+        log.info("API on http://%s:%d (docs at /docs); store %s", host, port, settings.store_url or settings.store_dir)
         stopping = "the API and the worker" + (", then the embedded Redis" if embedded else "")
         try:
             pid, status = os.waitpid(-1, 0)

@@ -35,7 +35,6 @@ from models.registry import ModelRegistry
 from models.store import ArtifactStore
 from worker.state import connection, dispatch
 from worker.state.records import TrainingRecords
-from worker.state.settings import safe_url
 from worker.state.watchdog import Watchdog
 
 log = logging.getLogger("genserve.api")
@@ -52,12 +51,12 @@ Errors are `application/problem+json` (RFC 9457) naming the offending field.
 
 
 def build_services(settings: Settings) -> Services:
-    store = ArtifactStore(settings.store_dir)
+    store: ArtifactStore = settings.artifact_store()
     catalog = settings.catalog(store)
     registry = ModelRegistry(store)
-    redis = connection.connect(settings.effective_redis_url)
+    redis = connection.connect(settings.redis_target)
     # Event streams hold a connection each while they block in XREAD: the pool has room for all of them.
-    aredis = connection.connect_async(settings.effective_redis_url, max_connections=settings.max_streams + 32)
+    aredis = connection.connect_async(settings.redis_target, max_connections=settings.max_streams + 32)
     queue = Queue(settings.queue_name, connection=redis)
     metrics = Metrics(settings.metrics_dir)
     device = settings.torch_device()
@@ -157,8 +156,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.info(
             "genserve API: store %s, redis %s, device %s (pid %d)",
-            settings.store_dir,
-            safe_url(settings.effective_redis_url),
+            services.store.location,
+            settings.redis_target,
             services.models.device,
             os.getpid(),
         )

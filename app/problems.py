@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ReadOnlyError as RedisReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -220,8 +221,9 @@ def install(app: FastAPI) -> None:
             extra={"limit": limit} if limit is not None else None,
         )
 
-    @app.exception_handler(RedisConnectionError)
+    @app.exception_handler(RedisConnectionError)  # with Sentinel: MasterNotFoundError, a demoted master
     @app.exception_handler(RedisTimeoutError)
+    @app.exception_handler(RedisReadOnlyError)  # a URL that names a master which a failover demoted
     async def _redis(_: Request, exc: Exception) -> JSONResponse:
         log.warning("redis unavailable: %s", exc)
         return problem(

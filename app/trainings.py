@@ -98,7 +98,7 @@ class Trainings:
         self.fetcher = DatasetFetcher(self.catalog)  # built-in files fetched in the background, one at a time
         # Live state is read with a short timeout, and not at all for a while after Redis failed to answer: a hung
         # Redis then costs one timeout, not one per training listed.
-        self.status_redis = connection.connect(self.settings.effective_redis_url, socket_timeout_s=STATUS_TIMEOUT_S)
+        self.status_redis = connection.connect(self.settings.redis_target, socket_timeout_s=STATUS_TIMEOUT_S)
         self._redis_down_until = 0.0
         self._queue_snapshot: QueueSnapshot | None = None
 
@@ -139,7 +139,9 @@ class Trainings:
                 self._dataset(req.dataset)  # still there
                 return self._create(req, info, owner)
         finally:
-            with contextlib.suppress(LockError):  # expired meanwhile: its TTL bounds a crashed holder
+            # Expired meanwhile, or Redis went away (a failover) after the training was created: the lock's TTL
+            # bounds it, and a created training must not be answered 503.
+            with contextlib.suppress(LockError, RedisError):
                 lock.release()
 
     def _parent(self, req: TrainingRequest) -> ModelManifest:

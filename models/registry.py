@@ -1,10 +1,15 @@
 """Model names, versions and aliases, kept in the artifact store beside the models.
 
-A name's registry (`names/<name>/registry.json`) maps versions to model ids and aliases to versions. Every change
-runs under an exclusive lock on the name (flock, like the training records), so two trainings that finish at once,
-on any workers sharing the store, get two distinct consecutive versions; a version number is never given twice, even
-after its model is deleted. A model's name and version are written into its manifest when it is published and never
-change.
+A name's registry (`names/<name>/registry.json`) maps versions to model ids and aliases to versions. Every change is
+a compare-and-swap on the registry object's ETag (`_change`): read it with its ETag, change it, write it back only if
+the ETag is still current (the first version of a name: only if there is none yet), else read again. This replaces
+the flock on `names/<name>/.lock` of earlier versions, which serialized these read-modify-writes on one file system;
+the CAS keeps what it protected without one (on S3 too): two trainings that finish at once, on any workers sharing the
+store, get two distinct consecutive versions, since of two writers that read the same `next_version` only one can
+write; a version number is never given twice, even after its model is deleted. A model's name and version are
+written into its manifest when it is published and never change: its weights are stored first, then its version is
+claimed, then its manifest (create-only) makes it visible. (So for the one PUT between the claim and the manifest, or
+for good when a publisher dies there, the new version names a model that is not there: 404, never another model.)
 
 References: a model is named by its id (`mdl_...`), by `name:version`, or by `name@alias`.
 """
@@ -12,18 +17,18 @@ References: a model is named by its id (`mdl_...`), by `name:version`, or by `na
 from __future__ import annotations
 
 import contextlib
-import os
+import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from models.errors import Conflict, Invalid, NotFound
 from models.manifest import ModelManifest
-from models.store import ArtifactStore, atomic_write_json, flocked, read_json, utcnow
+from models.objects import cas_pause
+from models.store import ArtifactStore, json_bytes, utcnow
 
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}\Z")
 ALIAS_PATTERN = re.compile(r"[a-z][a-z0-9._-]{0,62}\Z")  # starts with a letter: never read as a version
@@ -85,85 +90,108 @@ class NameEntry:
 class ModelRegistry:
     def __init__(self, store: ArtifactStore) -> None:
         self.store = store
-        self.root = store.root / "names"
-        self.root.mkdir(exist_ok=True)
+        self.objects = store.objects
 
-    def _path(self, name: str) -> Path:
-        return self.root / check_name(name, ("path", "name")) / "registry.json"
+    @staticmethod
+    def _key(name: str) -> str:
+        return f"names/{check_name(name, ('path', 'name'))}/registry.json"
 
-    @contextlib.contextmanager
-    def _locked(self, name: str) -> Iterator[None]:
-        directory = self.root / check_name(name, ("path", "name"))
-        directory.mkdir(exist_ok=True)
-        with flocked(os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, 0o644)):
-            yield
+    def _change(self, name: str, change: Callable[[NameEntry | None], NameEntry]) -> NameEntry:
+        """Apply `change` to the name's entry (None when the name is new) by compare-and-swap, retried until it wins
+        (see the module). `change` gets a fresh entry each time and may raise (NotFound, Conflict): nothing is
+        written then."""
+        key = self._key(name)
+        attempt = 0
+        while True:
+            try:
+                raw, etag = self.objects.get_versioned(key)
+                entry: NameEntry | None = NameEntry.from_json(json.loads(raw))
+            except FileNotFoundError:
+                entry, etag = None, None
+            changed = change(entry)
+            data = json_bytes(changed.to_json())
+            if self.objects.put_new(key, data) if etag is None else self.objects.put_if(key, data, etag):
+                return changed
+            cas_pause(attempt)
+            attempt += 1
 
     def get(self, name: str) -> NameEntry:
         try:
-            return NameEntry.from_json(read_json(self._path(name)))
+            return NameEntry.from_json(json.loads(self.objects.get(self._key(name))))
         except FileNotFoundError:
             raise NotFound(f"no model name {name!r}") from None
 
     def names(self) -> list[NameEntry]:
+        keys = sorted(e.key for e in self.objects.list("names/", "registry.json"))
         out = []
-        for directory in sorted(self.root.iterdir()):
-            with contextlib.suppress(FileNotFoundError, ValueError, KeyError):
-                out.append(NameEntry.from_json(read_json(directory / "registry.json")))
-        return out
-
-    def _entry(self, name: str) -> NameEntry:
-        try:
-            return self.get(name)
-        except NotFound:
-            return NameEntry(name=name, created_at=utcnow())
+        for raw in self.objects.get_many(keys).values():
+            with contextlib.suppress(ValueError, KeyError):
+                out.append(NameEntry.from_json(json.loads(raw)))
+        return sorted(out, key=lambda e: e.name)
 
     def publish(self, manifest: ModelManifest, tensors: dict[str, torch.Tensor], name: str) -> ModelManifest:
-        """Publish a model as the next version of `name` (the manifest gets its name and version)."""
-        with self._locked(name):
-            entry = self._entry(name)
-            version = entry.next_version
-            named = manifest.model_copy(update={"name": name, "version": version})
-            self.store.put_model(named, tensors)
-            entry.versions[version] = named.id
-            entry.next_version = version + 1
-            atomic_write_json(self._path(name), entry.to_json())
-            return named
+        """Publish a model as the next version of `name` (the manifest gets its name and version): its weights
+        first, then the version claimed by compare-and-swap, then its manifest (create-only) makes it visible."""
+        self._key(name)  # an invalid name stores nothing
+        self.store.put_model_weights(manifest.id, tensors)
+        claimed: list[int] = []
+
+        def claim(entry: NameEntry | None) -> NameEntry:
+            entry = entry or NameEntry(name=name, created_at=utcnow())
+            claimed[:] = [entry.next_version]
+            entry.versions[entry.next_version] = manifest.id
+            entry.next_version += 1
+            return entry
+
+        self._change(name, claim)
+        named = manifest.model_copy(update={"name": name, "version": claimed[0]})
+        self.store.put_model_manifest(named)
+        return named
 
     def set_alias(self, name: str, alias: str, version: int) -> NameEntry:
         check_alias(alias, ("path", "alias"))
-        with self._locked(name):
-            entry = self.get(name)
+
+        def move(entry: NameEntry | None) -> NameEntry:
+            if entry is None:
+                raise NotFound(f"no model name {name!r}")
             if version not in entry.versions:
                 raise NotFound(f"model name {name!r} has no version {version}")
             entry.aliases[alias] = version
-            atomic_write_json(self._path(name), entry.to_json())
             return entry
 
+        return self._change(name, move)
+
     def delete_alias(self, name: str, alias: str) -> NameEntry:
-        with self._locked(name):
-            entry = self.get(name)
+        def drop(entry: NameEntry | None) -> NameEntry:
+            if entry is None:
+                raise NotFound(f"no model name {name!r}")
             if alias not in entry.aliases:
                 raise NotFound(f"model name {name!r} has no alias {alias!r}")
             del entry.aliases[alias]
-            atomic_write_json(self._path(name), entry.to_json())
             return entry
+
+        return self._change(name, drop)
 
     def unregister(self, manifest: ModelManifest) -> None:
         """Forget a named model's version before its deletion: 409 naming the aliases that point at it."""
         if manifest.name is None or manifest.version is None:
             return
-        with self._locked(manifest.name):
-            entry = self.get(manifest.name)
-            aliases = entry.aliases_of(manifest.version)
+        name, version = manifest.name, manifest.version
+
+        def forget(entry: NameEntry | None) -> NameEntry:
+            if entry is None:
+                raise NotFound(f"no model name {name!r}")
+            aliases = entry.aliases_of(version)
             if aliases:
-                shown = ", ".join(f"{manifest.name}@{a}" for a in aliases)
+                shown = ", ".join(f"{name}@{a}" for a in aliases)
                 raise Conflict(
-                    f"model {manifest.id} is {manifest.name}:{manifest.version}, which {shown} points to; move or "
-                    "delete the alias first",
+                    f"model {manifest.id} is {name}:{version}, which {shown} points to; move or delete the alias first",
                     field=("path", "model_id"),
                 )
-            entry.versions.pop(manifest.version, None)
-            atomic_write_json(self._path(manifest.name), entry.to_json())
+            entry.versions.pop(version, None)
+            return entry
+
+        self._change(name, forget)
 
     def resolve(self, ref: str) -> str:
         """The model id a reference names: an id as it is, `name:version`, or `name@alias` (NotFound otherwise)."""

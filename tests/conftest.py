@@ -5,12 +5,15 @@ worker process) for end-to-end tests."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -179,9 +182,16 @@ class LiveService:
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[LiveService]:
     """One API process and one worker process for a whole test module (trainings take seconds, not ms)."""
-    tmp = tmp_path_factory.mktemp("live")
+    yield from run_live(tmp_path_factory.mktemp("live"), redis_url)
+
+
+def run_live(
+    tmp: Path, redis_url: str, overrides: dict[str, Any] | None = None, env: dict[str, str] | None = None
+) -> Iterator[LiveService]:
+    """A worker and an API on these settings (and extra environment), stopped (and Redis emptied) at the end."""
     Redis.from_url(redis_url).flushdb()
-    service = LiveService(make_settings(tmp, redis_url), tmp)
+    service = LiveService(make_settings(tmp, redis_url, **(overrides or {})), tmp)
+    service.env.update(env or {})
     try:
         service.start_worker()
         service.start_api()
@@ -200,3 +210,64 @@ def http(live: LiveService) -> Iterator[httpx.Client]:
     """A client of the module's live service (modules with other needs define their own `http`)."""
     with httpx.Client(base_url=live.base_url, timeout=60) as c:
         yield c
+
+
+# --- S3 ---------------------------------------------------------------------------------------------------------------
+# moto checks a PutObject's If-None-Match / If-Match and then writes, in two steps that its threaded server does not
+# make atomic (moto/s3/responses.py, put_object): two conditional writes arriving together could both pass the check.
+# S3 and MinIO decide a conditional write atomically, so the test server runs one request at a time (`_OneAtATime`):
+# the conditional writes the tests race are then as atomic as a real endpoint's, and a lost update would be the
+# store's fault, not the fake's.
+S3_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+class _OneAtATime:
+    """A WSGI app that serves one request at a time (its body read and its answer built under one lock)."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
+        self.app, self.lock = app, threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        with self.lock:
+            return list(self.app(environ, start_response))
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """moto's S3 server on a free port of 127.0.0.1, for the whole session."""
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+    from werkzeug.serving import make_server
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per request otherwise
+    app = _OneAtATime(DomainDispatcherApplication(create_backend_app))
+    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=MotoRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, name="moto", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(10)
+
+
+def s3_store(endpoint: str, tmp: Path, name: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """A fresh bucket on `endpoint`: the settings and the environment that put a service's store in it."""
+    import uuid
+
+    import boto3
+
+    bucket = f"genserve-{name}-{uuid.uuid4().hex[:10]}"
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name=S3_ENV["AWS_DEFAULT_REGION"],
+        aws_access_key_id=S3_ENV["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=S3_ENV["AWS_SECRET_ACCESS_KEY"],
+    )
+    client.create_bucket(Bucket=bucket)
+    overrides = {"store_url": f"s3://{bucket}/{name}", "cache_dir": tmp / "cache"}
+    return overrides, {**S3_ENV, "AWS_ENDPOINT_URL": endpoint}

@@ -233,7 +233,7 @@ def store_model(store: ArtifactStore, record: TrainingRecord, result: TrainResul
         tags=record.request.get("tags") or {},
     )
     name = record.request.get("model_name")
-    if name:  # the next version of the name, assigned under the name's lock (models/registry.py)
+    if name:  # the next version of the name, claimed by compare-and-swap on the registry (models/registry.py)
         return ModelRegistry(store).publish(manifest, tensors, name).id
     store.put_model(manifest, tensors)
     return manifest.id
@@ -253,7 +253,7 @@ def _init_weights(store: ArtifactStore, record: TrainingRecord) -> dict[str, tor
 def train(training_id: str, settings: WorkerSettings | None = None) -> dict[str, Any]:
     """Run one training to its end (or hand it back on SIGTERM) and record the outcome in the store."""
     settings = settings or get_worker_settings()
-    store = ArtifactStore(settings.store_dir)
+    store = settings.artifact_store()
     record = TrainingRecords(store).get(training_id)
     job = get_current_job()
     job_id = job.id if job is not None else record.current_job_id
@@ -264,7 +264,7 @@ def train(training_id: str, settings: WorkerSettings | None = None) -> dict[str,
             "training %s: job %s is stale (the current one is %s); skipped", training_id, job_id, record.current_job_id
         )
         return {"status": record.status.value, "skipped": True}
-    redis = connection.connect(settings.effective_redis_url)
+    redis = connection.connect(settings.redis_target)
     worker_name = os.environ.get("RQ_WORKER_ID", "direct")
     keeper = LeaseKeeper(redis, training_id, job_id, worker_name, settings.lease_ttl_s)
     keeper.acquire()  # before the record says running: a running record without a lease is a lost one

@@ -30,7 +30,7 @@ from rq.exceptions import StopRequested
 
 from worker import preempt
 from worker.state import connection, dispatch
-from worker.state.settings import WorkerSettings, get_worker_settings, safe_url
+from worker.state.settings import WorkerSettings, get_worker_settings
 from worker.state.watchdog import Watchdog, run_in_thread
 
 log = logging.getLogger("genserve.worker")
@@ -99,7 +99,7 @@ def run_worker(settings: WorkerSettings | None = None, *, burst: bool = False, n
     settings = settings or get_worker_settings()
     import models.training  # noqa: F401  (preload: CPU-only import, no CUDA initialization)
 
-    redis = connection.connect(settings.effective_redis_url, socket_timeout_s=None)  # RQ blocks on BLPOP
+    redis = connection.connect(settings.redis_target, socket_timeout_s=None)  # RQ blocks on BLPOP
     queue = Queue(settings.queue_name, connection=redis)
     stop = threading.Event()
     watching = threading.Event()
@@ -109,20 +109,23 @@ def run_worker(settings: WorkerSettings | None = None, *, burst: bool = False, n
     try:
         while True:
             listened = dispatch.queues(queue)
-            worker = GenserveWorker(listened, connection=redis, name=name)
-            log.info(
-                "worker %s listening on queues %s at %s",
-                worker.name,
-                ", ".join(q.name for q in listened),
-                safe_url(settings.effective_redis_url),
-            )
+            worker: GenserveWorker | None = None
             try:
+                # RQ's constructor talks to Redis already (CLIENT SETNAME): a Redis that fails there (mid-failover,
+                # say) is waited for like one that fails in the work loop, instead of ending the process.
+                worker = GenserveWorker(listened, connection=redis, name=name)
+                log.info(
+                    "worker %s listening on queues %s at %s",
+                    worker.name,
+                    ", ".join(q.name for q in listened),
+                    settings.redis_target,
+                )
                 worked = worker.work(burst=burst, logging_level=settings.log_level.upper()) or worked
             except RedisError as exc:  # start-up or teardown met a Redis outage
-                log.warning("worker %s: Redis unavailable (%s)", worker.name, exc)
+                log.warning("worker %s: Redis unavailable (%s)", worker.name if worker else name or "-", exc)
             except StopRequested:
                 return worked
-            if burst or worker.stopping:
+            if burst or (worker is not None and worker.stopping):
                 return worked
 
             def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -131,14 +134,17 @@ def run_worker(settings: WorkerSettings | None = None, *, burst: bool = False, n
             signal.signal(signal.SIGTERM, on_signal)
             signal.signal(signal.SIGINT, on_signal)
             log.warning(
-                "worker %s: the work loop ended (Redis unavailable?); restarting when Redis answers", worker.name
+                "worker %s: the work loop ended (Redis unavailable?); restarting when Redis answers",
+                worker.name if worker else name or "-",
             )
-            _stop_pubsub(worker)
+            if worker is not None:
+                _stop_pubsub(worker)
             stop.wait(RECONNECT_MIN_S)
             _wait_for_redis(redis, stop)
             if stop.is_set():
                 return worked
-            with contextlib.suppress(RedisError):
-                worker.register_death()  # so that a worker of the same name can register again
+            if worker is not None:
+                with contextlib.suppress(RedisError):
+                    worker.register_death()  # so that a worker of the same name can register again
     finally:
         watching.set()

@@ -39,7 +39,7 @@ async def readyz(services: ServicesDep) -> JSONResponse:
             checks["redis"] = "down"
         writable = services.store.is_writable()
         if not writable:
-            log.warning("readiness: the artifact store at %s is not writable", services.store.root)
+            log.warning("readiness: the artifact store at %s is not writable", services.store.location)
         checks["store"] = "ok" if writable else "not writable"
         return checks
 

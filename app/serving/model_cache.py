@@ -182,6 +182,7 @@ class ModelCache:
         self.metrics = metrics
         self._models: OrderedDict[str, LoadedModel] = OrderedDict()
         self._locks: dict[str, asyncio.Lock] = {}
+        self._rechecks: set[asyncio.Task[None]] = set()  # background store checks (`cached`)
 
     @property
     def loaded(self) -> list[str]:
@@ -217,38 +218,57 @@ class ModelCache:
 
     def cached(self, model_id: str) -> LoadedModel | None:
         """The loaded model if it is in memory, else None. A deletion through any replica evicts it at once (the
-        models channel, app/model_events.py); the store is asked again only every STORE_RECHECK_S, in case an
-        announcement was lost while Redis was down, so the sampling hot path does no store I/O per request (on
-        object storage, a request each)."""
+        models channel, app/model_events.py); the store is asked again only every STORE_RECHECK_S, in the
+        background, in case an announcement was lost while Redis was down: the sampling hot path does no store I/O
+        (on object storage, a request each)."""
         loaded = self._models.get(model_id)
         if loaded is None:
             return None
         now = time.monotonic()
         if now - loaded.checked_at >= STORE_RECHECK_S:
-            if not self.store.has_model(model_id):
-                return None
-            loaded.checked_at = now
+            loaded.checked_at = now  # one recheck at a time
+            self._recheck(model_id)
         self._models.move_to_end(model_id)
         return loaded
 
+    def _recheck(self, model_id: str) -> None:
+        try:
+            task = asyncio.get_running_loop().create_task(self._confirm(model_id))
+        except RuntimeError:  # no event loop here: the next caller with one rechecks
+            return
+        self._rechecks.add(task)
+        task.add_done_callback(self._rechecks.discard)
+
+    async def _confirm(self, model_id: str) -> None:
+        try:
+            present = await asyncio.get_running_loop().run_in_executor(self.loader, self.store.has_model, model_id)
+        except Exception as exc:  # the store unreachable for a moment: keep serving, ask again next time
+            log.warning("could not recheck model %s in the store: %s", model_id, exc)
+            return
+        if not present:
+            log.info("model %s is no longer in the store: evicted", model_id)
+            await self.evict(model_id)
+
     async def get(self, model_id: str) -> LoadedModel:
-        """The loaded model, loading it on first use; NotFound when the store no longer has it."""
+        """The loaded model, loading it on first use (once, however many requests wait for it: they wait on one
+        lock, and only the first asks the store); NotFound when the store does not have it."""
         loaded = self.cached(model_id)
         if loaded is not None:
             return loaded
-        if not self.store.has_model(model_id):
-            await self.evict(model_id)
-            raise NotFound(f"no model with id {model_id!r}")
         lock = self._locks.setdefault(model_id, asyncio.Lock())
-        async with lock:
-            loaded = self._models.get(model_id)
-            if loaded is None:
-                loop = asyncio.get_running_loop()
-                loaded = await loop.run_in_executor(self.loader, self._load, model_id)
-                loaded.batcher = self._batcher(loaded)
-                self._models[model_id] = loaded
-                await self._enforce_budget(keep=model_id)
-        self._locks.pop(model_id, None)
+        try:
+            async with lock:
+                loaded = self._models.get(model_id)
+                if loaded is None:
+                    loop = asyncio.get_running_loop()
+                    if not await loop.run_in_executor(self.loader, self.store.has_model, model_id):
+                        raise NotFound(f"no model with id {model_id!r}")
+                    loaded = await loop.run_in_executor(self.loader, self._load, model_id)
+                    loaded.batcher = self._batcher(loaded)
+                    self._models[model_id] = loaded
+                    await self._enforce_budget(keep=model_id)
+        finally:
+            self._locks.pop(model_id, None)
         return loaded
 
     async def preload(self, model_ids: list[str]) -> None:

@@ -86,9 +86,10 @@ class TrainingRecords:
 
     def __init__(self, store: ArtifactStore) -> None:
         self.store = store
-        # Parsed records by id, with the file's mtime when parsed: a list re-reads only the records that changed,
-        # so listing 10,000 trainings costs a directory scan and a stat each (BENCHMARKS.md).
-        self._parsed: dict[str, tuple[int, TrainingRecord]] = {}
+        # Parsed records by id, with the record's version when parsed (its file's mtime, size, inode; on S3, its ETag):
+        # a list re-reads only the records that changed, so listing 10,000 trainings costs a directory scan and a
+        # stat each (BENCHMARKS.md), or on S3 the bucket listing.
+        self._parsed: dict[str, tuple[str, TrainingRecord]] = {}
 
     def get(self, training_id: str) -> TrainingRecord:
         return TrainingRecord.model_validate(self.store.get_training(training_id))
@@ -97,12 +98,12 @@ class TrainingRecords:
         """Every training, newest first."""
         records = []
         seen = set()
-        for training_id, mtime in self.store.training_files():
+        for training_id, version in self.store.training_files():
             seen.add(training_id)
             held = self._parsed.get(training_id)
-            if held is None or held[0] != mtime:
+            if held is None or held[0] != version:
                 try:
-                    held = (mtime, self.get(training_id))
+                    held = (version, self.get(training_id))
                 except (NotFound, ValueError):  # deleted or half-visible meanwhile
                     continue
                 self._parsed[training_id] = held

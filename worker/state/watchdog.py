@@ -61,8 +61,8 @@ class Watchdog:
     @classmethod
     def from_settings(cls, settings: WorkerSettings) -> Watchdog:
         """A watchdog with its own Redis connection (for a worker's parent process)."""
-        redis = connection.connect(settings.effective_redis_url)
-        return cls(ArtifactStore(settings.store_dir), redis, Queue(settings.queue_name, connection=redis), settings)
+        redis = connection.connect(settings.redis_target)
+        return cls(settings.artifact_store(), redis, Queue(settings.queue_name, connection=redis), settings)
 
     # --- one round ----------------------------------------------------------------------------------------------
     def run_once(self) -> list[tuple[str, str]]:
