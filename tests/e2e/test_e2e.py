@@ -1,4 +1,5 @@
-"""End to end over real HTTP: a uvicorn API process, a real RQ worker process, a real Redis.
+"""End to end over real HTTP: a uvicorn API process, a real RQ worker process, a real Redis; the whole module twice,
+with the artifact store in a local directory and in S3 (moto's server).
 
 Upload datasets, train tiny VAEs and GANs on points and images, follow progress, sample in every format,
 reconstruct, interpolate, cancel, delete.
@@ -17,7 +18,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.conftest import LiveService
+from tests.conftest import LiveService, run_live, s3_store
 from tests.helpers import (
     assert_problem,
     bars_zip,
@@ -31,6 +32,15 @@ from tests.helpers import (
 pytestmark = pytest.mark.slow
 
 TINY = {"steps": 60, "batch_size": 32, "width": 32, "latent_dim": 4}
+
+
+@pytest.fixture(scope="module", params=["local", "s3"])
+def live(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, redis_url: str
+) -> Iterator[LiveService]:
+    tmp = tmp_path_factory.mktemp(f"live-{request.param}")
+    overrides, env = s3_store(request.getfixturevalue("s3_endpoint"), tmp, "e2e") if request.param == "s3" else ({}, {})
+    yield from run_live(tmp, redis_url, overrides, env)
 
 
 @pytest.fixture(scope="module")

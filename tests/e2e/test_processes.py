@@ -16,12 +16,15 @@ import pytest
 
 from app.metrics import SNAPSHOT_INTERVAL_S
 from tests.conftest import LiveService, make_settings, wait_until
+from tests.helpers import store_untrained_model
 
 pytestmark = pytest.mark.slow
 REQUESTS = 60
 RATE, BURST = 20.0, 20
 METRICS_KEY, RATE_KEY = "processes-metrics-key-0123456789", "processes-rate-key-0123456789"
 SCRAPE_KEY = "processes-scrape-key-0123456789"
+TRAIN_KEY = "processes-train-key-0123456789"
+MODEL_KEY = "processes-model-key-0123456789"
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +32,7 @@ def two_processes(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> I
     tmp = tmp_path_factory.mktemp("processes")
     shared = tmp / "metrics"
     shared.mkdir()
-    keys = f"{METRICS_KEY}:sample,{RATE_KEY}:sample,{SCRAPE_KEY}:sample"
+    keys = f"{METRICS_KEY}:sample,{RATE_KEY}:sample,{SCRAPE_KEY}:sample,{TRAIN_KEY}:train,{MODEL_KEY}:sample"
     settings = make_settings(
         tmp, redis_url, metrics_dir=shared, api_keys=keys, rate_limit_per_s=RATE, rate_limit_burst=BURST
     )
@@ -99,3 +102,30 @@ def test_a_keys_rate_limit_holds_across_the_processes(two_processes: tuple[LiveS
     print(f"2 processes, {elapsed:.1f} s: {outcomes[200]} admitted of {sum(outcomes.values())}, {expected:.0f} allowed")
     assert set(outcomes) <= {200, 429} and outcomes[429] > 0, outcomes
     assert abs(outcomes[200] - expected) <= 0.1 * expected, (outcomes, expected)
+
+
+def test_every_process_serves_a_model_and_forgets_it_when_deleted(two_processes: tuple[LiveService, Path]) -> None:
+    """The model cache and hot reload work in every process: both load a model on use, and a deletion through one
+    reaches the other (the models channel) — no request after the deletion's answer is served from either."""
+    service, shared = two_processes
+    key = {"Authorization": f"Bearer {MODEL_KEY}"}  # a key of its own: the other tests' buckets stay as they were
+    model_id = store_untrained_model(service.settings.store_dir)
+    url = f"{service.base_url}/v1/models/{model_id}/samples"
+    for seed in range(16):  # a connection each: both processes take some
+        assert httpx.post(url, json={"seed": seed}, headers=key, timeout=30).status_code == 200
+    time.sleep(SNAPSHOT_INTERVAL_S * 2.5)
+    sampled = [
+        sum(
+            value
+            for family in json.loads(path.read_text())
+            for name, labels, value in family["samples"]
+            if name == "genserve_http_requests_total" and labels.get("route") == "/v1/models/{model_id}/samples"
+        )
+        for path in shared.glob("*.json")
+    ]
+    assert len(sampled) == 2 and all(n > 0 for n in sampled), sampled  # both processes loaded and served it
+    admin = {"Authorization": f"Bearer {TRAIN_KEY}"}
+    assert httpx.delete(f"{service.base_url}/v1/models/{model_id}", headers=admin, timeout=30).status_code == 204
+    time.sleep(0.5)  # the announcement's round trip
+    after = Counter(httpx.post(url, json={"seed": 1}, headers=key, timeout=30).status_code for _ in range(16))
+    assert after == Counter({404: 16}), after
