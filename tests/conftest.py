@@ -179,10 +179,35 @@ class LiveService:
                     proc.kill()
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A module's live service runs on the stores its STORE_BACKENDS names ("local", "s3"; default local only):
+    each of its tests once per store."""
+    if "store_backend" in metafunc.fixturenames:
+        metafunc.parametrize("store_backend", getattr(metafunc.module, "STORE_BACKENDS", ["local"]), scope="module")
+
+
 @pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[LiveService]:
-    """One API process and one worker process for a whole test module (trainings take seconds, not ms)."""
-    yield from run_live(tmp_path_factory.mktemp("live"), redis_url)
+def live(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, redis_url: str, store_backend: str
+) -> Iterator[LiveService]:
+    """One API process and one worker process for a whole test module (trainings take seconds, not ms), on the
+    module's store backend. With S3, this process's environment names the endpoint too while the module runs (a
+    test that starts more processes from the service's settings passes it on)."""
+    tmp = tmp_path_factory.mktemp(f"live-{store_backend}")
+    if store_backend == "local":
+        yield from run_live(tmp, redis_url)
+        return
+    overrides, env = s3_store(request.getfixturevalue("s3_endpoint"), tmp, "e2e")
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    try:
+        yield from run_live(tmp, redis_url, overrides)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def run_live(

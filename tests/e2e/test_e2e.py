@@ -18,7 +18,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.conftest import LiveService, run_live, s3_store
+from tests.conftest import LiveService
 from tests.helpers import (
     assert_problem,
     bars_zip,
@@ -34,13 +34,7 @@ pytestmark = pytest.mark.slow
 TINY = {"steps": 60, "batch_size": 32, "width": 32, "latent_dim": 4}
 
 
-@pytest.fixture(scope="module", params=["local", "s3"])
-def live(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, redis_url: str
-) -> Iterator[LiveService]:
-    tmp = tmp_path_factory.mktemp(f"live-{request.param}")
-    overrides, env = s3_store(request.getfixturevalue("s3_endpoint"), tmp, "e2e") if request.param == "s3" else ({}, {})
-    yield from run_live(tmp, redis_url, overrides, env)
+STORE_BACKENDS = ["local", "s3"]  # the whole module on each (tests/conftest.py's `live`)
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ from tests.conftest import LiveService
 from tests.helpers import blobs_csv, sse_events, wait_for_training
 
 pytestmark = pytest.mark.slow
+STORE_BACKENDS = ["local", "s3"]  # the whole module on each (tests/conftest.py's `live`)
 
 PLAN = {"family": "gan", "steps": 600, "batch_size": 32, "width": 32, "latent_dim": 4, "seed": 11, "preview_every": 200}
 
