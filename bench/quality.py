@@ -39,7 +39,16 @@ from models.config import TrainConfig
 from models.data.arrays import ArrayDataset, DatasetSplits
 from models.data.builtin import load_builtin
 from models.evaluation import binarized_test_x
-from models.metrics import frechet_distance, iw_log_likelihood, label_accuracy, mode_histogram_kl, mode_metrics
+from models.metrics import (
+    frechet_distance,
+    iw_log_likelihood,
+    label_accuracy,
+    mmd_at_width,
+    mode_histogram_kl,
+    mode_metrics,
+    near_duplicate_share,
+    within_mode_spread,
+)
 from models.nets import VAE, GenerativeModel, build_model
 from models.progress import Progress
 from models.recipes import resolve_config
@@ -48,6 +57,7 @@ from models.training import TrainResult, train
 ROOT = Path(__file__).resolve().parents[1]
 
 MODE_SAMPLES = 2500  # PacGAN: samples evaluated per trained 2D model
+TWIN_RADIUS = 0.02  # near-duplicates: another sample within this many component stds
 SAMPLE_SEED = 2018  # seeds of the evaluation samples (+ training seed)
 NLL_K = 5000  # importance samples of the MNIST log-likelihood (Burda et al. 2015)
 CURVE_POINTS = 6  # checkpoints of the MNIST VAE evaluated for the NLL-vs-minutes curve
@@ -205,6 +215,20 @@ def wide_modes(samples: torch.Tensor, means: np.ndarray, std: float, top: int = 
     return [(int(i), int(counts[i])) for i in counts.argsort(descending=True)[:top] if counts[i] > 0]
 
 
+def spread(
+    samples: torch.Tensor, means: np.ndarray, std: float, fresh: torch.Tensor, other: torch.Tensor
+) -> dict[str, float]:
+    """Do samples spread inside the modes like the data (issue 24): the within-mode spread over the component std;
+    the share of samples with a near-twin (another within TWIN_RADIUS stds); and the MMD at the component width
+    against fresh data, over the same between two fresh data samples (1 for data; far above for a lookup table)."""
+    reference = mmd_at_width(fresh, other, std)
+    return {
+        "spread": within_mode_spread(samples, means, std),
+        "twins": near_duplicate_share(samples, TWIN_RADIUS * std),
+        "mmd_ratio": mmd_at_width(samples, fresh, std) / max(reference, 1e-12),
+    }
+
+
 def save_generator(model: GenerativeModel, stem: Path) -> None:
     """The trained generator for later study: STEM.safetensors (weights) and STEM.json (its spec)."""
     stem.parent.mkdir(parents=True, exist_ok=True)
@@ -220,11 +244,18 @@ def part_mixture(env: Env, dataset_id: str) -> None:
     rows, results = [], []
     wall = time.perf_counter()
     config = None
+    test = torch.as_tensor(splits.test.x).double()
+    n = MODE_SAMPLES
+    fresh, other, data = test[:n], test[n : 2 * n], test[2 * n : 3 * n]  # fresh data; a second; the data's own scores
+    truth = spread(data, means, std, fresh, other)
+    spreads = []
     for seed in range(env.args.first_seed, env.args.first_seed + env.args.seeds):
         config = config_for(env, dataset_id, splits.train, "gan", seed=seed)
         result, seconds, total_s = run_training(env, config, splits, f"{dataset_id} seed {seed}")
         fake = generate(result.model, MODE_SAMPLES, SAMPLE_SEED + seed)
         m = mode_metrics(fake, means, std)
+        inside = spread(fake, means, std, fresh, other)
+        spreads.append(inside)
         near, far = misses(fake, means, std)
         wide = wide_modes(fake, means, std)
         print(
@@ -247,6 +278,9 @@ def part_mixture(env: Env, dataset_id: str) -> None:
                 f"{100 * m['hq_fraction']:.2f}%",
                 f"{m['reverse_kl']:.4f}",
                 f"{100 * near:.2f}% / {100 * far:.2f}%",
+                f"{inside['spread']:.2f}",
+                f"{100 * inside['twins']:.1f}%",
+                f"{inside['mmd_ratio']:.2f}",
                 config.steps,
                 fmt_s(seconds),
                 fmt_s(total_s),
@@ -270,6 +304,9 @@ def part_mixture(env: Env, dataset_id: str) -> None:
                 "high quality",
                 "reverse KL",
                 "misses: 3-6 / >= 6 std",
+                "spread in modes",
+                f"twins (< {TWIN_RADIUS} std)",
+                "MMD at the mode width / data's",
                 "generator steps",
                 "training time",
                 "train + metrics",
@@ -313,6 +350,38 @@ def part_mixture(env: Env, dataset_id: str) -> None:
     )
     met = sum(r[-1] == "yes" for r in rows)
     print(f"\nseeds meeting every target: {met} of {len(rows)}")
+    print(f"\n#### Spread inside the modes ({n} samples; true data scored the same way)\n")
+    print(
+        table(
+            ["", "spread in modes (x std)", f"twins (< {TWIN_RADIUS} std)", "MMD at the mode width / data's"],
+            [
+                [
+                    "true data (fresh test points)",
+                    f"{truth['spread']:.2f}",
+                    f"{100 * truth['twins']:.1f}%",
+                    f"{truth['mmd_ratio']:.2f}",
+                ],
+                [
+                    "target, every seed",
+                    "0.80-1.25",
+                    f"<= the data's ({100 * truth['twins']:.1f}%, noise allowed)",
+                    "<= 2",
+                ],
+                [
+                    "genserve, median",
+                    f"{np.median([x['spread'] for x in spreads]):.2f}",
+                    f"{100 * np.median([x['twins'] for x in spreads]):.1f}%",
+                    f"{np.median([x['mmd_ratio'] for x in spreads]):.2f}",
+                ],
+                [
+                    "genserve, worst seed",
+                    f"{min(x['spread'] for x in spreads):.2f}",
+                    f"{100 * max(x['twins'] for x in spreads):.1f}%",
+                    f"{max(x['mmd_ratio'] for x in spreads):.2f}",
+                ],
+            ],
+        )
+    )
 
 
 # --- 2. MNIST VAE -------------------------------------------------------------------------------------------------

@@ -82,6 +82,47 @@ def mmd_rbf(a: Tensor, b: Tensor, bandwidths: Sequence[float] = MMD_BANDWIDTHS) 
     return max(0.0, float(kernel(a, a).mean() + kernel(b, b).mean() - 2 * kernel(a, b).mean()))
 
 
+def mmd_at_width(a: Tensor, b: Tensor, width: float) -> float:
+    """Squared MMD with one RBF kernel of an absolute `width` (data units), biased (V-statistic). At the width of a
+    mixture's components it sees how samples spread inside each mode, which distances at the data's own scale (the
+    energy distance, `mmd_rbf`) barely notice."""
+    a, b = a.double().flatten(1), b.double().flatten(1)
+
+    def kernel(u: Tensor, v: Tensor) -> Tensor:
+        return torch.exp(-torch.cdist(u, v).pow(2) / (2 * width * width))
+
+    return max(0.0, float(kernel(a, a).mean() + kernel(b, b).mean() - 2 * kernel(a, b).mean()))
+
+
+def within_mode_spread(
+    samples: Tensor, means: Tensor | np.ndarray, std: float, *, threshold: float = HQ_STD_THRESHOLD
+) -> float:
+    """How widely samples spread inside the modes of a mixture of isotropic Gaussians (component std `std`): for
+    each mode with at least two high-quality samples, their per-coordinate std over `std`, averaged over coordinates;
+    the median over those modes. True samples give a little under 1 (the high-quality cut trims the tails); a
+    generator that puts a mode's samples on a few points gives far less."""
+    x = samples.double().flatten(1)
+    mu = (means if isinstance(means, Tensor) else torch.from_numpy(np.array(means))).double()
+    dist, nearest = torch.cdist(x, mu).min(dim=1)
+    hq = dist / std < threshold
+    ratios = [
+        float(x[hq & (nearest == k)].std(0).mean() / std)
+        for k in range(mu.shape[0])
+        if int((hq & (nearest == k)).sum()) >= 2
+    ]
+    return float(np.median(ratios)) if ratios else 0.0
+
+
+def near_duplicate_share(samples: Tensor, radius: float) -> float:
+    """The share of samples with another sample within `radius`: for a continuous distribution it depends only on
+    the density and the number of samples (compare it with as many true samples), while a generator that places
+    its samples on a few dozen points per mode gives nearly every sample a twin."""
+    x = samples.double().flatten(1)
+    d = torch.cdist(x, x)
+    d.fill_diagonal_(float("inf"))
+    return float((d.min(dim=1).values < radius).double().mean())
+
+
 def gaussian_stats(features: Tensor) -> tuple[Tensor, Tensor]:
     """Mean (F,) and covariance (F, F) of features (n, F), in float64."""
     f = features.double().flatten(1)

@@ -20,9 +20,12 @@ from models.metrics import (
     frechet_distance,
     iw_log_likelihood,
     label_accuracy,
+    mmd_at_width,
     mmd_rbf,
     mode_histogram_kl,
     mode_metrics,
+    near_duplicate_share,
+    within_mode_spread,
 )
 from models.nets import build_model, spec_for
 from models.recipes import resolve_config
@@ -36,6 +39,27 @@ CPU = torch.device("cpu")
 def mixture_samples(means: np.ndarray, std: float, n: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return means[rng.integers(0, len(means), n)] + std * rng.standard_normal((n, means.shape[1]))
+
+
+# --- spread inside the modes ------------------------------------------------------------------------------------
+def test_spread_twins_and_narrow_mmd_tell_data_from_a_lookup_table_and_from_shrunk_modes() -> None:
+    """True samples spread like the data, rarely have a near-twin and match fresh data at the mode width; a generator
+    that replays a few hundred points (a lookup table) keeps the spread but gives every sample a twin; one that
+    shrinks each mode to 0.13 of its width fails all three."""
+    means, std, n = RING2D_MEANS, RING2D_STD, 2500
+    fresh, other, data = (torch.from_numpy(mixture_samples(means, std, n, seed=s)) for s in (1, 2, 3))
+    reference = mmd_at_width(fresh, other, std)
+    rng = np.random.default_rng(0)
+    table = data[torch.from_numpy(rng.integers(0, 320, n))]  # 40 points per mode, replayed
+    centres = torch.from_numpy(means)[torch.cdist(data, torch.from_numpy(means)).argmin(1)]
+    shrunk = centres + (data - centres) * 0.13
+
+    assert 0.9 < within_mode_spread(data, means, std) < 1.05
+    assert near_duplicate_share(data, 0.02 * std) < 0.06
+    assert mmd_at_width(data, fresh, std) / reference < 2
+    assert within_mode_spread(table, means, std) > 0.8 and near_duplicate_share(table, 0.02 * std) > 0.9
+    assert mmd_at_width(table, fresh, std) / reference > 3
+    assert within_mode_spread(shrunk, means, std) < 0.2 and mmd_at_width(shrunk, fresh, std) / reference > 10
 
 
 # --- mode metrics -----------------------------------------------------------------------------------------------
