@@ -12,12 +12,13 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from app.auth import CheckedRoute, requires
-from app.deps import ServicesDep
+from app.deps import Services, ServicesDep
 from app.problems import PROBLEM_SCHEMA, ClientDisconnected
 from app.schemas import InterpolationRequest, SampleRequest
 from app.serving import pictures, sampling, vae_inputs
+from app.serving.batching import Closed
 from app.serving.edge import accepts_uploads
-from app.serving.encoding import DEFAULT_VIEW
+from app.serving.encoding import DEFAULT_VIEW, Encoded
 from app.serving.lean_route import LeanRoute
 from app.serving.model_cache import LoadedModel, SampleJob
 from models.errors import Invalid, TimedOut
@@ -115,7 +116,7 @@ async def create_samples(model_id: str, body: SampleRequest, services: ServicesD
         seed = body.seed if body.seed is not None else draw_seed()
         job = SampleJob(n=n, fmt=fmt.value, seed=seed, labels=labels, view=view)
     timeout_ms = float(body.timeout_ms or services.settings.sample_timeout_ms)
-    return sampling.response(await sampling.run(loaded, job, timeout_ms, services.metrics, request))
+    return sampling.response(await _run(services, loaded, job, timeout_ms, request))
 
 
 @hot_router.post("/{model_id}/interpolations", responses=SAMPLE_RESPONSES, response_class=Response)
@@ -166,7 +167,7 @@ async def create_interpolation(
     path = slerp(ends[0], ends[1], body.steps).repeat(paths, 1)
     job = SampleJob(n=n, fmt=fmt.value, z=path, labels=labels, view=view)
     timeout_ms = float(services.settings.sample_timeout_ms)
-    return sampling.response(await sampling.run(loaded, job, timeout_ms, services.metrics, request))
+    return sampling.response(await _run(services, loaded, job, timeout_ms, request))
 
 
 async def _vae(model_id: str, services: ServicesDep, what: str) -> LoadedModel:
@@ -184,6 +185,15 @@ def _check_inputs(n: int, labels: list[int] | None, loaded: LoadedModel, service
         )
     if loaded.manifest.conditional and labels is None:
         raise Invalid("labels (one per input) are required for a conditional model", field=("body", "labels"))
+
+
+async def _run(services: Services, loaded: LoadedModel, job: SampleJob, timeout_ms: float, request: Request) -> Encoded:
+    """The job's answer from the model's batcher; a model evicted between its lookup and this request's turn (the
+    cache made room for another) is loaded again, so an eviction never fails a request."""
+    try:
+        return await sampling.run(loaded, job, timeout_ms, services.metrics, request)
+    except Closed:
+        return await sampling.run(await services.models.get(loaded.id), job, timeout_ms, services.metrics, request)
 
 
 @router.post(

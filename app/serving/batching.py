@@ -37,6 +37,10 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
+class Closed(RuntimeError):
+    """The batcher was closed (its model evicted) before this request was queued."""
+
+
 class QueueFull(Exception):
     """The batcher holds as many queued rows as it may; the caller should retry later."""
 
@@ -110,7 +114,7 @@ class Batcher(Generic[T, R]):
         max_batch_size runs in a pass of its own.
         """
         if self._closed:
-            raise RuntimeError("batcher is closed")
+            raise Closed("batcher is closed")
         if self._queued_rows + rows > self.max_queue_rows and self._queue:
             raise QueueFull(f"{self._queued_rows} rows queued; the limit is {self.max_queue_rows}")
         loop = asyncio.get_running_loop()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -276,3 +277,57 @@ async def test_the_hot_path_asks_the_store_only_every_recheck(
                 break
             await asyncio.sleep(0.05)
         assert statuses[-1] == 404 and len(statuses) <= 5, statuses
+
+
+async def test_a_burst_of_first_requests_loads_a_cold_model_once(
+    tmp_path: Path, redis_url: str, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No thundering herd: 32 requests arriving together for a model not yet in memory wait on one load, and only
+    the first asks the store whether the model exists."""
+    from app.serving.model_cache import ModelCache
+
+    settings = make_settings(tmp_path, redis_url)
+    model_id = store_untrained_model(settings.store_dir)
+    loads, asked = [], []
+    from models.store import ArtifactStore
+
+    load, has_model = ModelCache._load, ArtifactStore.has_model
+
+    def counting_load(cache: ModelCache, model: str) -> LoadedModel:
+        loads.append(model)
+        time.sleep(0.2)  # a slow load: every request of the burst arrives while it runs
+        return load(cache, model)
+
+    def counting_has(store: Any, model: str) -> bool:
+        asked.append(model)
+        return has_model(store, model)
+
+    monkeypatch.setattr(ModelCache, "_load", counting_load)
+    monkeypatch.setattr(ArtifactStore, "has_model", counting_has)
+    async with serving(settings) as (app, client):
+        url = f"/v1/models/{model_id}/samples"
+        answers = await asyncio.gather(*(client.post(url, json={"seed": s}) for s in range(32)))
+    assert [a.status_code for a in answers] == [200] * 32
+    assert loads == [model_id] and asked == [model_id], (loads, asked)
+
+
+async def test_eviction_never_fails_a_request_in_flight(
+    tmp_path: Path, redis_url: str, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model evicted to make room (the cache's memory budget) while a request of it is in its forward pass: the
+    request is answered, then the model goes."""
+    settings = make_settings(tmp_path, redis_url, model_cache_mb=1)
+    first, second, third = (store_untrained_model(settings.store_dir, width=256) for _ in range(3))  # ~0.53 MB each
+    gate = Gate(monkeypatch)
+    async with serving(settings) as (app, client):
+        cache = app.state.services.models
+        in_flight = asyncio.create_task(client.post(f"/v1/models/{first}/samples", json={"seed": BLOCKING_SEED}))
+        await gate.wait_entered()
+        others = [
+            asyncio.create_task(client.post(f"/v1/models/{m}/samples", json={"seed": 1})) for m in (second, third)
+        ]
+        await asyncio.sleep(0.3)  # loading them pushes the first out of the budget while its pass is held
+        gate.open.set()
+        assert (await in_flight).status_code == 200
+        assert [(await o).status_code for o in others] == [200, 200]
+        assert first not in cache.loaded

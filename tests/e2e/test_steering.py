@@ -14,7 +14,6 @@ from tests.conftest import LiveService
 from tests.helpers import assert_problem, wait_for_training
 
 pytestmark = pytest.mark.slow
-STORE_BACKENDS = ["local", "s3"]  # the whole module on each (tests/conftest.py's `live`)
 
 TINY = {"dataset": "ring2d", "family": "gan", "steps": 50, "batch_size": 32, "width": 16, "latent_dim": 2}
 
