@@ -244,7 +244,7 @@ def part_mixture(env: Env, dataset_id: str) -> None:
     rows, results = [], []
     wall = time.perf_counter()
     config = None
-    test = torch.as_tensor(splits.test.x).double()
+    test = torch.from_numpy(np.array(splits.test.x, dtype=np.float64))
     n = MODE_SAMPLES
     fresh, other, data = test[:n], test[n : 2 * n], test[2 * n : 3 * n]  # fresh data; a second; the data's own scores
     truth = spread(data, means, std, fresh, other)
