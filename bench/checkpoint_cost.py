@@ -10,7 +10,6 @@ And the time to load that checkpoint back (as a worker resuming it on another ma
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import tempfile
 import time
@@ -19,15 +18,13 @@ from typing import Any
 
 import torch
 
+from bench.s3 import moto_bucket
 from bench.serve import ROOT
-from genserve import free_port
 from models.data.builtin import load_builtin
 from models.recipes import resolve_config
 from models.store import open_store
 from models.training import train
 from worker.state.settings import WorkerSettings
-
-S3_ENV = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
 class Capture:
@@ -85,32 +82,23 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
 
-    import boto3
-    from moto.server import ThreadedMotoServer
-
     tensors, meta = mnist_gan_checkpoint(args.mnist)
     size_mb = sum(t.numel() * t.element_size() for t in tensors.values()) / 1e6
-    port = free_port()
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    moto.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    os.environ.update({**S3_ENV, "AWS_ENDPOINT_URL": endpoint})
-    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket="bench")
     tmp = Path(tempfile.mkdtemp(prefix="genserve-bench-ckpt-"))
     interval = WorkerSettings.model_fields["checkpoint_interval_s"].default
-    stores = {
-        "local": open_store(None, tmp / "local"),
-        "s3": open_store("s3://bench/genserve", tmp / "unused", tmp / "cache"),
-    }
-    print(f"checkpoint of the MNIST GAN recipe: {len(tensors)} tensors, {size_mb:.1f} MB; interval {interval:g} s")
-    print(f"| store | save, median of {args.repeats} | share of the training at the interval | load, median |")
-    print("|---|---|---|---|")
-    for name, store in stores.items():
-        saves = timed(lambda store=store: store.save_checkpoint("tr_0123456789abcdef", tensors, meta), args.repeats)
-        reads = timed(lambda store=store: store.load_checkpoint("tr_0123456789abcdef"), args.repeats)
-        save, read = statistics.median(saves), statistics.median(reads)
-        print(f"| {name} | {save * 1000:.0f} ms | {save / interval * 100:.2f}% | {read * 1000:.0f} ms |")
-    moto.stop()
+    with moto_bucket("bench"):
+        stores = {
+            "local": open_store(None, tmp / "local"),
+            "s3": open_store("s3://bench/genserve", tmp / "unused", tmp / "cache"),
+        }
+        print(f"checkpoint of the MNIST GAN recipe: {len(tensors)} tensors, {size_mb:.1f} MB; interval {interval:g} s")
+        print(f"| store | save, median of {args.repeats} | share of the training at the interval | load, median |")
+        print("|---|---|---|---|")
+        for name, store in stores.items():
+            saves = timed(lambda store=store: store.save_checkpoint("tr_0123456789abcdef", tensors, meta), args.repeats)
+            reads = timed(lambda store=store: store.load_checkpoint("tr_0123456789abcdef"), args.repeats)
+            save, read = statistics.median(saves), statistics.median(reads)
+            print(f"| {name} | {save * 1000:.0f} ms | {save / interval * 100:.2f}% | {read * 1000:.0f} ms |")
 
 
 if __name__ == "__main__":

@@ -16,10 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.s3 import moto_bucket
 from bench.serve import ROOT, Server, measure, prepare_model
 from genserve import child_pythonpath, embedded_redis, free_port
-
-S3_ENV = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
 def copy_to_s3(local_dir: Path, model_id: str, store_url: str, cache_dir: Path) -> None:
@@ -41,22 +40,12 @@ def main() -> None:
     parser.add_argument("--client-cores", default="1")
     args = parser.parse_args()
 
-    import boto3
-    from moto.server import ThreadedMotoServer
-
     tmp = Path(tempfile.mkdtemp(prefix="genserve-bench-store-"))
     model_id = prepare_model(tmp / "local", args.mnist if args.mnist.exists() else None, steps=100)
-    moto_port = free_port()
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
-    moto.start()
-    endpoint = f"http://127.0.0.1:{moto_port}"
-    os.environ.update({**S3_ENV, "AWS_ENDPOINT_URL": endpoint})
-    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket="bench")
     store_url = "s3://bench/genserve"
-    copy_to_s3(tmp / "local", model_id, store_url, tmp / "copy-cache")
-
     rows: list[tuple[int, str, dict[str, float]]] = []
-    with embedded_redis(tmp / "redis") as redis_url:
+    with moto_bucket("bench"), embedded_redis(tmp / "redis") as redis_url:
+        copy_to_s3(tmp / "local", model_id, store_url, tmp / "copy-cache")
         base = {k: v for k, v in os.environ.items() if not k.startswith("GENSERVE_")}
         base.update(PYTHONPATH=child_pythonpath(), OMP_NUM_THREADS="1", GENSERVE_REDIS_URL=redis_url)
         backends = {
@@ -89,7 +78,6 @@ def main() -> None:
                     f"  p99 {result['p99_ms']:.2f} ms  errors {result['errors']}",
                     flush=True,
                 )
-    moto.stop()
 
     ratios = []
     for r in range(args.rounds):

@@ -12,14 +12,13 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Route, sync_playwright
+from playwright.sync_api import Browser, Route
 from redis import Redis
 
 from tests.conftest import ROOT, LiveService, make_settings, settings_env
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = "/usr/bin/chromium"  # Debian's; scripts/test.sh installs it (Playwright's own download is unreachable)
 PAGE_TIMEOUT_MS = 30_000
 
 
@@ -68,16 +67,6 @@ def test_the_cli_refuses_unknown_scopes(tmp_path: Path) -> None:
     )
     assert done.returncode == 2 and "scopes are sample or train" in done.stderr
     assert not (tmp_path / "keys").exists()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"no Chromium at {CHROMIUM}: ./scripts/test.sh installs it (apt-get install chromium)")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield browser
-        browser.close()
 
 
 class OfflinePage:

@@ -49,6 +49,19 @@ def two_processes(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> I
         service.stop()
 
 
+def requests_per_process(shared: Path, route: str) -> list[float]:
+    """The requests of `route` each process counted, from their snapshots in the shared directory."""
+    return [
+        sum(
+            value
+            for family in json.loads(path.read_text())
+            for name, labels, value in family["samples"]
+            if name == "genserve_http_requests_total" and labels.get("route") == route
+        )
+        for path in shared.glob("*.json")
+    ]
+
+
 def served(text: str, route: str, status: int) -> float:
     pattern = rf'genserve_http_requests_total{{method="GET",route="{re.escape(route)}",status="{status}"}} (\S+)'
     found = re.search(pattern, text)
@@ -63,15 +76,7 @@ def test_metrics_are_totals_across_the_processes(two_processes: tuple[LiveServic
     )
     assert set(statuses) <= {200, 429}, statuses
     time.sleep(SNAPSHOT_INTERVAL_S * 2.5)
-    per_process = [
-        sum(
-            value
-            for family in json.loads(path.read_text())
-            for name, labels, value in family["samples"]
-            if name == "genserve_http_requests_total" and labels.get("route") == "/v1/datasets"
-        )
-        for path in shared.glob("*.json")
-    ]
+    per_process = requests_per_process(shared, "/v1/datasets")
     assert len(per_process) == 2 and all(n > 0 for n in per_process), per_process  # both served some
     assert sum(per_process) == REQUESTS
     scraper = {"Authorization": f"Bearer {SCRAPE_KEY}"}
@@ -114,15 +119,7 @@ def test_every_process_serves_a_model_and_forgets_it_when_deleted(two_processes:
     for seed in range(16):  # a connection each: both processes take some
         assert httpx.post(url, json={"seed": seed}, headers=key, timeout=30).status_code == 200
     time.sleep(SNAPSHOT_INTERVAL_S * 2.5)
-    sampled = [
-        sum(
-            value
-            for family in json.loads(path.read_text())
-            for name, labels, value in family["samples"]
-            if name == "genserve_http_requests_total" and labels.get("route") == "/v1/models/{model_id}/samples"
-        )
-        for path in shared.glob("*.json")
-    ]
+    sampled = requests_per_process(shared, "/v1/models/{model_id}/samples")
     assert len(sampled) == 2 and all(n > 0 for n in sampled), sampled  # both processes loaded and served it
     admin = {"Authorization": f"Bearer {TRAIN_KEY}"}
     assert httpx.delete(f"{service.base_url}/v1/models/{model_id}", headers=admin, timeout=30).status_code == 204

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, Route, sync_playwright
+from playwright.sync_api import Browser, Page, Route
 from redis import Redis
 
 from tests.conftest import ROOT, LiveService, make_settings
@@ -30,7 +30,6 @@ from tests.helpers import blobs_csv, decode_png
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = "/usr/bin/chromium"  # Debian's; scripts/test.sh installs it (Playwright's own download is unreachable)
 TOKEN = "ui-browser-token-0123456789"
 TIMEOUT_MS = 30_000
 LAPTOP = {"width": 1280, "height": 800}
@@ -60,16 +59,6 @@ def service(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterato
     finally:
         live.stop()
         Redis.from_url(redis_url).flushdb()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"no Chromium at {CHROMIUM}: ./scripts/test.sh installs it (apt-get install chromium)")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield browser
-        browser.close()
 
 
 class Tab:
