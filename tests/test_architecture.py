@@ -106,3 +106,12 @@ def test_a_route_without_a_declaration_is_caught(tmp_path: Path, redis_url: str,
 
     route = next(r for r in app.routes if isinstance(r, APIRoute) and r.path == "/v1/undeclared")
     assert declared_access(route) == []
+
+
+def test_the_client_and_the_server_agree_on_the_servers_commands() -> None:
+    """One `genserve` command: the client's console script hands these to the server's, the server's the rest back."""
+    from genserve_client import cli
+
+    import genserve
+
+    assert cli.SERVER_COMMANDS == genserve.SERVER_COMMANDS

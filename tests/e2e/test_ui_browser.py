@@ -23,9 +23,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from playwright.sync_api import Browser, Page, Route
-from redis import Redis
 
-from tests.conftest import ROOT, LiveService, make_settings
+from tests.conftest import ROOT, LiveService, run_live
 from tests.helpers import blobs_csv, decode_png
 
 pytestmark = pytest.mark.slow
@@ -46,19 +45,7 @@ DROPPED_STREAM = f"id: 0-1\nevent: progress\ndata: {json.dumps(FIRST_PROGRESS)}\
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[LiveService]:
-    tmp = tmp_path_factory.mktemp("ui")
-    Redis.from_url(redis_url).flushdb()
-    live = LiveService(make_settings(tmp, redis_url, api_keys=f"{TOKEN}:sample+train"), tmp)
-    try:
-        live.start_worker()
-        live.start_api()
-        yield live
-    except BaseException:
-        print(live.logs())
-        raise
-    finally:
-        live.stop()
-        Redis.from_url(redis_url).flushdb()
+    yield from run_live(tmp_path_factory.mktemp("ui"), redis_url, {"api_keys": f"{TOKEN}:sample+train"})
 
 
 class Tab:

@@ -24,7 +24,12 @@ from .client import Client, Training
 from .errors import GenserveError, ProblemError, TrainingCanceled, TrainingFailed
 from .types import Event
 
-SERVER_COMMANDS = ("serve", "worker", "dev", "keys")
+SERVER_COMMANDS = (
+    "serve",
+    "worker",
+    "dev",
+    "keys",
+)  # the server's (genserve.py; the repository's tests hold them equal)
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 LIST_LIMIT = 50  # rows a people's table shows unless --limit says otherwise
 
