@@ -342,6 +342,11 @@ class TrainingRequest(Strict):
         "of K equiprobable bins, so that it can jump between separated modes; 0 = off. latent_dim * K is at most "
         f"{MAX_LATENT_BIN_COLUMNS}.",
     )
+    latent_bin_positions: bool | None = Field(
+        None,
+        description="GAN, with latent_categories > 0: each latent coordinate also enters the generator as its "
+        "position inside its bin, so that samples can spread inside a mode instead of sitting on one point per bin.",
+    )
 
     @field_validator("webhook_events")
     @classmethod

@@ -63,6 +63,7 @@ GAN_OPTIONS = (
     "d_steps",
     "d_lr",
     "latent_categories",
+    "latent_bin_positions",
 )
 
 
@@ -107,6 +108,7 @@ class TrainConfig:
     d_steps: DSteps = 1  # discriminator steps per generator step
     d_lr: LearningRate | None = None  # discriminator step size, None = lr
     latent_categories: LatentCategories = 0  # K > 0: each latent coordinate also enters the generator as one of K bins
+    latent_bin_positions: bool = False  # with K > 0: ... and as its position inside that bin (see `Generator`)
     eval_iw_k: EvalIwK = 100  # importance samples of the VAE log-likelihood bound in the end-of-training metrics
     # Schedule and data options
     lr_decay: LrDecay = "none"  # decay of every learning rate after lr_decay_start: "linear" or "cosine" to 0
@@ -123,6 +125,11 @@ class TrainConfig:
                 f"generator), not {self.latent_dim * self.latent_categories}",
                 field=("latent_categories",),
                 limit=MAX_LATENT_BIN_COLUMNS,
+            )
+        if self.latent_bin_positions and not self.latent_categories:
+            raise Invalid(
+                "latent_bin_positions needs latent_categories > 0 (the bins whose positions it feeds)",
+                field=("latent_bin_positions",),
             )
         if self.batch_size % self.pack:
             raise Invalid(f"batch_size {self.batch_size} must be a multiple of pack {self.pack}", field=("batch_size",))

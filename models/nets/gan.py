@@ -23,28 +23,38 @@ class Generator(GenerativeModel):
     from a connected latent space must stretch its output across the gaps between separated modes ("bridges"); at
     a bin edge it can jump instead, in any latent direction. Served latents stay plain Gaussian vectors, so seeds
     and batching are unchanged.
+
+    With `spec.latent_bin_positions` each coordinate's position inside its bin, K * Phi(z_j) - c_j, also joins the
+    input, rescaled to zero mean and unit variance. Without it a fine bin covers so little of z that the net treats
+    it as a constant and draws a few points per bin (collapse inside the modes, issue 24); with it every bin's
+    samples can fill a region.
     """
 
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__(spec)
         self.categories = spec.latent_categories
-        dense = spec.latent_dim + spec.cond_dim
-        self.body = up_body(dense + spec.latent_dim * self.categories, spec)  # (n, L + cond + L*K) -> (n, *net_shape)
-        if self.categories:
-            _bin_input_layer(self.body, dense, self.categories)  # takes (n, L + cond + L): z, cond, the bins
+        self.positions = spec.latent_bin_positions and self.categories > 0
+        dense = spec.latent_dim * (2 if self.positions else 1) + spec.cond_dim
+        self.body = up_body(dense + spec.latent_dim * self.categories, spec)  # (n, dense + L*K) -> (n, *net_shape)
+        if self.categories:  # takes (n, dense + L): z, cond, [the positions in the bins], the bins
+            _bin_input_layer(self.body, dense, self.categories)
         if spec.kind == "images":
             self.set_data_transform(torch.tensor([0.5]), torch.tensor([0.5]))  # net = 2 * data - 1
 
-    def bins(self, z: Tensor) -> Tensor:
-        """The discrete latent part of z (n, L): each coordinate's bin, int64 in [0, K), equiprobable under N(0, 1)."""
-        u = 0.5 * (1.0 + torch.erf(z * 0.5**0.5))  # Phi(z), uniform on [0, 1]
-        return (u * self.categories).long().clamp_(0, self.categories - 1)
+    def bins(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """The discrete latent part of z (n, L): each coordinate's bin, int64 in [0, K), equiprobable under N(0, 1),
+        and its position inside the bin, uniform on [0, 1)."""
+        scaled = 0.5 * (1.0 + torch.erf(z * 0.5**0.5)) * self.categories  # K * Phi(z), uniform on [0, K]
+        bins = scaled.long().clamp_(0, self.categories - 1)
+        return bins, (scaled - bins).clamp_(0.0, 1.0)
 
     def forward_net(self, z: Tensor, labels: Tensor | None) -> Tensor:
         """Samples in net space (n, *net_shape): what the discriminator sees."""
         h = self.condition(z, labels)
         if self.categories:  # the bins, which `BinnedInput` reads as one-hot codes
-            h = torch.cat([h, self.bins(z).to(h.dtype)], dim=1)
+            bins, position = self.bins(z)
+            parts = [h, (position - 0.5) * 12**0.5] if self.positions else [h]  # unit variance
+            h = torch.cat([*parts, bins.to(h.dtype)], dim=1)
         out = self.body(h)
         return torch.tanh(out) if self.spec.kind == "images" else out
 

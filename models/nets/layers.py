@@ -42,6 +42,7 @@ class ModelSpec:
     conv_stages: int = 0  # 0 for MLPs
     activation: Activation = "default"  # of the MLP hidden layers; see `mlp`
     latent_categories: int = 0  # GAN generators: K > 0 bins per latent coordinate; see `Generator`
+    latent_bin_positions: bool = False  # GAN generators with K > 0: each coordinate's position inside its bin too
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

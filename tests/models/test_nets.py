@@ -10,6 +10,7 @@ from safetensors.torch import load, save
 
 from models import losses
 from models.config import TrainConfig
+from models.errors import Invalid
 from models.nets import VAE, Discriminator, Generator, ModelSpec, build_discriminator, build_model, spec_for
 from models.nets.gan import BinnedInput
 from models.nets.layers import conv_stages_for, up_body
@@ -104,7 +105,7 @@ def test_binned_input_is_the_one_hot_product(
     # ... and computes the product with the one-hot codes, with the same gradients
     z, labels = inputs(spec, n=64)
     dense = model.condition(z, labels).detach().requires_grad_()
-    bins = model.bins(z)
+    bins, _ = model.bins(z)
     out = layer(torch.cat([dense, bins.float()], dim=1))
     one_hot = torch.nn.functional.one_hot(bins, 5).float().flatten(1)
     ref = torch.nn.functional.linear(torch.cat([dense, one_hot], dim=1), layer.weight, layer.bias)
@@ -120,13 +121,13 @@ def test_latent_bins_are_equiprobable_and_steer_the_generator() -> None:
     _, spec, model = make("gan", "points", (2,), conditional=True, latent_categories=8)
     assert isinstance(model, Generator) and spec.latent_categories == 8
     z = torch.randn(80_000, spec.latent_dim, generator=torch.Generator().manual_seed(3))
-    bins = model.bins(z)
-    assert bins.shape == z.shape
+    bins, position = model.bins(z)
+    assert bins.shape == position.shape == z.shape
     for j in range(spec.latent_dim):  # every coordinate: 8 bins of 10,000 rows each, within ~5 std of a binomial
         counts = torch.bincount(bins[:, j], minlength=8)
         assert counts.numel() == 8 and (counts - 10_000).abs().max() < 500
     edges = torch.tensor([[-5.0, -1e-4, 1e-4, 5.0]]).T.expand(4, spec.latent_dim)
-    assert model.bins(edges).tolist() == [[0] * 4, [3] * 4, [4] * 4, [7] * 4]
+    assert model.bins(edges)[0].tolist() == [[0] * 4, [3] * 4, [4] * 4, [7] * 4]
     # The output jumps at a bin edge (here z_1 = 0) and moves continuously within a bin
     rows = torch.full((3, spec.latent_dim), 0.3)
     rows[:, 1] = torch.tensor([-1e-4, 1e-4, 3e-4])
@@ -138,6 +139,37 @@ def test_latent_bins_are_equiprobable_and_steer_the_generator() -> None:
     assert ModelSpec.from_dict(d) == spec
     del d["latent_categories"]
     assert ModelSpec.from_dict(d).latent_categories == 0
+
+
+def test_bin_positions_are_uniform_and_spread_a_bin() -> None:
+    _, spec, model = make("gan", "points", (2,), latent_categories=4, latent_bin_positions=True)
+    assert isinstance(model, Generator) and spec.latent_bin_positions
+    z = torch.randn(40_000, spec.latent_dim, generator=torch.Generator().manual_seed(5))
+    bins, position = model.bins(z)
+    # Inside every bin the position is uniform on [0, 1): mean 1/2, variance 1/12 (within ~5 std of their noise)
+    for k in range(4):
+        inside = position[bins == k]
+        assert 0 <= inside.min() and inside.max() < 1
+        assert abs(inside.mean() - 0.5) < 5 * (1 / 12 / inside.numel()) ** 0.5
+        assert abs(inside.var() - 1 / 12) < 0.005
+    # The position is an input of its own: one more dense column per latent coordinate, read by the first layer
+    first, plain = (
+        next(m for m in g.body.modules() if isinstance(m, BinnedInput))
+        for g in (model, make("gan", "points", (2,), latent_categories=4)[2])
+    )
+    assert first.dense == 2 * spec.latent_dim == plain.dense + spec.latent_dim
+    assert first.weight.shape[1] == plain.weight.shape[1] + spec.latent_dim
+    # ... so that two latents in one bin that differ only slightly in z differ in the output as their positions do
+    rows = torch.zeros(2, spec.latent_dim)
+    rows[1, 0] = 0.05  # same bins (Phi(0.05) * 4 = 2.08), positions 0 and 0.08
+    assert model.bins(rows)[0][0].tolist() == model.bins(rows)[0][1].tolist()
+    assert not torch.equal(model.generate(rows, None)[0], model.generate(rows, None)[1])
+    # The option needs bins, and older specs without the field load without it
+    with pytest.raises(Invalid, match="latent_bin_positions"):
+        TrainConfig.from_dict({"family": "gan", "latent_bin_positions": True})
+    d = spec.to_dict()
+    del d["latent_bin_positions"]
+    assert not ModelSpec.from_dict(d).latent_bin_positions
 
 
 def test_conditional_generate_uses_labels() -> None:
