@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -69,6 +69,21 @@ class Metrics:
             "genserve_encode_seconds", "Response encoding time", ["format"], buckets=LATENCY_BUCKETS_S, registry=r
         )
         self.rejected = Counter("genserve_sample_rejected_total", "Sample requests not served", ["reason"], registry=r)
+        self.model_loads = Histogram(
+            "genserve_model_load_seconds",
+            "Cold loads of a model into memory (store reads, net build, padding rule), by whether the padding rule "
+            "was known or had to be calibrated",
+            ["rule"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self.model_evictions = Counter(
+            "genserve_model_evictions_total", "Models dropped from memory (budget or deletion)", registry=r
+        )
+        self.models_loaded = Gauge("genserve_models_loaded", "Models in memory", registry=r)
+        self.models_loaded_bytes = Gauge(
+            "genserve_models_loaded_bytes", "Weights in memory (bounded by GENSERVE_MODEL_CACHE_MB)", registry=r
+        )
         self.samples = Counter("genserve_samples_total", "Samples generated", registry=r)
 
     def observe_batch(self, stats: BatchStats) -> None:

@@ -11,10 +11,12 @@ the same bytes whether a request ran alone or batched. Two things make that true
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
 import numpy as np
@@ -84,6 +86,23 @@ class PaddingRule:
         """The rows a pass of n rows runs with (n plus padding), outside chunking."""
         return max(self.min_rows, -(-n // self.multiple) * self.multiple)
 
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PaddingRule | None:
+        """The rule a `to_dict` wrote, or None for anything else (a cache written by another version)."""
+        try:
+            rule = cls(**d)
+        except TypeError:
+            return None
+        ints = (rule.linear_min_rows, rule.min_rows, rule.multiple)
+        if not all(isinstance(v, int) and v >= 1 for v in ints) or not (
+            rule.chunk is None or (isinstance(rule.chunk, int) and rule.chunk >= 1)
+        ):
+            return None
+        return rule
+
     def describe(self) -> str:
         if self.chunk:
             return f"chunk={self.chunk}"
@@ -104,6 +123,19 @@ CANDIDATE_RULES = (
     *(PaddingRule(chunk=c) for c in (64, 128, 256)),
     PaddingRule(chunk=1),  # always exact: every row alone
 )
+
+
+def calibration_key(spec: dict[str, Any], device: torch.device, *, compile: bool = False) -> str:
+    """What a padding rule depends on, hashed: the net's layer shapes (its spec), the kernels that run them (torch's
+    version, the device, the CPU's instruction set, the thread count) and compilation. Not the weights: two nets of
+    one spec take the same code paths, so a rule found for one holds for the other, and a cold load can skip
+    `InvariantForward.calibrate`, the bulk of its cost."""
+    if device.type == "cuda":
+        kernels = torch.cuda.get_device_name(device)
+    else:
+        kernels = f"{torch.backends.cpu.get_cpu_capability()} threads={torch.get_num_threads()}"
+    parts = {"spec": spec, "torch": torch.__version__, "device": device.type, "kernels": kernels, "compile": compile}
+    return "pad_" + hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
 
 
 class _LinearPadding:

@@ -63,6 +63,7 @@ from models.objects import atomic_write_bytes as atomic_write_bytes
 
 ID_PATTERN = re.compile(r"(ds|tr|mdl)_[0-9a-f]{8,64}\Z")  # with match(): the whole string, no trailing newline
 CLASSIFIER_KEY_PATTERN = re.compile(r"^clf_[0-9a-f]{8,64}$")
+CALIBRATION_KEY_PATTERN = re.compile(r"^pad_[0-9a-f]{32}$")
 CHECKPOINT_META_KEY = "genserve_meta"  # the checkpoint's JSON meta, in the safetensors header's __metadata__
 FOLDERS = ("datasets", "trainings", "models", "names", "classifiers")  # created up front by the local backend
 T = TypeVar("T")
@@ -436,6 +437,26 @@ class ArtifactStore:
         self.objects.delete(self._key("models", model_id, "manifest.json"))  # gone for readers at once
         self.objects.delete_prefix(self._key("models", model_id))
         self._forget(self._key("models", model_id, "weights.safetensors"))
+
+    # --- padding rules (models/sampling.py `calibration_key`) -----------------------------------------------
+    @staticmethod
+    def _calibration_key(key: str) -> str:
+        if not CALIBRATION_KEY_PATTERN.match(key):
+            raise ValueError(f"not a calibration key: {key!r}")
+        return f"calibrations/{key}.json"
+
+    def get_calibration(self, key: str) -> dict[str, Any] | None:
+        """A padding rule found before for this key (net shapes, kernels, threads), or None."""
+        try:
+            found = json.loads(self.objects.get(self._calibration_key(key)))
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+        return found if isinstance(found, dict) else None
+
+    def put_calibration(self, key: str, rule: dict[str, Any]) -> None:
+        """Keep a padding rule for the next process that loads a net of the same key; the first writer wins (racing
+        writers found the same rule)."""
+        self.objects.put_new(self._calibration_key(key), json_bytes(rule))
 
     # --- feature classifiers (models/classifier.py) ---------------------------------------------------------
     @staticmethod

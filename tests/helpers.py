@@ -126,6 +126,7 @@ def store_untrained_model(
     width: int = 16,
     latent_dim: int = 4,
     dataset: str = "upload",
+    init_seed: int = 0,
 ) -> str:
     """A freshly initialized (untrained) model stored as the worker stores models: fast, for serving tests."""
     import torch
@@ -145,7 +146,7 @@ def store_untrained_model(
         num_classes=num_classes,
     )  # type: ignore[arg-type]
     spec = spec_for(config, kind, shape, num_classes)  # type: ignore[arg-type]
-    torch.manual_seed(0)
+    torch.manual_seed(init_seed)
     model = build_model(spec).eval()
     record = training_record(dataset, config.to_dict(), classes)
     return store_model(ArtifactStore(store_dir), record, TrainResult(model, spec, {}, 0, False))

@@ -21,7 +21,7 @@ from app.serving.edge import accepts_uploads
 from app.serving.encoding import DEFAULT_VIEW, Encoded
 from app.serving.lean_route import LeanRoute
 from app.serving.model_cache import LoadedModel, SampleJob
-from models.errors import Invalid, TimedOut
+from models.errors import Invalid, TimedOut, Unavailable
 from models.sampling import latents, slerp
 from models.seeds import draw_seed
 
@@ -84,6 +84,7 @@ SAMPLE_RESPONSES: dict[int | str, dict[str, Any]] = {
     503: PROBLEM,
     504: PROBLEM,
 }
+EVICTED_RELOADS = 5  # loads of a model evicted again and again before one request gives up (503)
 SCORE_SEED = 0  # the importance samples' noise: fixed, so the same input always gets the same score
 DEFAULT_SCORE_K = 100  # importance samples per input, when the request does not say
 MAX_SCORE_K = 5000  # the most a request may ask for (the k of the published MNIST log-likelihoods)
@@ -188,12 +189,20 @@ def _check_inputs(n: int, labels: list[int] | None, loaded: LoadedModel, service
 
 
 async def _run(services: Services, loaded: LoadedModel, job: SampleJob, timeout_ms: float, request: Request) -> Encoded:
-    """The job's answer from the model's batcher; a model evicted between its lookup and this request's turn (the
-    cache made room for another) is loaded again, so an eviction never fails a request."""
-    try:
-        return await sampling.run(loaded, job, timeout_ms, services.metrics, request)
-    except Closed:
-        return await sampling.run(await services.models.get(loaded.id), job, timeout_ms, services.metrics, request)
+    """The job's answer from the model's batcher. A model evicted between its lookup and this request's turn (the
+    cache made room for another) is loaded again, so an eviction never fails a request; only a cache so small for
+    its traffic that the model is pushed out again every time answers 503."""
+    for _ in range(EVICTED_RELOADS):
+        try:
+            return await sampling.run(loaded, job, timeout_ms, services.metrics, request)
+        except Closed:
+            loaded = await services.models.get(loaded.id)
+    services.metrics.rejected.labels("evicted").inc()
+    raise Unavailable(
+        f"model {loaded.id} was evicted {EVICTED_RELOADS} times before this request could run: the models in use do "
+        "not fit in GENSERVE_MODEL_CACHE_MB; retry shortly",
+        retry_after_s=1,
+    )
 
 
 @router.post(

@@ -24,7 +24,14 @@ from models.errors import NotFound
 from models.manifest import ModelManifest
 from models.nets import build_model
 from models.plots import PointsFrame
-from models.sampling import InvariantForward, latents, prepare_for_inference, to_numpy
+from models.sampling import (
+    InvariantForward,
+    PaddingRule,
+    calibration_key,
+    latents,
+    prepare_for_inference,
+    to_numpy,
+)
 from models.store import ArtifactStore
 
 log = logging.getLogger("genserve.api")
@@ -80,6 +87,7 @@ class LoadedModel:
     frame: PointsFrame | None = None
     frame_read: bool = False
     checked_at: float = field(default_factory=time.monotonic)  # when the store last said it still has the model
+    rule_known: bool = False  # whether loading it found its padding rule known (else it calibrated)
 
     @property
     def id(self) -> str:
@@ -182,7 +190,9 @@ class ModelCache:
         self.metrics = metrics
         self._models: OrderedDict[str, LoadedModel] = OrderedDict()
         self._locks: dict[str, asyncio.Lock] = {}
-        self._rechecks: set[asyncio.Task[None]] = set()  # background store checks (`cached`)
+        self._background: set[asyncio.Task[None]] = set()  # store rechecks (`cached`), batchers closing (`evict`)
+        # Padding rules by `calibration_key`: a cold load of a net whose shapes were seen before skips calibration.
+        self._rules: dict[str, PaddingRule] = {}
 
     @property
     def loaded(self) -> list[str]:
@@ -199,10 +209,42 @@ class ModelCache:
         model.load_state_dict(tensors)
         model = prepare_for_inference(model, self.device)
         nbytes = sum(t.numel() * t.element_size() for t in model.state_dict().values())
-        forward = InvariantForward(model, self.device, pin_memory=self.options.pin_memory, compile=self.options.compile)
-        log.info("model %s loaded on %s (%.1f MB, %s)", model_id, self.device, nbytes / 1e6, forward.rule.describe())
+        key = calibration_key(manifest.spec.to_dict(), self.device, compile=self.options.compile)
+        rule = self._rules.get(key) or self._stored_rule(key)
+        forward = InvariantForward(
+            model, self.device, rule, pin_memory=self.options.pin_memory, compile=self.options.compile
+        )
+        if rule is None:
+            self._keep_rule(key, forward.rule)
+        self._rules[key] = forward.rule
+        log.info(
+            "model %s loaded on %s (%.1f MB, %s%s)",
+            model_id,
+            self.device,
+            nbytes / 1e6,
+            forward.rule.describe(),
+            "" if rule is None else ", rule known",
+        )
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"inference-{model_id}")
-        return LoadedModel(manifest, model, forward, nbytes, self.encoders, self.options, self.metrics, executor)
+        loaded = LoadedModel(manifest, model, forward, nbytes, self.encoders, self.options, self.metrics, executor)
+        loaded.rule_known = rule is not None
+        return loaded
+
+    def _stored_rule(self, key: str) -> PaddingRule | None:
+        """A padding rule another process found for nets of this key; None when there is none (or the store cannot
+        say: calibrating is always correct, only slower)."""
+        try:
+            found = self.store.get_calibration(key)
+        except Exception as exc:
+            log.warning("could not read padding rule %s from the store: %s", key, exc)
+            return None
+        return None if found is None else PaddingRule.from_dict(found)
+
+    def _keep_rule(self, key: str, rule: PaddingRule) -> None:
+        try:
+            self.store.put_calibration(key, rule.to_dict())
+        except Exception as exc:  # a read-only store: later processes calibrate again
+            log.warning("could not keep padding rule %s in the store: %s", key, exc)
 
     def _batcher(self, loaded: LoadedModel) -> Batcher[SampleJob, Encoded]:
         o = self.options
@@ -236,8 +278,8 @@ class ModelCache:
             task = asyncio.get_running_loop().create_task(self._confirm(model_id))
         except RuntimeError:  # no event loop here: the next caller with one rechecks
             return
-        self._rechecks.add(task)
-        task.add_done_callback(self._rechecks.discard)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _confirm(self, model_id: str) -> None:
         try:
@@ -261,12 +303,18 @@ class ModelCache:
                 loaded = self._models.get(model_id)
                 if loaded is None:
                     loop = asyncio.get_running_loop()
+                    started = time.perf_counter()
                     if not await loop.run_in_executor(self.loader, self.store.has_model, model_id):
                         raise NotFound(f"no model with id {model_id!r}")
                     loaded = await loop.run_in_executor(self.loader, self._load, model_id)
                     loaded.batcher = self._batcher(loaded)
                     self._models[model_id] = loaded
+                    if self.metrics is not None:
+                        self.metrics.model_loads.labels("known" if loaded.rule_known else "calibrated").observe(
+                            time.perf_counter() - started
+                        )
                     await self._enforce_budget(keep=model_id)
+                    self._count_loaded()
         finally:
             self._locks.pop(model_id, None)
         return loaded
@@ -293,10 +341,23 @@ class ModelCache:
         loaded = self._models.pop(model_id, None)
         if loaded is not None:
             if loaded.batcher is not None:
-                await loaded.batcher.close(drain=True)
+                # A task of its own: the caller (a request that made room) may be cancelled, and the batcher must
+                # still drain and stop rather than be left waiting forever.
+                closing = asyncio.get_running_loop().create_task(loaded.batcher.close(drain=True))
+                self._background.add(closing)
+                closing.add_done_callback(self._background.discard)
+                await asyncio.shield(closing)
             # Its inference thread ends when the last request holding the model lets go of it (the executor is
             # collected), so a reconstruction or a scoring still running finishes.
             log.info("model %s evicted", model_id)
+            if self.metrics is not None:
+                self.metrics.model_evictions.inc()
+            self._count_loaded()
+
+    def _count_loaded(self) -> None:
+        if self.metrics is not None:
+            self.metrics.models_loaded.set(len(self._models))
+            self.metrics.models_loaded_bytes.set(self.used_bytes)
 
     async def close(self) -> None:
         for model_id, loaded in list(self._models.items()):

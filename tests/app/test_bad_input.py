@@ -22,8 +22,14 @@ from worker.jobs import store_model
 
 
 def snapshot(settings: Settings, redis: Redis) -> dict[str, Any]:
+    """What a request may change. Loading a model to check a request against it may keep its padding rule under
+    calibrations/ (a cache of what any load finds; not the request's doing)."""
     root = Path(settings.store_dir)
-    files = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+    files = sorted(
+        str(p.relative_to(root))
+        for p in root.rglob("*")
+        if p.is_file() and p.relative_to(root).parts[0] != "calibrations"
+    )
     return {"files": files, "keys": sorted(redis.keys("*"))}
 
 

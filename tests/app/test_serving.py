@@ -15,12 +15,16 @@ from typing import Any
 
 import httpx
 import pytest
+import torch
 from fastapi import FastAPI
 from redis import Redis
 
 from app.main import create_app
 from app.serving.model_cache import LoadedModel
 from app.settings import Settings
+from models.nets import build_model
+from models.sampling import InvariantForward, PaddingRule, prepare_for_inference
+from models.store import ArtifactStore
 from tests.conftest import make_settings
 from tests.helpers import store_untrained_model
 from worker.state.events import publish_model_event
@@ -331,3 +335,100 @@ async def test_eviction_never_fails_a_request_in_flight(
         assert (await in_flight).status_code == 200
         assert [(await o).status_code for o in others] == [200, 200]
         assert first not in cache.loaded
+
+
+async def test_a_cold_load_of_known_shapes_skips_calibration(
+    tmp_path: Path, redis_url: str, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Calibrating a model's padding rule is most of a cold load's cost (BENCHMARKS.md). The rule depends on the
+    net's shapes and the kernels, not its weights: a process calibrates once per key, keeps the rule in the store,
+    and the next process reads it there; what it reads is what calibrating would have found."""
+    settings = make_settings(tmp_path, redis_url)
+    first, twin = (store_untrained_model(settings.store_dir, init_seed=s) for s in (1, 2))  # same shapes
+    other = store_untrained_model(settings.store_dir, width=32)
+    calibrated: list[str] = []
+    calibrate = InvariantForward.calibrate
+
+    def counting(forward: InvariantForward) -> Any:
+        calibrated.append(str(forward.model.spec.width))  # type: ignore[union-attr]
+        return calibrate(forward)
+
+    monkeypatch.setattr(InvariantForward, "calibrate", counting)
+
+    async def sample_each(models: list[str]) -> dict[str, bytes]:
+        async with serving(settings) as (app, client):
+            bodies = {}
+            for m in models:
+                r = await client.post(f"/v1/models/{m}/samples", json={"seed": 3, "n": 5, "format": "npy"})
+                assert r.status_code == 200, r.text
+                bodies[m] = r.content
+            return bodies | {"rules": [app.state.services.models.cached(m).forward.rule for m in models]}
+
+    found = await sample_each([first, twin, other])
+    assert calibrated == ["16", "32"]  # the twin's weights differ, its shapes do not
+    # A new process reads both rules from the store and samples the same bytes
+    again = await sample_each([twin, other, first])
+    assert calibrated == ["16", "32"] and again[twin] == found[twin] and again[first] == found[first]
+    # ... and each rule is the one the model's own calibration finds
+    store, cpu = ArtifactStore(settings.store_dir), torch.device("cpu")
+    for m, rule in zip([twin, other, first], again["rules"], strict=True):
+        net = build_model(store.get_model(m).spec)
+        net.load_state_dict(store.load_model_tensors(m))
+        assert calibrate(InvariantForward(prepare_for_inference(net, cpu), cpu, PaddingRule())) == rule
+    cache_dir = settings.store_dir / "calibrations"
+    rules = sorted(cache_dir.glob("pad_*.json"))
+    assert len(rules) == 2
+    # A rule the store holds that this version cannot read is calibrated again, never trusted
+    for path in rules:
+        path.write_text('{"chunk": "sixty-four"}')
+    await sample_each([first])
+    assert calibrated == ["16", "32", "16"]
+
+
+async def test_a_cancelled_request_still_lets_the_model_it_evicted_stop(
+    tmp_path: Path, redis_url: str, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Loading a model evicts another and waits for its queued requests to drain. When the request that caused it
+    goes away meanwhile, the evicted model's batcher still drains and stops (it once waited forever)."""
+    settings = make_settings(tmp_path, redis_url, model_cache_mb=1)
+    first, second = (store_untrained_model(settings.store_dir, width=256) for _ in range(2))  # ~0.53 MB each
+    gate = Gate(monkeypatch)
+    async with serving(settings) as (app, client):
+        cache = app.state.services.models
+        held = asyncio.create_task(client.post(f"/v1/models/{first}/samples", json={"seed": BLOCKING_SEED}))
+        await gate.wait_entered()
+        batcher = cache.cached(first).batcher
+        loading = asyncio.create_task(cache.get(second))  # over the budget: evicts the first, waits for its drain
+        await asyncio.sleep(0.3)
+        assert not loading.done() and first not in cache.loaded
+        loading.cancel()
+        gate.open.set()
+        assert (await held).status_code == 200
+        for _ in range(100):
+            if batcher._task.done():
+                break
+            await asyncio.sleep(0.02)
+        assert batcher._task.done()
+
+
+async def test_a_model_evicted_again_and_again_answers_503_not_500(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cache far too small for its traffic can push a model out again between each reload and the request's
+    turn; after a few reloads the request gets a 503 with Retry-After naming the budget, never a 500."""
+    from app.serving.batching import Batcher, Closed
+
+    model_id = store_untrained_model(settings.store_dir)
+    reloads = []
+
+    def always_evicted(batcher: Batcher[Any, Any], *args: Any, **kwargs: Any) -> Any:
+        reloads.append(1)
+        raise Closed("batcher is closed")
+
+    async with serving(settings) as (app, client):
+        monkeypatch.setattr(Batcher, "enqueue", always_evicted)
+        r = await client.post(f"/v1/models/{model_id}/samples", json={"seed": 1})
+        metrics = (await client.get("/metrics")).text
+    assert r.status_code == 503 and r.headers["retry-after"] == "1", r.text
+    assert "GENSERVE_MODEL_CACHE_MB" in r.json()["detail"] and len(reloads) > 1
+    assert 'genserve_sample_rejected_total{reason="evicted"} 1.0' in metrics

@@ -264,6 +264,8 @@ def test_health_readiness_metrics_and_docs(http: httpx.Client, trainings: dict[s
         "genserve_http_request_duration_seconds",
         "genserve_samples_total",
         "genserve_batch_size_samples",
+        "genserve_model_load_seconds_count",
+        "genserve_models_loaded_bytes",
         "genserve_training_queue_depth",
         'genserve_trainings{status="succeeded"}',
     )
