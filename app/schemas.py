@@ -167,6 +167,8 @@ class Format(StrEnum):
     grid = "grid"
     npy = "npy"
     json = "json"
+    zip = "zip"  # image models: a .zip of PNG files
+    jsonl = "jsonl"  # point models: JSON lines, one sample per line
 
 
 class Strict(BaseModel):

@@ -49,7 +49,9 @@ class Settings(WorkerSettings):
     max_latent_dim: int = Field(512, ge=1, description="Largest `latent_dim`.")
 
     # --- sampling -----------------------------------------------------------------------------------------------
-    max_samples_per_request: int = Field(1024, ge=1, description="Largest `n` in one sample request.")
+    max_samples_per_request: int = Field(
+        10_000, ge=1, description="Largest `n` in one sample request (and inputs in one VAE request)."
+    )
     max_batch_size: int = Field(
         64, ge=1, description="Most samples merged into one forward pass (1 turns batching off)."
     )

@@ -15,13 +15,12 @@ from app.auth import CheckedRoute, requires
 from app.deps import Services, ServicesDep
 from app.problems import PROBLEM_SCHEMA, ClientDisconnected
 from app.schemas import InterpolationRequest, SampleRequest
-from app.serving import pictures, sampling, vae_inputs
-from app.serving.batching import Closed
+from app.serving import chunks, pictures, sampling, vae_inputs
 from app.serving.edge import accepts_uploads
-from app.serving.encoding import DEFAULT_VIEW, Encoded
+from app.serving.encoding import DEFAULT_VIEW, encode
 from app.serving.lean_route import LeanRoute
 from app.serving.model_cache import LoadedModel, SampleJob
-from models.errors import Invalid, TimedOut, Unavailable
+from models.errors import Invalid, TimedOut
 from models.sampling import latents, slerp
 from models.seeds import draw_seed
 
@@ -62,8 +61,10 @@ SAMPLE_RESPONSES: dict[int | str, dict[str, Any]] = {
         "description": "The body's type comes from `format` in the request body (not from `Accept`): **png** "
         '(the default for image models) → JSON `{"images": [base64 PNG, ...], "seed"}`; **json** (the default for '
         'point models) → JSON `{"samples": [[...], ...], "seed"}`; **grid** → one `image/png` (images tiled, or a '
-        "scatter plot of points with axes); **npy** → a NumPy `.npy` file, float32, shape (n, *sample_shape). "
-        "When the samples come from a seed, it is also in the `X-Genserve-Seed` header.",
+        "scatter plot of points with axes); **npy** → a NumPy `.npy` file, float32, shape (n, *sample_shape); "
+        "**zip** (image models) → a .zip of one PNG per sample; **jsonl** (point models) → one JSON list per line. "
+        "More samples than one forward pass takes run in chunks; npy, zip and jsonl then stream (chunked "
+        "transfer). When the samples come from a seed, it is also in the `X-Genserve-Seed` header.",
         "content": {
             "application/json": {
                 "schema": {"oneOf": [PNG_BODY, JSON_BODY]},
@@ -77,6 +78,11 @@ SAMPLE_RESPONSES: dict[int | str, dict[str, Any]] = {
                 "schema": {"type": "string", "format": "binary"},
                 "example": "(format npy: a NumPy .npy file)",
             },
+            "application/zip": {
+                "schema": {"type": "string", "format": "binary"},
+                "example": "(format zip: 00000.png, 00001.png, ...)",
+            },
+            "application/jsonl": {"schema": {"type": "string"}, "example": "[0.99, 0.02]\n[-1.01, 0.03]\n"},
         },
     },
     404: PROBLEM,
@@ -84,7 +90,6 @@ SAMPLE_RESPONSES: dict[int | str, dict[str, Any]] = {
     503: PROBLEM,
     504: PROBLEM,
 }
-EVICTED_RELOADS = 5  # loads of a model evicted again and again before one request gives up (503)
 SCORE_SEED = 0  # the importance samples' noise: fixed, so the same input always gets the same score
 DEFAULT_SCORE_K = 100  # importance samples per input, when the request does not say
 MAX_SCORE_K = 5000  # the most a request may ask for (the k of the published MNIST log-likelihoods)
@@ -117,7 +122,7 @@ async def create_samples(model_id: str, body: SampleRequest, services: ServicesD
         seed = body.seed if body.seed is not None else draw_seed()
         job = SampleJob(n=n, fmt=fmt.value, seed=seed, labels=labels, view=view)
     timeout_ms = float(body.timeout_ms or services.settings.sample_timeout_ms)
-    return sampling.response(await _run(services, loaded, job, timeout_ms, request))
+    return await _run(services, loaded, job, timeout_ms, request)
 
 
 @hot_router.post("/{model_id}/interpolations", responses=SAMPLE_RESPONSES, response_class=Response)
@@ -168,7 +173,7 @@ async def create_interpolation(
     path = slerp(ends[0], ends[1], body.steps).repeat(paths, 1)
     job = SampleJob(n=n, fmt=fmt.value, z=path, labels=labels, view=view)
     timeout_ms = float(services.settings.sample_timeout_ms)
-    return sampling.response(await _run(services, loaded, job, timeout_ms, request))
+    return await _run(services, loaded, job, timeout_ms, request)
 
 
 async def _vae(model_id: str, services: ServicesDep, what: str) -> LoadedModel:
@@ -188,21 +193,14 @@ def _check_inputs(n: int, labels: list[int] | None, loaded: LoadedModel, service
         raise Invalid("labels (one per input) are required for a conditional model", field=("body", "labels"))
 
 
-async def _run(services: Services, loaded: LoadedModel, job: SampleJob, timeout_ms: float, request: Request) -> Encoded:
-    """The job's answer from the model's batcher. A model evicted between its lookup and this request's turn (the
-    cache made room for another) is loaded again, so an eviction never fails a request; only a cache so small for
-    its traffic that the model is pushed out again every time answers 503."""
-    for _ in range(EVICTED_RELOADS):
-        try:
-            return await sampling.run(loaded, job, timeout_ms, services.metrics, request)
-        except Closed:
-            loaded = await services.models.get(loaded.id)
-    services.metrics.rejected.labels("evicted").inc()
-    raise Unavailable(
-        f"model {loaded.id} was evicted {EVICTED_RELOADS} times before this request could run: the models in use do "
-        "not fit in GENSERVE_MODEL_CACHE_MB; retry shortly",
-        retry_after_s=1,
-    )
+async def _run(
+    services: Services, loaded: LoadedModel, job: SampleJob, timeout_ms: float, request: Request
+) -> Response:
+    """The response to a sampling job: at once when it fits one pass, else in chunks (app/serving/chunks.py)."""
+    if job.n <= chunks.chunk_size(loaded):
+        encoded, _ = await sampling.serve(services.models, loaded, job, timeout_ms, services.metrics, request)
+        return sampling.response(encoded)
+    return await chunks.respond(services.models, loaded, job, timeout_ms, services.metrics, request)
 
 
 @router.post(
@@ -220,7 +218,12 @@ async def create_reconstructions(model_id: str, request: Request, services: Serv
     fmt = sampling.resolve_format(fmt_requested, loaded.manifest, ("body", "format"))
     labels = sampling.labels_tensor(labels_list, len(x), loaded.manifest, ("body", "labels"))
     loop = asyncio.get_running_loop()
-    encoded = await loop.run_in_executor(loaded.executor, loaded.reconstruct, x, labels, fmt.value)
+    out = []
+    for rows in chunks.slices(len(x), chunks.chunk_size(loaded)):  # a pass each: sampling runs in between
+        part = None if labels is None else labels[rows]
+        out.append(await loop.run_in_executor(loaded.executor, loaded.reconstruct, x[rows], part))
+    samples = np.concatenate(out)
+    encoded = await loop.run_in_executor(loaded.encoders, encode, samples, fmt.value, loaded.kind, None)
     return sampling.response(encoded)
 
 
@@ -262,7 +265,13 @@ async def create_encodings(model_id: str, request: Request, services: ServicesDe
     loaded, x, labels_list = await _json_answer_inputs(model_id, request, services, "encodings")
     labels = sampling.labels_tensor(labels_list, len(x), loaded.manifest, ("body", "labels"))
     loop = asyncio.get_running_loop()
-    mean, logvar = await loop.run_in_executor(loaded.executor, loaded.encode_inputs, x, labels)
+    mean: list[list[float]] = []
+    logvar: list[list[float]] = []
+    for rows in chunks.slices(len(x), chunks.chunk_size(loaded)):  # a pass each: sampling runs in between
+        part = None if labels is None else labels[rows]
+        m, lv = await loop.run_in_executor(loaded.executor, loaded.encode_inputs, x[rows], part)
+        mean += m
+        logvar += lv
     return EncodingResponse(mean=mean, logvar=logvar, latent_dim=loaded.manifest.latent_dim)
 
 

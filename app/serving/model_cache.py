@@ -19,7 +19,7 @@ import torch
 
 from app.metrics import Metrics
 from app.serving.batching import Batcher
-from app.serving.encoding import DEFAULT_VIEW, Encoded, View, encode, encode_batch
+from app.serving.encoding import DEFAULT_VIEW, Encoded, View, encode_batch
 from models.errors import NotFound
 from models.manifest import ModelManifest
 from models.nets import build_model
@@ -136,15 +136,14 @@ class LoadedModel:
             )
         return encoded
 
-    def reconstruct(self, x: np.ndarray, labels: torch.Tensor | None, fmt: str) -> Encoded:
-        """Encode and decode inputs (VAE), then the response body (runs in the inference thread)."""
+    def reconstruct(self, x: np.ndarray, labels: torch.Tensor | None) -> np.ndarray:
+        """Encode and decode inputs (VAE; runs in the inference thread, a chunk of inputs at a time)."""
         with torch.inference_mode():
             device = self.forward.device
             out = self.model.reconstruct(  # type: ignore[operator]
                 torch.from_numpy(x).to(device), None if labels is None else labels.to(device)
             )
-            samples = out.float().cpu().numpy()
-        return encode(samples, fmt, self.kind, None)
+            return out.float().cpu().numpy()
 
     def encode_inputs(self, x: np.ndarray, labels: torch.Tensor | None) -> tuple[list[list[float]], list[list[float]]]:
         """The posterior mean and log-variance of each input (VAE; runs in the inference thread)."""

@@ -13,15 +13,16 @@ from fastapi.responses import Response
 from app.metrics import Metrics
 from app.problems import ClientDisconnected
 from app.schemas import Format
-from app.serving.batching import DeadlineExceeded, QueueFull
+from app.serving.batching import Closed, DeadlineExceeded, QueueFull
 from app.serving.encoding import Encoded
-from app.serving.model_cache import LoadedModel, SampleJob
+from app.serving.model_cache import LoadedModel, ModelCache, SampleJob
 from models.errors import Invalid, TimedOut, Unavailable
 from models.manifest import ModelManifest
 
 SEED_HEADER = "X-Genserve-Seed"
 SEED_HEADER_RAW = SEED_HEADER.lower().encode("latin-1")
 QUEUE_FULL_RETRY_AFTER_S = 1
+EVICTED_RELOADS = 5  # loads of a model evicted again and again before one request gives up (503)
 DISCONNECT_WATCH_AFTER_S = 0.05
 CLIENT_GONE = "client disconnected"
 
@@ -29,8 +30,13 @@ CLIENT_GONE = "client disconnected"
 def resolve_format(requested: Format | None, manifest: ModelManifest, field: tuple[str, ...]) -> Format:
     kind = manifest.kind
     fmt = requested or (Format.png if kind == "images" else Format.json)
-    if kind == "points" and fmt is Format.png:
-        raise Invalid("format png is for image models; points come as json, npy, or grid (a scatter plot)", field=field)
+    if kind == "points" and fmt in (Format.png, Format.zip):
+        raise Invalid(
+            f"format {fmt.value} is for image models; points come as json, jsonl, npy, or grid (a scatter plot)",
+            field=field,
+        )
+    if kind == "images" and fmt is Format.jsonl:
+        raise Invalid("format jsonl is for point models; images come as png, zip, npy, json or grid", field=field)
     return fmt
 
 
@@ -70,6 +76,30 @@ def latent_tensor(z: list[list[float]], latent_dim: int, field: tuple[str, ...])
         i = int((~finite).nonzero()[0])
         raise Invalid(f"latent vector {i} holds a value beyond float32's range", field=(*field, i))
     return tensor
+
+
+async def serve(
+    models: ModelCache,
+    loaded: LoadedModel,
+    job: SampleJob,
+    timeout_ms: float,
+    metrics: Metrics,
+    request: Request | None = None,
+) -> tuple[Encoded, LoadedModel]:
+    """`run`, and the model it ran on. A model evicted between its lookup and this request's turn (the cache made
+    room for another) is loaded again, so an eviction never fails a request; only a cache so small for its traffic
+    that the model is pushed out again every time answers 503."""
+    for _ in range(EVICTED_RELOADS):
+        try:
+            return await run(loaded, job, timeout_ms, metrics, request), loaded
+        except Closed:
+            loaded = await models.get(loaded.id)
+    metrics.rejected.labels("evicted").inc()
+    raise Unavailable(
+        f"model {loaded.id} was evicted {EVICTED_RELOADS} times before this request could run: the models in use do "
+        "not fit in GENSERVE_MODEL_CACHE_MB; retry shortly",
+        retry_after_s=QUEUE_FULL_RETRY_AFTER_S,
+    )
 
 
 async def run(

@@ -64,7 +64,14 @@ def test_an_interpolation_of_a_conditional_model_without_a_label_gives_a_path_pe
     assert r.json()["images"][18:24] == one  # class 3's row is the labelled path
     picture = grid(client.post(url, json={"seed_a": 1, "seed_b": 2, "steps": 6, "format": "grid", "scale": 2}))
     assert picture.shape == (2 * (10 * 10 + 2), 2 * (6 * 10 + 2))  # a row per class, a column per step
-    body = assert_problem(client.post(url, json={"seed_a": 1, "seed_b": 2, "steps": 200}), 422, "steps")
+    # A path per class counts against the samples a request may ask for
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+
+    smaller = settings.model_copy(update={"max_samples_per_request": 1024})
+    with TestClient(create_app(smaller), raise_server_exceptions=False) as limited:
+        body = assert_problem(limited.post(url, json={"seed_a": 1, "seed_b": 2, "steps": 200}), 422, "steps")
     assert "steps x classes" in body["detail"]
 
 
