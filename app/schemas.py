@@ -24,6 +24,8 @@ from models.config import (
     DSteps,
     EvalIwK,
     Family,
+    FourierFeatures,
+    FourierScale,
     FreeBits,
     GanLoss,
     IwaeK,
@@ -343,6 +345,14 @@ class TrainingRequest(Strict):
         description="GAN: K > 0 gives the latent a discrete part: each coordinate also enters the generator as one "
         "of K equiprobable bins, so that it can jump between separated modes; 0 = off. latent_dim * K is at most "
         f"{MAX_LATENT_BIN_COLUMNS}.",
+    )
+    d_fourier_features: FourierFeatures | None = Field(
+        None,
+        description="GAN, MLP (point) models: the discriminator also sees m random Fourier features of each sample, "
+        "so that it resolves detail much finer than the data's spread (the inside of a mode); 0 = off.",
+    )
+    d_fourier_scale: FourierScale | None = Field(
+        None, description="GAN: the Fourier features' frequency scale, in cycles per unit of standardized data."
     )
     latent_bin_positions: bool | None = Field(
         None,

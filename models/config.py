@@ -51,6 +51,8 @@ PenaltyWeight = Annotated[float, Field(ge=0, le=1000, allow_inf_nan=False)]
 Pack = Annotated[int, Field(ge=1, le=8), WHOLE]
 DSteps = Annotated[int, Field(ge=1, le=10), WHOLE]
 LatentCategories = Annotated[int, Field(ge=0, le=MAX_LATENT_CATEGORIES), WHOLE]
+FourierFeatures = Annotated[int, Field(ge=0, le=256), WHOLE]
+FourierScale = Annotated[float, Field(gt=0, le=1000, allow_inf_nan=False)]
 
 VAE_OPTIONS = ("beta", "decoder", "kl_warmup_steps", "free_bits", "iwae_k", "eval_iw_k")
 GAN_OPTIONS = (
@@ -64,6 +66,8 @@ GAN_OPTIONS = (
     "d_lr",
     "latent_categories",
     "latent_bin_positions",
+    "d_fourier_features",
+    "d_fourier_scale",
 )
 
 
@@ -109,6 +113,8 @@ class TrainConfig:
     d_lr: LearningRate | None = None  # discriminator step size, None = lr
     latent_categories: LatentCategories = 0  # K > 0: each latent coordinate also enters the generator as one of K bins
     latent_bin_positions: bool = False  # with K > 0: ... and as its position inside that bin (see `Generator`)
+    d_fourier_features: FourierFeatures = 0  # MLP discriminators: m random Fourier features of the input (2m columns)
+    d_fourier_scale: FourierScale = 10.0  # ... with frequencies ~ N(0, scale^2) cycles per unit of standardized data
     eval_iw_k: EvalIwK = 100  # importance samples of the VAE log-likelihood bound in the end-of-training metrics
     # Schedule and data options
     lr_decay: LrDecay = "none"  # decay of every learning rate after lr_decay_start: "linear" or "cosine" to 0
@@ -130,6 +136,11 @@ class TrainConfig:
             raise Invalid(
                 "latent_bin_positions needs latent_categories > 0 (the bins whose positions it feeds)",
                 field=("latent_bin_positions",),
+            )
+        if self.d_fourier_features and self.architecture == "conv":
+            raise Invalid(
+                "d_fourier_features is for MLP discriminators (point data), not conv nets",
+                field=("d_fourier_features",),
             )
         if self.batch_size % self.pack:
             raise Invalid(f"batch_size {self.batch_size} must be a multiple of pack {self.pack}", field=("batch_size",))

@@ -50,4 +50,10 @@ def build_model(spec: ModelSpec) -> GenerativeModel:
 
 def build_discriminator(spec: ModelSpec, config: TrainConfig) -> Discriminator:
     """The training-only discriminator of a GAN, with the config's packing and spectral norm."""
-    return Discriminator(spec, pack=config.pack, spectral_norm=config.spectral_norm)
+    return Discriminator(
+        spec,
+        pack=config.pack,
+        spectral_norm=config.spectral_norm,
+        fourier_features=config.d_fourier_features,
+        fourier_scale=config.d_fourier_scale,
+    )

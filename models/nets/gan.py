@@ -93,11 +93,29 @@ def _bin_input_layer(body: nn.Module, dense: int, categories: int) -> None:
 class Discriminator(nn.Module):
     """Net-space samples (B, *net_shape) [+ labels (B,)] -> one logit per pack of `pack` samples, (B / pack,)."""
 
-    def __init__(self, spec: ModelSpec, *, pack: int = 1, spectral_norm: bool = False) -> None:
+    frequencies: Tensor | None
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        *,
+        pack: int = 1,
+        spectral_norm: bool = False,
+        fourier_features: int = 0,
+        fourier_scale: float = 10.0,
+    ) -> None:
         super().__init__()
         self.spec = spec
         self.pack = pack
         self.embed: nn.Embedding | None = None
+        # MLP only: random Fourier features (Tancik et al. 2020), sin and cos of 2 pi x B, B ~ N(0, scale^2), drawn
+        # once from the training's RNG and fixed. An MLP on raw coordinates resolves detail on the scale of its
+        # input's spread much sooner than detail a hundred times finer, like the width of one mode of a 2-D mixture
+        # in standardized units; these features give it that resolution from the start.
+        use = fourier_features and spec.architecture != "conv"
+        self.register_buffer(
+            "frequencies", torch.randn(spec.features, fourier_features) * fourier_scale if use else None
+        )
         if spec.architecture == "conv":
             self.body: nn.Module = ConvDown(pack * spec.channels, spec)  # (B/m, m*C, H, W) -> (B/m, F)
             features = self.body.out_features
@@ -106,7 +124,7 @@ class Discriminator(nn.Module):
         else:
             if spec.num_classes:
                 self.embed = nn.Embedding(spec.num_classes, spec.label_dim)  # concatenated to the input
-            in_features = pack * (spec.features + spec.cond_dim)
+            in_features = pack * (spec.features + (2 * fourier_features if use else 0) + spec.cond_dim)
             self.body = mlp(
                 in_features, spec.width, spec.mlp_depth, nn.LeakyReLU, spec.activation
             )  # (B/m, m*(D+E)) -> (B/m, width)
@@ -131,6 +149,9 @@ class Discriminator(nn.Module):
                 out = out + (proj * h).sum(1)
             return out
         x = x.flatten(1)  # (B, D)
+        if self.frequencies is not None:
+            angles = (2 * torch.pi) * (x @ self.frequencies)  # (B, m)
+            x = torch.cat([x, angles.sin(), angles.cos()], dim=1)  # (B, D + 2m)
         if self.embed is not None:
             x = torch.cat([x, self.embed(labels)], dim=1)  # (B, D + E)
         return self.out(self.body(x.reshape(b // m, -1))).squeeze(1)  # (B/m, m*(D+E)) -> (B/m,)

@@ -149,7 +149,7 @@ def test_bin_positions_are_uniform_and_spread_a_bin() -> None:
     # Inside every bin the position is uniform on [0, 1): mean 1/2, variance 1/12 (within ~5 std of their noise)
     for k in range(4):
         inside = position[bins == k]
-        assert 0 <= inside.min() and inside.max() < 1
+        assert inside.min() >= 0 and inside.max() < 1
         assert abs(inside.mean() - 0.5) < 5 * (1 / 12 / inside.numel()) ** 0.5
         assert abs(inside.var() - 1 / 12) < 0.005
     # The position is an input of its own: one more dense column per latent coordinate, read by the first layer
@@ -255,3 +255,24 @@ def test_losses_basics() -> None:
         lin.weight.copy_(torch.tensor([[0.6, 0.8]]))  # unit gradient norm: zero penalty
     gp = losses.gradient_penalty(lambda t: lin(t).squeeze(1), x, torch.randn(4, 2))
     assert gp.item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_fourier_features_give_the_discriminator_fine_detail() -> None:
+    """d_fourier_features: the MLP discriminator sees sin and cos of 2 pi x B besides x; B is fixed (a buffer, so a
+    checkpoint restores it) and drawn from the training's RNG; conv nets refuse the option."""
+    config, spec, _ = make("gan", "points", (2,), d_fourier_features=16, d_fourier_scale=5.0, pack=2)
+    torch.manual_seed(1)
+    d = build_discriminator(spec, config)
+    assert d.frequencies is not None and d.frequencies.shape == (2, 16)
+    assert 2.0 < float(d.frequencies.std()) < 8.0  # drawn at the scale asked for
+    assert "frequencies" in d.state_dict()
+    x = torch.randn(8, 2)
+    assert d(x).shape == (4,)
+    # Two inputs 1/100 of the data's spread apart: the features differ by far more than the coordinates do
+    near = torch.tensor([[0.3, -0.2], [0.31, -0.2]])
+    angles = 2 * torch.pi * (near @ d.frequencies)
+    assert (angles.sin()[0] - angles.sin()[1]).abs().max() > 5 * 0.01
+    plain = build_discriminator(make("gan", "points", (2,), pack=2)[1], make("gan", "points", (2,), pack=2)[0])
+    assert plain.frequencies is None and "frequencies" not in plain.state_dict()
+    with pytest.raises(Invalid, match="d_fourier_features"):
+        TrainConfig.from_dict({"family": "gan", "architecture": "conv", "d_fourier_features": 8})
