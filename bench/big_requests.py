@@ -36,7 +36,7 @@ SMALL_BODY = '{"n": 1, "seed": %d, "format": "png"}'
 RAW_BATCHES = (64, 256, 1024)
 
 
-def raw_rate(store: Path, model_id: str, fmt: str, seconds: float = 3.0) -> dict[int, float]:
+def raw_rate(store: Path, model_id: str, fmt: str, device: str, seconds: float = 3.0) -> dict[int, float]:
     """Samples/s of forward + encoding in this process, one thread, by batch size."""
     import torch
 
@@ -50,16 +50,18 @@ def raw_rate(store: Path, model_id: str, fmt: str, seconds: float = 3.0) -> dict
     manifest = st.get_model(model_id)
     model = build_model(manifest.spec)
     model.load_state_dict(st.load_model_tensors(model_id))
-    model = prepare_for_inference(model, torch.device("cpu"))
+    dev = torch.device(device)
+    model = prepare_for_inference(model, dev)
     gen = torch.Generator().manual_seed(0)
     rates = {}
     for bs in RAW_BATCHES:
         with torch.inference_mode():
-            model.generate(torch.randn(bs, manifest.latent_dim, generator=gen), None)  # warm
+            model.generate(torch.randn(bs, manifest.latent_dim, generator=gen).to(dev), None)  # warm
         done, start = 0, time.perf_counter()
         while time.perf_counter() - start < seconds:
             with torch.inference_mode():
-                out = model.generate(torch.randn(bs, manifest.latent_dim, generator=gen), None).float().numpy()
+                z = torch.randn(bs, manifest.latent_dim, generator=gen).to(dev)
+                out = model.generate(z, None).float().cpu().numpy()
             encode(out, FRAGMENT[fmt], manifest.kind, None)
             done += bs
         rates[bs] = done / (time.perf_counter() - start)
@@ -109,6 +111,7 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10, help="seconds per measured run")
     parser.add_argument("--format", default="npy", choices=("npy", "zip", "png", "json"))
     parser.add_argument("--small-clients", type=int, default=63)
+    parser.add_argument("--device", default="cpu")
     parser.add_argument("--server-cores", default="0")
     parser.add_argument("--client-cores", default="1")
     parser.add_argument("--store", type=Path, default=None)
@@ -131,7 +134,7 @@ def main() -> None:
     )
     own = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {int(c) for c in args.server_cores.split(",")})
-    raw = raw_rate(store, model_id, args.format)
+    raw = raw_rate(store, model_id, args.format, args.device)
     os.sched_setaffinity(0, own)
     best = max(raw.values())
     print("\n## Raw in-process rate (forward + encoding, one thread, the API's core)")
@@ -145,7 +148,7 @@ def main() -> None:
             "OMP_NUM_THREADS": "1",
             "PYTHONPATH": child_pythonpath(),
             "GENSERVE_STORE_DIR": str(store),
-            "GENSERVE_DEVICE": "cpu",
+            "GENSERVE_DEVICE": args.device,
             "GENSERVE_LOG_LEVEL": "warning",
             "GENSERVE_PRELOAD_MODELS": model_id,
         }

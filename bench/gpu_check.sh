@@ -60,8 +60,8 @@ stacked=$!
 # Only this project's pytest plugins: a GPU image may carry others, of other versions.
 PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 GENSERVE_TEST_DEVICE=$DEVICE GENSERVE_COMPILE=off timeout "$TESTS_CAP" \
   $PY -m pytest -v -p no:cacheprovider -p pytest_asyncio.plugin -p pytest_timeout \
-  tests/test_sampling.py tests/test_e2e.py tests/test_serving.py tests/test_batching.py tests/test_faults.py \
-  tests/test_training.py tests/test_scores.py tests/test_lean_route.py --durations=10 > "$OUT/tests.log" 2>&1
+  tests/models/test_sampling.py tests/e2e/test_e2e.py tests/app/test_serving.py tests/app/test_batching.py \
+  tests/e2e/test_faults.py tests/models/test_training.py tests/app/test_scores.py tests/app/test_lean_route.py --durations=10 > "$OUT/tests.log" 2>&1
 echo "tests exit: $?" | tee -a "$OUT/tests.log"
 wait $stacked
 echo "stacked exit: $?" | tee -a "$OUT/stacked.log"

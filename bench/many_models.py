@@ -187,6 +187,7 @@ def main() -> None:
     parser.add_argument("--zipf-s", type=float, default=1.1)
     parser.add_argument("--cache-share", type=float, default=0.25, help="GENSERVE_MODEL_CACHE_MB / the models' total")
     parser.add_argument("--cold", type=int, default=50, help="models kept out of the Zipf run, for first requests")
+    parser.add_argument("--device", default="cpu")
     parser.add_argument("--server-cores", default="0")
     parser.add_argument("--client-cores", default="1")
     parser.add_argument("--out", type=Path, default=None)
@@ -214,7 +215,7 @@ def main() -> None:
             "OMP_NUM_THREADS": "1",
             "PYTHONPATH": child_pythonpath(),
             "GENSERVE_STORE_DIR": str(store),
-            "GENSERVE_DEVICE": "cpu",
+            "GENSERVE_DEVICE": args.device,
             "GENSERVE_LOG_LEVEL": "warning",
             "GENSERVE_MODEL_CACHE_MB": str(cache_mb),
             "GENSERVE_MAX_QUEUE_SAMPLES": "100000",
