@@ -90,7 +90,7 @@ def store_models(store_dir: Path, count: int) -> tuple[list[str], list[int]]:
             status="running",
             request={"dataset": dataset},
             config=config.to_dict(),
-            classes=list(classes) if conditional else None,
+            classes=list(classes or []) if conditional else None,
             created_at=utcnow(),
         )
         ids.append(store_model(store, record, TrainResult(model, spec, {}, 0, False)))
