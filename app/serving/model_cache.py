@@ -306,13 +306,13 @@ class ModelCache:
                     if not await loop.run_in_executor(self.loader, self.store.has_model, model_id):
                         raise NotFound(f"no model with id {model_id!r}")
                     loaded = await loop.run_in_executor(self.loader, self._load, model_id)
+                    await self._make_room(loaded.nbytes)
                     loaded.batcher = self._batcher(loaded)
-                    self._models[model_id] = loaded
+                    self._models[model_id] = loaded  # no await since the room was made: the budget holds
                     if self.metrics is not None:
                         self.metrics.model_loads.labels("known" if loaded.rule_known else "calibrated").observe(
                             time.perf_counter() - started
                         )
-                    await self._enforce_budget(keep=model_id)
                     self._count_loaded()
         finally:
             self._locks.pop(model_id, None)
@@ -326,12 +326,12 @@ class ModelCache:
             except NotFound:
                 log.warning("preload: no model %s in the store", model_id)
 
-    async def _enforce_budget(self, keep: str) -> None:
-        while self.used_bytes > self.max_bytes and len(self._models) > 1:
+    async def _make_room(self, nbytes: int) -> None:
+        """Evict least recently used models until `nbytes` more fit in the budget (all of them, for a model larger
+        than the whole budget). The caller inserts right after, with no await in between, so that concurrent loads
+        never hold more than the budget between them."""
+        while self._models and self.used_bytes + nbytes > self.max_bytes:
             oldest = next(iter(self._models))
-            if oldest == keep:
-                self._models.move_to_end(oldest)
-                continue
             log.info("model cache over %d MB: evicting %s", self.max_bytes // 2**20, oldest)
             await self.evict(oldest)
 

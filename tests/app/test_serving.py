@@ -217,6 +217,36 @@ async def test_lru_cache_stays_within_its_memory_budget(tmp_path: Path, redis_ur
         assert cache.loaded == [models[0]]
 
 
+async def test_models_in_memory_never_exceed_the_budget_while_making_room(
+    tmp_path: Path, redis_url: str, redis: Redis
+) -> None:
+    """Room for a model is made before it joins the cache: while three small models are evicted one by one (each
+    eviction waits for its queue to drain) to make room for a big one, the weights in memory stay within the
+    budget at every step, not only once the room is made."""
+    settings = make_settings(tmp_path, redis_url, model_cache_mb=1)
+    small = [store_untrained_model(settings.store_dir, width=128) for _ in range(3)]
+    big, bigger = (store_untrained_model(settings.store_dir, width=256) for _ in range(2))
+    async with serving(settings) as (app, client):
+        cache = app.state.services.models
+        for model in [*small, big]:
+            assert (await client.post(f"/v1/models/{model}/samples", json={"seed": 1})).status_code == 200
+        assert len(cache.loaded) == 4
+        seen = []
+        done = asyncio.Event()
+
+        async def watch() -> None:
+            while not done.is_set():
+                seen.append(cache.used_bytes)
+                await asyncio.sleep(0)
+
+        watcher = asyncio.create_task(watch())
+        r = await client.post(f"/v1/models/{bigger}/samples", json={"seed": 1})
+        done.set()
+        await watcher
+        assert r.status_code == 200 and cache.loaded[-1] == bigger
+        assert len(seen) > 3 and max(seen) <= 1024 * 1024, (max(seen), len(seen))
+
+
 @pytest.mark.parametrize(
     ("setting", "cores", "inline"),
     [("auto", {0}, True), ("auto", {0, 1}, False), ("on", {0, 1}, True), ("off", {0}, False)],
