@@ -129,6 +129,7 @@ def _run_uvicorn(settings: Settings, *, host: str, port: int, workers: int, fact
         timeout_keep_alive=settings.keep_alive_s,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         http=DeadlineProtocol,
+        loop=settings.event_loop,
         limit_concurrency=settings.max_connections,
     )
 

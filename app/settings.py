@@ -83,6 +83,13 @@ class Settings(WorkerSettings):
         "when the device is the CPU and this process may use one core, where a second thread only adds hand-offs).",
     )
     access_log: bool = Field(False, description="Log every HTTP request (uvicorn's access log).")
+    # uvloop is ~4% faster at 64 clients, but while one client reads a big streamed body fast, every other
+    # connection stalls for up to a second at a time under uvloop (not under asyncio): BENCHMARKS.md, issue 25.
+    event_loop: Literal["auto", "asyncio", "uvloop"] = Field(
+        "asyncio",
+        description="The API's event loop (uvicorn's `loop`; auto takes uvloop when installed). asyncio by default: "
+        "uvloop is a little faster but stalls other connections while one streams a big answer.",
+    )
     metrics_dir: Path | None = Field(
         None,
         description="A directory the API processes of one `genserve serve --workers N` share, so that /metrics "

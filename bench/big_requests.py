@@ -112,6 +112,9 @@ def main() -> None:
     parser.add_argument("--format", default="npy", choices=("npy", "zip", "png", "json"))
     parser.add_argument("--small-clients", type=int, default=63)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--event-loop", default="asyncio", choices=("auto", "asyncio", "uvloop"), help="GENSERVE_EVENT_LOOP"
+    )
     parser.add_argument("--server-cores", default="0")
     parser.add_argument("--client-cores", default="1")
     parser.add_argument("--store", type=Path, default=None)
@@ -150,6 +153,7 @@ def main() -> None:
             "GENSERVE_STORE_DIR": str(store),
             "GENSERVE_DEVICE": args.device,
             "GENSERVE_LOG_LEVEL": "warning",
+            "GENSERVE_EVENT_LOOP": args.event_loop,
             "GENSERVE_PRELOAD_MODELS": model_id,
         }
     )

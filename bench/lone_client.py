@@ -32,6 +32,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=int, default=8)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--event-loop", default="asyncio", choices=("auto", "asyncio", "uvloop"), help="GENSERVE_EVENT_LOOP"
+    )
     parser.add_argument("--server-cores", default="0")
     parser.add_argument("--client-cores", default="1")
     parser.add_argument("--store", type=Path, default=None)
@@ -48,6 +51,7 @@ def main() -> None:
             "GENSERVE_STORE_DIR": str(store),
             "GENSERVE_DEVICE": args.device,
             "GENSERVE_LOG_LEVEL": "warning",
+            "GENSERVE_EVENT_LOOP": args.event_loop,
             "GENSERVE_PRELOAD_MODELS": model_id,
         }
     )

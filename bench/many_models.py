@@ -188,6 +188,9 @@ def main() -> None:
     parser.add_argument("--cache-share", type=float, default=0.25, help="GENSERVE_MODEL_CACHE_MB / the models' total")
     parser.add_argument("--cold", type=int, default=50, help="models kept out of the Zipf run, for first requests")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--event-loop", default="asyncio", choices=("auto", "asyncio", "uvloop"), help="GENSERVE_EVENT_LOOP"
+    )
     parser.add_argument("--server-cores", default="0")
     parser.add_argument("--client-cores", default="1")
     parser.add_argument("--out", type=Path, default=None)
@@ -217,6 +220,7 @@ def main() -> None:
             "GENSERVE_STORE_DIR": str(store),
             "GENSERVE_DEVICE": args.device,
             "GENSERVE_LOG_LEVEL": "warning",
+            "GENSERVE_EVENT_LOOP": args.event_loop,
             "GENSERVE_MODEL_CACHE_MB": str(cache_mb),
             "GENSERVE_MAX_QUEUE_SAMPLES": "100000",
         }

@@ -224,6 +224,9 @@ def main() -> None:
     parser.add_argument("--train-steps", type=int, default=300)
     parser.add_argument("--duration", type=int, default=10, help="seconds per measured point")
     parser.add_argument("--concurrency", default="1,8,64")
+    parser.add_argument(
+        "--event-loop", default="asyncio", choices=("auto", "asyncio", "uvloop"), help="GENSERVE_EVENT_LOOP"
+    )
     parser.add_argument("--server-cores", default="0")
     parser.add_argument("--client-cores", default="1")
     parser.add_argument("--device", default="cpu")
@@ -347,6 +350,7 @@ def main() -> None:
             "GENSERVE_LOG_LEVEL": "warning",
             "GENSERVE_PRELOAD_MODELS": model_id,
             "GENSERVE_MAX_QUEUE_SAMPLES": "100000",
+            "GENSERVE_EVENT_LOOP": args.event_loop,
             "BENCH_STORE": str(store),
             "BENCH_MODEL": model_id,
         }

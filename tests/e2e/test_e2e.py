@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import concurrent.futures
 import io
+import json
 import socket
 import time
+import zipfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -146,6 +148,29 @@ def test_image_models_sample_in_every_format(http: httpx.Client, trainings: dict
     np.testing.assert_allclose(np.array(as_json["samples"]), arr, rtol=1e-6)
     first = np.asarray(images[0], dtype=np.float32) / 255
     np.testing.assert_allclose(first, arr[0], atol=1 / 255 + 1e-6)  # the PNG is the npy rounded
+
+
+def test_big_requests_stream_over_http(http: httpx.Client, trainings: dict[str, Any]) -> None:
+    """Over real HTTP: n = 10,000 (many passes) as a streamed npy with its length announced, the same samples as a
+    streamed zip of PNGs; JSON lines the same samples as json."""
+    images = f"/v1/models/{model_id(trainings, 'images_gan')}/samples"
+    with http.stream("POST", images, json={"n": 10_000, "seed": 4, "format": "npy"}) as r:
+        assert r.status_code == 200 and r.headers["x-genserve-seed"] == "4"
+        body = b"".join(r.iter_bytes())
+    assert int(r.headers["content-length"]) == len(body)
+    arr = np.load(io.BytesIO(body))
+    assert arr.shape == (10_000, 8, 8)
+    with http.stream("POST", images, json={"n": 10_000, "seed": 4, "format": "zip"}) as r:
+        assert r.headers["content-type"] == "application/zip" and "content-length" not in r.headers
+        archive = zipfile.ZipFile(io.BytesIO(b"".join(r.iter_bytes())))
+    names = archive.namelist()
+    assert len(names) == 10_000 and names[-1] == "09999.png"
+    for i in (0, 9_999):  # the PNGs are the npy rounded
+        png = np.asarray(decode_png(archive.read(names[i])), dtype=np.float32) / 255
+        np.testing.assert_allclose(png, arr[i], atol=1 / 255 + 1e-6)
+    points = f"/v1/models/{model_id(trainings, 'points_gan')}/samples"
+    lines = http.post(points, json={"n": 3000, "seed": 2, "format": "jsonl"}).text.splitlines()
+    assert [json.loads(line) for line in lines] == http.post(points, json={"n": 3000, "seed": 2}).json()["samples"]
 
 
 def test_a_seed_gives_identical_bytes_alone_twice_and_under_concurrent_load(
