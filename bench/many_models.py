@@ -7,7 +7,8 @@ the other, at `--clients` connections, one sample per request in the model's def
 
   single <kind>: every request for that kind's first model (batching at its best);
   zipf:          request i goes to model k with probability proportional to 1 / k^s (s = 1.1), models ranked in
-                 storage order, so every kind gets about a quarter of the traffic.
+                 storage order, so every kind gets about a quarter of the traffic: a first run while the models it
+                 touches load (first touches), then the measured run.
 
 The Zipf run is compared with what the single-model runs predict for its mix of kinds: 1 / sum(share_k / rate_k).
 `GENSERVE_MODEL_CACHE_MB` is set below the models' total (`--cache-share`), so the LRU evicts during the run; the
@@ -253,14 +254,19 @@ def main() -> None:
         shares = zipf_shares(args.models, args.zipf_s)
         kind_share = [sum(shares[k :: len(KINDS)]) for k in range(len(KINDS))]
         expected = 1.0 / sum(s / single[label]["rps"] for s, (label, *_) in zip(kind_share, KINDS, strict=True))
+        first_touch = wrk_zipf(port, paths, args.zipf_s, args.clients, args.duration, args.client_cores)
+        print(
+            f"| zipf s={args.zipf_s} over {args.models}, first touches (models loading) | {first_touch['rps']:.0f} | "
+            f"{first_touch['p50_ms']:.2f} | {first_touch['p99_ms']:.2f} | {first_touch['errors']} |"
+        )
         before = scrape(port)
         watch = MemoryWatch(port)
         z = wrk_zipf(port, paths, args.zipf_s, args.clients, args.duration, args.client_cores)
         peak = watch.done()
         after = scrape(port)
         print(
-            f"| zipf s={args.zipf_s} over {args.models} | {z['rps']:.0f} | {z['p50_ms']:.2f} | {z['p99_ms']:.2f} | "
-            f"{z['errors']} |"
+            f"| zipf s={args.zipf_s} over {args.models}, measured | {z['rps']:.0f} | {z['p50_ms']:.2f} | "
+            f"{z['p99_ms']:.2f} | {z['errors']} |"
         )
         ratio = z["rps"] / expected
         loads = {
@@ -290,6 +296,7 @@ def main() -> None:
         )
         results.update(
             single=single,
+            first_touch=first_touch,
             zipf=z,
             expected_rps=expected,
             ratio=ratio,
