@@ -409,6 +409,13 @@ class S3Objects(Objects):
             return held[1]
 
     @staticmethod
+    def preload() -> None:
+        """Import everything an S3 client needs, by making one (no request is sent). A process that forks (the RQ
+        worker) calls this in its main thread before it starts any other: a fork while another thread is in the
+        middle of importing boto3 or botocore leaves the child waiting for that module's import lock forever."""
+        S3Objects._new_client()
+
+    @staticmethod
     def _new_client() -> Any:
         import boto3
         from botocore.config import Config

@@ -28,6 +28,7 @@ from redis.exceptions import RedisError
 from rq import Queue, Worker
 from rq.exceptions import StopRequested
 
+from models.objects import S3Objects
 from worker import preempt
 from worker.state import connection, dispatch
 from worker.state.settings import WorkerSettings, get_worker_settings
@@ -98,6 +99,9 @@ def run_worker(settings: WorkerSettings | None = None, *, burst: bool = False, n
     """Serve training jobs until stopped (or, with burst, until the queue is empty). Returns whether any ran."""
     settings = settings or get_worker_settings()
     import models.training  # noqa: F401  (preload: CPU-only import, no CUDA initialization)
+
+    if settings.store_url:
+        S3Objects.preload()  # before the watchdog thread starts using the store, and before any fork
 
     redis = connection.connect(settings.redis_target, socket_timeout_s=None)  # RQ blocks on BLPOP
     queue = Queue(settings.queue_name, connection=redis)
