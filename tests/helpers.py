@@ -20,6 +20,19 @@ TERMINAL = {"succeeded", "failed", "canceled"}
 DEVICE = os.environ.get("GENSERVE_TEST_DEVICE", "cpu")
 
 
+def store_files(store_dir: Any) -> list[str]:
+    """The files a request may have changed in a local store. Loading a model to check a request against it may keep
+    its padding rule under calibrations/: a cache of what any load finds, not the request's doing."""
+    from pathlib import Path
+
+    root = Path(store_dir)
+    return sorted(
+        str(p.relative_to(root))
+        for p in root.rglob("*")
+        if p.is_file() and p.relative_to(root).parts[0] != "calibrations"
+    )
+
+
 def png(array: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(array).save(buf, format="PNG")

@@ -17,19 +17,12 @@ from models.data.arrays import ArrayDataset, DatasetSplits
 from models.recipes import resolve_config
 from models.store import ArtifactStore
 from models.training import train
-from tests.helpers import assert_problem, blobs_csv, training_record
+from tests.helpers import assert_problem, blobs_csv, store_files, training_record
 from worker.jobs import store_model
 
 
 def snapshot(settings: Settings, redis: Redis) -> dict[str, Any]:
-    """What a request may change. Loading a model to check a request against it may keep its padding rule under
-    calibrations/ (a cache of what any load finds; not the request's doing)."""
-    root = Path(settings.store_dir)
-    files = sorted(
-        str(p.relative_to(root))
-        for p in root.rglob("*")
-        if p.is_file() and p.relative_to(root).parts[0] != "calibrations"
-    )
+    files = store_files(settings.store_dir)
     return {"files": files, "keys": sorted(redis.keys("*"))}
 
 

@@ -20,7 +20,7 @@ from redis import Redis
 from app.main import create_app
 from app.settings import Settings
 from tests.conftest import make_settings
-from tests.helpers import assert_problem, png, store_untrained_model
+from tests.helpers import assert_problem, png, store_files, store_untrained_model
 
 LIMITS = {"max_zip_entries": 50, "max_image_side": 64, "max_request_bytes": 64 * 1024, "max_upload_bytes": 2_000_000}
 
@@ -30,11 +30,6 @@ def hostile(tmp_path: Path, redis_url: str, redis: Redis) -> Iterator[tuple[Test
     settings = make_settings(tmp_path, redis_url, **LIMITS)
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         yield client, settings, redis
-
-
-def store_files(settings: Settings) -> list[str]:
-    root = Path(settings.store_dir)
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
 
 
 def zip_of(entries: list[tuple[zipfile.ZipInfo | str, bytes]], compression: int = zipfile.ZIP_DEFLATED) -> bytes:
@@ -187,11 +182,11 @@ def test_hostile_uploads(
     names_limit: bool,
 ) -> None:
     client, settings, redis = hostile
-    before = store_files(settings)
+    before = store_files(settings.store_dir)
     body = assert_problem(client.post("/v1/datasets", **make()), status, field)
     if names_limit:
         assert "limit" in body or "GENSERVE_" in body["detail"], body
-    assert store_files(settings) == before
+    assert store_files(settings.store_dir) == before
 
 
 def deep_json(depth: int) -> bytes:
@@ -244,12 +239,12 @@ def test_hostile_requests(
 ) -> None:
     client, settings, redis = hostile
     model = store_untrained_model(settings.store_dir)
-    before, keys = store_files(settings), sorted(redis.keys("*"))
+    before, keys = store_files(settings.store_dir), sorted(redis.keys("*"))
     payload = make(model)
     content = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
     response = client.post(path.format(m=model), content=content, headers={"content-type": "application/json"})
     assert_problem(response, status, field)
-    assert store_files(settings) == before and sorted(redis.keys("*")) == keys
+    assert store_files(settings.store_dir) == before and sorted(redis.keys("*")) == keys
 
 
 def test_nothing_from_a_client_is_unpickled(hostile: tuple[TestClient, Settings, Redis], tmp_path: Path) -> None:
