@@ -266,8 +266,8 @@ def flow(tab: Tab, service: LiveService, tmp_path: Path) -> None:
         shots["model"] = screenshot(page, "#sample-panel")
 
     # An error is the problem body as the service said it: title, detail, and the field with its message.
-    too_many = {**SAMPLE, "n": 5000}
-    page.fill("#sample-n", "5000")
+    too_many = {**SAMPLE, "n": 20_000}  # over GENSERVE_MAX_SAMPLES_PER_REQUEST (10,000)
+    page.fill("#sample-n", "20000")
     page.click("#sample-submit")
     page.wait_for_selector("#sample-errors .problem")
     with api(service) as http:
