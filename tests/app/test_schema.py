@@ -8,6 +8,7 @@ does not run under this pytest version."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -174,6 +175,12 @@ def test_the_stateful_phase_meets_no_failure(app: FastAPI) -> None:
     store_dir = app.state.services.settings.store_dir
     store_untrained_model(store_dir, kind="images", shape=(8, 8), classes=["a", "b"], family="vae")
     store_untrained_model(store_dir, family="gan")
+    # Every scenario starts from the same models: a scenario may delete them, and the next would otherwise find an
+    # empty list where its links expect ids, draw other data for the same choices, and hypothesis would stop the
+    # run as flaky ("data generation depending on external state").
+    models = store_dir / "models"
+    kept = store_dir.parent / "models-kept"
+    shutil.copytree(models, kept)
     from fastapi.testclient import TestClient  # (outside `with`: no lifespan, which schemathesis runs)
 
     queued = TestClient(app).post("/v1/trainings", json={"dataset": "ring2d", "family": "gan", "steps": 10})
@@ -183,6 +190,12 @@ def test_the_stateful_phase_meets_no_failure(app: FastAPI) -> None:
     calls: list[tuple[str, int]] = []
 
     class Machine(schema.as_state_machine()):  # type: ignore[misc]
+        def setup(self) -> None:
+            for model in kept.iterdir():
+                if not (models / model.name / "manifest.json").exists():
+                    shutil.rmtree(models / model.name, ignore_errors=True)
+                    shutil.copytree(model, models / model.name)
+
         def validate_response(self, response, case, additional_checks=None, **kwargs):  # type: ignore[no-untyped-def]
             calls.append((f"{case.method} {case.operation.path}", response.status_code))
             case.validate_response(response, excluded_checks=[positive_data_acceptance], transport_kwargs=kwargs)
