@@ -108,9 +108,19 @@ def read_pty(fd: int, until: bytes, timeout_s: float) -> bytes:
 def run_in_pty(service: Service, *args: str) -> tuple[subprocess.Popen[bytes], int]:
     primary, secondary = pty.openpty()
     env = {**os.environ, "GENSERVE_URL": service.url, "COLUMNS": "120", "TERM": "xterm"}
-    proc = subprocess.Popen([SCRIPT, *args], env=env, stdin=secondary, stdout=secondary, stderr=secondary)
+    proc = subprocess.Popen(
+        [SCRIPT, *args], env=env, stdin=secondary, stdout=secondary, stderr=secondary, preexec_fn=_as_from_a_shell
+    )
     os.close(secondary)
     return proc, primary
+
+
+def _as_from_a_shell() -> None:
+    """In the child, before exec: SIGINT delivered and handled by default, as a shell starts a foreground command.
+    A child inherits its parent's blocked signals and ignored handlers, and in a full run of the suite the test
+    process's state let Ctrl-C reach the command never (2 SIGINTs in 40 s, bar still moving)."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def test_the_progress_bar_in_a_terminal(service: Service) -> None:
@@ -131,12 +141,6 @@ def test_ctrl_c_asks_and_cancels(service: Service) -> None:
         assert b"running" in screen, screen
         proc.send_signal(signal.SIGINT)
         screen += read_pty(terminal, b"[y/N]", 20)
-        if b"[y/N]" not in screen:
-            # Once in a full run of the suite (never alone, nor under CPU load) the first SIGINT went unanswered for
-            # 20 s while the bar kept moving; a second one is what a user would press. Cause not found (closing
-            # note of the fourteenth session).
-            proc.send_signal(signal.SIGINT)
-            screen += read_pty(terminal, b"[y/N]", 20)
         assert b"Cancel training" in screen, screen
         os.write(terminal, b"y\n")
         screen += read_pty(terminal, b"canceling training", 20)
