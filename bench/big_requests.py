@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.machine import cpu_model
-from bench.serve import Server, prepare_model, wrk
+from bench.serve import Server, prepare_model, service_env, wrk
 from genserve import child_pythonpath
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -145,20 +145,7 @@ def main() -> None:
     for bs, rate in raw.items():
         print(f"| {bs} | {rate:.0f} |")
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GENSERVE_")}
-    env.update(
-        {
-            "OMP_NUM_THREADS": "1",
-            "PYTHONPATH": child_pythonpath(),
-            "GENSERVE_STORE_DIR": str(store),
-            "GENSERVE_DEVICE": args.device,
-            "GENSERVE_LOG_LEVEL": "warning",
-            "GENSERVE_EVENT_LOOP": args.event_loop,
-            "GENSERVE_PRELOAD_MODELS": model_id,
-        }
-    )
-    if os.environ.get("GENSERVE_REDIS_URL"):
-        env["GENSERVE_REDIS_URL"] = os.environ["GENSERVE_REDIS_URL"]
+    env = service_env(store, args.device, args.event_loop, GENSERVE_PRELOAD_MODELS=model_id)
     port = 20000 + os.getpid() % 1000
     cmd = ["taskset", "-c", args.server_cores, sys.executable, "-m", "genserve", "serve", "--port", str(port)]
     url = f"http://127.0.0.1:{port}/v1/models/{model_id}/samples"

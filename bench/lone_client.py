@@ -18,8 +18,7 @@ import tempfile
 from pathlib import Path
 
 from bench.machine import cpu_model
-from bench.serve import Server, prepare_model, wrk
-from genserve import child_pythonpath
+from bench.serve import Server, prepare_model, service_env, wrk
 
 ROOT = Path(__file__).resolve().parents[1]
 BODY = '{"n": 1, "seed": %d, "format": "png"}'
@@ -43,20 +42,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="genserve-lone-"))
     store = args.store or tmp / "store"
     model_id = args.model or prepare_model(store, args.mnist, args.train_steps)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GENSERVE_")}
-    env.update(
-        {
-            "OMP_NUM_THREADS": "1",
-            "PYTHONPATH": child_pythonpath(),
-            "GENSERVE_STORE_DIR": str(store),
-            "GENSERVE_DEVICE": args.device,
-            "GENSERVE_LOG_LEVEL": "warning",
-            "GENSERVE_EVENT_LOOP": args.event_loop,
-            "GENSERVE_PRELOAD_MODELS": model_id,
-        }
-    )
-    if os.environ.get("GENSERVE_REDIS_URL"):
-        env["GENSERVE_REDIS_URL"] = os.environ["GENSERVE_REDIS_URL"]
+    env = service_env(store, args.device, args.event_loop, GENSERVE_PRELOAD_MODELS=model_id)
     print(
         f"# bench/lone_client.py — {cpu_model()}; services on core {args.server_cores}, wrk (1 connection) on "
         f"{args.client_cores}; {args.duration} s per point, {args.rounds} interleaved rounds",

@@ -39,8 +39,7 @@ from typing import Any
 import httpx
 
 from bench.machine import cpu_model
-from bench.serve import Server, wrk
-from genserve import child_pythonpath
+from bench.serve import Server, service_env, wrk
 
 ROOT = Path(__file__).resolve().parents[1]
 WRK_ZIPF = ROOT / "bench" / "wrk_zipf.lua"
@@ -213,21 +212,9 @@ def main() -> None:
     )
     paths = tmp / "paths.txt"
     paths.write_text("".join(f"/v1/models/{m}/samples\n" for m in served))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GENSERVE_")}
-    env.update(
-        {
-            "OMP_NUM_THREADS": "1",
-            "PYTHONPATH": child_pythonpath(),
-            "GENSERVE_STORE_DIR": str(store),
-            "GENSERVE_DEVICE": args.device,
-            "GENSERVE_LOG_LEVEL": "warning",
-            "GENSERVE_EVENT_LOOP": args.event_loop,
-            "GENSERVE_MODEL_CACHE_MB": str(cache_mb),
-            "GENSERVE_MAX_QUEUE_SAMPLES": "100000",
-        }
+    env = service_env(
+        store, args.device, args.event_loop, GENSERVE_MODEL_CACHE_MB=str(cache_mb), GENSERVE_MAX_QUEUE_SAMPLES="100000"
     )
-    if os.environ.get("GENSERVE_REDIS_URL"):
-        env["GENSERVE_REDIS_URL"] = os.environ["GENSERVE_REDIS_URL"]
     port = 19000 + os.getpid() % 1000
     cmd = ["taskset", "-c", args.server_cores, sys.executable, "-m", "genserve", "serve", "--port", str(port)]
     results: dict[str, Any] = {"models": args.models, "cache_mb": cache_mb, "total_mb": total_mb}

@@ -189,6 +189,26 @@ class Server:
             os.killpg(self.proc.pid, signal.SIGKILL)
 
 
+def service_env(store: Path, device: str, event_loop: str, **extra: str) -> dict[str, str]:
+    """The environment a benchmark starts genserve with: none of the caller's GENSERVE_ settings but its Redis, the
+    store and device given, one thread, warnings only, and `extra` settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GENSERVE_")}
+    env.update(
+        {
+            "OMP_NUM_THREADS": "1",
+            "PYTHONPATH": child_pythonpath(),
+            "GENSERVE_STORE_DIR": str(store),
+            "GENSERVE_DEVICE": device,
+            "GENSERVE_LOG_LEVEL": "warning",
+            "GENSERVE_EVENT_LOOP": event_loop,
+            **extra,
+        }
+    )
+    if os.environ.get("GENSERVE_REDIS_URL"):
+        env["GENSERVE_REDIS_URL"] = os.environ["GENSERVE_REDIS_URL"]
+    return env
+
+
 def wrk(url: str, body: str, seeded: bool, concurrency: int, duration: int, cores: str) -> dict[str, Any]:
     env = {**os.environ, "BENCH_BODY": body, "BENCH_SEEDED": "1" if seeded else "0"}
     cmd = [

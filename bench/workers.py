@@ -21,8 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.machine import cpu_model
-from bench.serve import Server, gpu_name, prepare_model, wrk
-from genserve import child_pythonpath
+from bench.serve import Server, gpu_name, prepare_model, service_env, wrk
 
 ROOT = Path(__file__).resolve().parents[1]
 BODIES = {1: '{"n": 1, "seed": %d, "format": "png"}', 64: '{"n": 64, "seed": %d, "format": "png"}'}
@@ -50,21 +49,9 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="genserve-workers-"))
     store = args.store or tmp / "store"
     model_id = args.model or prepare_model(store, args.mnist, args.train_steps)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GENSERVE_")}
-    env.update(
-        {
-            "OMP_NUM_THREADS": "1",
-            "PYTHONPATH": child_pythonpath(),
-            "GENSERVE_STORE_DIR": str(store),
-            "GENSERVE_DEVICE": args.device,
-            "GENSERVE_LOG_LEVEL": "warning",
-            "GENSERVE_EVENT_LOOP": args.event_loop,
-            "GENSERVE_PRELOAD_MODELS": model_id,
-            "GENSERVE_MAX_QUEUE_SAMPLES": "100000",
-        }
+    env = service_env(
+        store, args.device, args.event_loop, GENSERVE_PRELOAD_MODELS=model_id, GENSERVE_MAX_QUEUE_SAMPLES="100000"
     )
-    if os.environ.get("GENSERVE_REDIS_URL"):
-        env["GENSERVE_REDIS_URL"] = os.environ["GENSERVE_REDIS_URL"]
     print(
         f"# bench/workers.py — {cpu_model()}; device {args.device}{gpu_name(args.device)}; service on cores "
         f"{args.server_cores}, wrk on {args.client_cores}; {args.clients} clients, {args.duration} s per point",
