@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.machine import cpu_model
-from bench.serve import Server, prepare_model, service_env, wrk
+from bench.serve import Server, load_stored, prepare_model, service_env, wrk
 from genserve import child_pythonpath
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,17 +41,9 @@ def raw_rate(store: Path, model_id: str, fmt: str, device: str, seconds: float =
     import torch
 
     from app.serving.encoding import FRAGMENT, encode
-    from models.nets import build_model
-    from models.sampling import prepare_for_inference
-    from models.store import ArtifactStore
 
-    torch.set_num_threads(1)
-    st = ArtifactStore(store)
-    manifest = st.get_model(model_id)
-    model = build_model(manifest.spec)
-    model.load_state_dict(st.load_model_tensors(model_id))
+    manifest, model = load_stored(store, model_id, device)
     dev = torch.device(device)
-    model = prepare_for_inference(model, dev)
     gen = torch.Generator().manual_seed(0)
     rates = {}
     for bs in RAW_BATCHES:

@@ -28,7 +28,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -39,7 +38,7 @@ from typing import Any
 import httpx
 
 from bench.machine import cpu_model
-from bench.serve import Server, service_env, wrk
+from bench.serve import Server, run_wrk, service_env, wrk
 
 ROOT = Path(__file__).resolve().parents[1]
 WRK_ZIPF = ROOT / "bench" / "wrk_zipf.lua"
@@ -104,14 +103,10 @@ def zipf_shares(count: int, s: float) -> list[float]:
 
 
 def wrk_zipf(port: int, paths: Path, s: float, clients: int, duration: int, cores: str) -> dict[str, Any]:
-    env = {**os.environ, "BENCH_PATHS": str(paths), "BENCH_ZIPF_S": str(s), "BENCH_BODY": BODY}
-    cmd = ["taskset", "-c", cores, "wrk", "-t1", f"-c{clients}", f"-d{duration}s", "--timeout", "10s"]
-    cmd += ["-s", str(WRK_ZIPF), f"http://127.0.0.1:{port}"]
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
-    line = next(ln for ln in out.splitlines() if ln.startswith("WRKJSON "))
-    result: dict[str, Any] = json.loads(line[len("WRKJSON ") :])
-    result["errors"] = sum(v for k, v in result.items() if k.startswith("errors_"))
-    return result
+    url = f"http://127.0.0.1:{port}"
+    return run_wrk(
+        WRK_ZIPF, url, clients, duration, cores, BENCH_PATHS=str(paths), BENCH_ZIPF_S=str(s), BENCH_BODY=BODY
+    )
 
 
 def scrape(port: int) -> dict[str, float]:

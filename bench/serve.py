@@ -108,17 +108,9 @@ def raw_limit(
     import torch
 
     from app.serving.encoding import png_base64_list
-    from models.nets import build_model
-    from models.sampling import prepare_for_inference
-    from models.store import ArtifactStore
 
-    torch.set_num_threads(1)
-    store = ArtifactStore(store_dir)
-    manifest = store.get_model(model_id)
-    model = build_model(manifest.spec)
-    model.load_state_dict(store.load_model_tensors(model_id))
+    manifest, model = load_stored(store_dir, model_id, device)  # the same layout the service runs
     dev = torch.device(device)
-    model = prepare_for_inference(model, dev)  # the same layout the service runs
     gen = torch.Generator().manual_seed(0)
     # Steady state first, as the service reaches it by calibrating each model at load time: one pass at the largest
     # batch raises glibc's dynamic mmap and trim thresholds, after which freed activations stay in the heap instead
@@ -210,26 +202,34 @@ def service_env(store: Path, device: str, event_loop: str, **extra: str) -> dict
 
 
 def wrk(url: str, body: str, seeded: bool, concurrency: int, duration: int, cores: str) -> dict[str, Any]:
-    env = {**os.environ, "BENCH_BODY": body, "BENCH_SEEDED": "1" if seeded else "0"}
-    cmd = [
-        "taskset",
-        "-c",
-        cores,
-        "wrk",
-        "-t1",
-        f"-c{concurrency}",
-        f"-d{duration}s",
-        "--timeout",
-        "10s",
-        "-s",
-        str(WRK_SCRIPT),
-        url,
-    ]
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+    return run_wrk(WRK_SCRIPT, url, concurrency, duration, cores, BENCH_BODY=body, BENCH_SEEDED="1" if seeded else "0")
+
+
+def run_wrk(script: Path, url: str, concurrency: int, duration: int, cores: str, **env: str) -> dict[str, Any]:
+    """One wrk run of a script that ends by printing a WRKJSON line (bench/wrk_*.lua), `env` its settings."""
+    cmd = ["taskset", "-c", cores, "wrk", "-t1", f"-c{concurrency}", f"-d{duration}s", "--timeout", "10s"]
+    cmd += ["-s", str(script), url]
+    out = subprocess.run(cmd, env={**os.environ, **env}, capture_output=True, text=True, check=True).stdout
     line = next(ln for ln in out.splitlines() if ln.startswith("WRKJSON "))
     result: dict[str, Any] = json.loads(line[len("WRKJSON ") :])
     result["errors"] = sum(v for k, v in result.items() if k.startswith("errors_"))
     return result
+
+
+def load_stored(store_dir: Path, model_id: str, device: str) -> tuple[Any, Any]:
+    """(manifest, the model on `device` in the layout the service runs), from a store, with one torch thread."""
+    import torch
+
+    from models.nets import build_model
+    from models.sampling import prepare_for_inference
+    from models.store import ArtifactStore
+
+    torch.set_num_threads(1)
+    store = ArtifactStore(store_dir)
+    manifest = store.get_model(model_id)
+    model = build_model(manifest.spec)
+    model.load_state_dict(store.load_model_tensors(model_id))
+    return manifest, prepare_for_inference(model, torch.device(device))
 
 
 def measure(url: str, body: str, seeded: bool, concurrency: int, args: argparse.Namespace) -> dict[str, Any]:
