@@ -17,6 +17,7 @@ from models.config import (
     VAE_OPTIONS,
     Activation,
     ArchitectureChoice,
+    Bandwidth,
     Beta,
     Count,
     Decoder,
@@ -358,6 +359,15 @@ class TrainingRequest(Strict):
         None,
         description="GAN, with latent_categories > 0: each latent coordinate also enters the generator as its "
         "position inside its bin, so that samples can spread inside a mode instead of sitting on one point per bin.",
+    )
+    g_mmd_weight: PenaltyWeight | None = Field(
+        None,
+        description="GAN, MLP (point) models: the generator also minimizes this weight times the squared MMD between "
+        "its batch and a real batch (RBF kernel of width g_mmd_bandwidth), which pushes apart samples that sit "
+        "closer than the data's; 0 = off.",
+    )
+    g_mmd_bandwidth: Bandwidth | None = Field(
+        None, description="GAN: the MMD kernel's width, in units of standardized data (one mode's width, say)."
     )
 
     @field_validator("webhook_events")

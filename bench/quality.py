@@ -6,6 +6,7 @@ BENCHMARKS.md.
     python -m bench.quality grid --seeds 10          # PacGAN 2D grid
     python -m bench.quality mnist-vae --minutes 30   # NLL (k = 5000) on the 10,000 dynamically binarized test images
     python -m bench.quality cond-mnist               # classifier >= 99%; share of conditional samples of their class
+    python -m bench.quality variety --dataset digits # variety inside each class of the conditional models
     python -m bench.quality mnist-gan                # Fréchet distance in the classifier's features
     python -m bench.quality stacked --steps N        # Stacked MNIST: modes of 1000 and KL to uniform
 
@@ -42,7 +43,9 @@ from models.evaluation import binarized_test_x
 from models.metrics import (
     frechet_distance,
     iw_log_likelihood,
+    knn_precision_recall,
     label_accuracy,
+    mean_pairwise_distance,
     mmd_at_width,
     mode_histogram_kl,
     mode_metrics,
@@ -124,6 +127,7 @@ def describe(c: TrainConfig) -> str:
         ["decoder", "iwae_k", "kl_warmup_steps", "free_bits", "binarize"]
         if c.family == "vae"
         else ["gan_loss", "pack", "ema_decay", "d_steps", "d_lr", "spectral_norm", "r1_gamma", "latent_categories"]
+        + ["latent_bin_positions", "d_fourier_features", "g_mmd_weight", "g_mmd_bandwidth"]
     )
     keys += ["lr_decay", "lr_decay_start"]
     return ", ".join(f"{k}={d[k]}" for k in keys)
@@ -552,6 +556,97 @@ def part_cond_mnist(env: Env) -> None:
     print(table(["model", "classified as requested", "worst digit", "target", "met", "training time", "recipe"], rows))
 
 
+# --- 3b. Variety inside a class --------------------------------------------------------------------------------
+VARIETY_PER_CLASS = 500  # at most this many images per class in each half of the reference (and generated)
+
+
+def class_halves(data: ArrayDataset, c: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two disjoint random halves of one class's training images, each at most VARIETY_PER_CLASS."""
+    assert data.y is not None
+    idx = rng.permutation(np.flatnonzero(data.y == c))
+    half = min(VARIETY_PER_CLASS, len(idx) // 2)
+    x = torch.from_numpy(data.float_x()[idx[: 2 * half]])
+    return x[:half], x[half:]
+
+
+def part_variety(env: Env) -> None:
+    """Per class of a conditional model: mean pairwise distance over the real class's, and the improved recall
+    (k = 3, classifier features) of real images by the samples; beside the same two numbers for a second half of
+    the real class in the samples' place (what the data itself scores)."""
+    dataset = env.args.dataset
+    splits = mnist(env) if dataset == "mnist" else load_builtin(dataset, env.data_dir)
+    train_set = splits.train
+    net = clf.classifier_for(train_set, device=env.device)
+    rng = np.random.default_rng(0)
+    halves = [class_halves(train_set, c, rng) for c in range(train_set.num_classes)]
+    feats = [(net.predict(a.to(env.device))[0], net.predict(b.to(env.device))[0]) for a, b in halves]
+
+    def scores(samples: list[torch.Tensor], sample_feats: list[torch.Tensor]) -> tuple[list[float], list[float]]:
+        ratios, recalls = [], []
+        for (ref, _), (ref_f, _), x, f in zip(halves, feats, samples, sample_feats, strict=True):
+            ratios.append(mean_pairwise_distance(x) / mean_pairwise_distance(ref))
+            recalls.append(knn_precision_recall(ref_f, f, 3)[1])
+        return ratios, recalls
+
+    def row(name: str, ratios: list[float], recalls: list[float], acc: str, seconds: str) -> list[Any]:
+        worst = int(np.argmin(ratios))
+        return [
+            name,
+            acc,
+            f"{min(ratios):.2f} (class {worst}) / {np.median(ratios):.2f}",
+            f"{min(recalls):.2f} (class {int(np.argmin(recalls))}) / {np.median(recalls):.2f}",
+            seconds,
+        ]
+
+    rows = [
+        row(
+            "real images (a second half of each class)",
+            *scores([b for _, b in halves], [f for _, f in feats]),
+            "—",
+            "—",
+        )
+    ]
+    print(f"  {rows[-1]}", file=sys.stderr, flush=True)
+    for family in env.args.families.split(","):
+        config = config_for(env, dataset, train_set, family, conditional=True, seed=env.args.first_seed)
+        result, seconds, _ = run_training(env, config, splits, f"conditional {family}")
+        model = result.model.to(env.device)
+        samples, sample_feats, correct = [], [], 0
+        for c, (ref, _) in enumerate(halves):
+            labels = torch.full((ref.shape[0],), c)
+            x = generate(model, ref.shape[0], SAMPLE_SEED + c, labels)
+            f, pred = net.predict(x.to(env.device))
+            samples.append(x)
+            sample_feats.append(f)
+            correct += int((pred.cpu() == c).sum())
+        acc = correct / sum(ref.shape[0] for ref, _ in halves)
+        rows.append(
+            row(
+                f"conditional {family.upper()}, {describe(config)}",
+                *scores(samples, sample_feats),
+                f"{100 * acc:.2f}%",
+                fmt_s(seconds),
+            )
+        )
+        print(f"  {rows[-1]}", file=sys.stderr, flush=True)
+    n = min(ref.shape[0] for ref, _ in halves)
+    print(f"\n### Variety inside a class: {dataset}, {n}-{VARIETY_PER_CLASS} samples per class\n")
+    print(f"command: `{env.command()}`  \nmachine: {machine()}\n")
+    print(
+        table(
+            [
+                "samples",
+                "label accuracy",
+                "pairwise distance / real's (worst / median)",
+                "recall, k = 3 (worst / median)",
+                "training",
+            ],
+            rows,
+        )
+    )
+    print("\ntargets: distance ratio >= 0.8 and recall >= 0.7 in every class, label accuracy >= 98%")
+
+
 # --- 4. Unconditional MNIST GAN -------------------------------------------------------------------------------------
 def part_mnist_gan(env: Env) -> None:
     splits = mnist(env)
@@ -652,6 +747,7 @@ PARTS: dict[str, Callable[[Env], None]] = {
     "grid": lambda env: part_mixture(env, "grid2d"),
     "mnist-vae": part_mnist_vae,
     "cond-mnist": part_cond_mnist,
+    "variety": part_variety,
     "mnist-gan": part_mnist_gan,
     "stacked": part_stacked,
 }
@@ -680,7 +776,8 @@ def main() -> None:
     )
     parser.add_argument("--probe-steps", type=int, default=150, help="mnist-vae: steps of the timing run")
     parser.add_argument("--test-images", type=int, default=10_000, help="mnist-vae: test images evaluated")
-    parser.add_argument("--families", default="gan,vae", help="cond-mnist: which conditional models")
+    parser.add_argument("--families", default="gan,vae", help="cond-mnist, variety: which conditional models")
+    parser.add_argument("--dataset", default="digits", choices=["digits", "mnist"], help="variety: the dataset")
     parser.add_argument("--steps", type=int, default=0, help="stacked: generator steps (0: the recipe's)")
     parser.add_argument(
         "--time-limit",
@@ -697,7 +794,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     overrides = {k: parse_value(v) for k, v in (s.split("=", 1) for s in args.set)}
     with data_dir(args.mnist) as d:
-        if args.part not in ("ring", "grid") and not (d / "mnist").exists():
+        needs_mnist = args.part not in ("ring", "grid") and not (args.part == "variety" and args.dataset != "mnist")
+        if needs_mnist and not (d / "mnist").exists():
             parser.error(f"no MNIST files at {args.mnist}")
         env = Env(args, torch.device(args.device), d, overrides)
         start = time.perf_counter()

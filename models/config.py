@@ -53,6 +53,7 @@ DSteps = Annotated[int, Field(ge=1, le=10), WHOLE]
 LatentCategories = Annotated[int, Field(ge=0, le=MAX_LATENT_CATEGORIES), WHOLE]
 FourierFeatures = Annotated[int, Field(ge=0, le=256), WHOLE]
 FourierScale = Annotated[float, Field(gt=0, le=1000, allow_inf_nan=False)]
+Bandwidth = Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)]
 
 VAE_OPTIONS = ("beta", "decoder", "kl_warmup_steps", "free_bits", "iwae_k", "eval_iw_k")
 GAN_OPTIONS = (
@@ -68,6 +69,8 @@ GAN_OPTIONS = (
     "latent_bin_positions",
     "d_fourier_features",
     "d_fourier_scale",
+    "g_mmd_weight",
+    "g_mmd_bandwidth",
 )
 
 
@@ -115,6 +118,8 @@ class TrainConfig:
     latent_bin_positions: bool = False  # with K > 0: ... and as its position inside that bin (see `Generator`)
     d_fourier_features: FourierFeatures = 0  # MLP discriminators: m random Fourier features of the input (2m columns)
     d_fourier_scale: FourierScale = 10.0  # ... with frequencies ~ N(0, scale^2) cycles per unit of standardized data
+    g_mmd_weight: PenaltyWeight = 0.0  # > 0: the generator also minimizes the MMD to a real batch (`losses.mmd2`)
+    g_mmd_bandwidth: Bandwidth = 0.02  # ... with an RBF kernel of this width, in units of standardized data
     eval_iw_k: EvalIwK = 100  # importance samples of the VAE log-likelihood bound in the end-of-training metrics
     # Schedule and data options
     lr_decay: LrDecay = "none"  # decay of every learning rate after lr_decay_start: "linear" or "cosine" to 0
@@ -141,6 +146,11 @@ class TrainConfig:
             raise Invalid(
                 "d_fourier_features is for MLP discriminators (point data), not conv nets",
                 field=("d_fourier_features",),
+            )
+        if self.g_mmd_weight and self.architecture == "conv":
+            raise Invalid(
+                "g_mmd_weight is for MLP models of point data (an MMD on pixels says little), not conv nets",
+                field=("g_mmd_weight",),
             )
         if self.batch_size % self.pack:
             raise Invalid(f"batch_size {self.batch_size} must be a multiple of pack {self.pack}", field=("batch_size",))

@@ -16,7 +16,16 @@ from torch import Tensor
 from models.classifier import ClassifierCache, classifier_for
 from models.config import TrainConfig
 from models.data.arrays import ArrayDataset
-from models.metrics import energy_distance, frechet_distance, iw_log_likelihood, label_accuracy, mmd_rbf, mode_metrics
+from models.metrics import (
+    energy_distance,
+    frechet_distance,
+    iw_log_likelihood,
+    knn_precision_recall,
+    label_accuracy,
+    mean_pairwise_distance,
+    mmd_rbf,
+    mode_metrics,
+)
 from models.nets import VAE, GenerativeModel
 
 METRIC_SEED = 0  # seed of the samples drawn for the end-of-training metrics
@@ -29,6 +38,7 @@ MIN_IW_TEST_SAMPLES = 100  # but at least this many samples, whatever k
 MODE_METRIC_SAMPLES = 2500  # generated samples for the mode metrics of known mixtures (PacGAN's protocol)
 MAX_FD_SAMPLES = 5000  # generated and test images for the Fréchet distance (and label accuracy)
 FD_GENERATE_BATCH = 500  # images generated per forward pass for it
+VARIETY_K = 3  # neighbours of the per-class recall (Kynkäänniemi et al. 2019 use 3)
 BINARIZE_TEST_SEED = 0  # the one binarization of the test images of dynamically binarized trainings
 MetricsProgress = Callable[[str, float], None]  # (phase, fraction done) while the metrics are computed
 
@@ -61,7 +71,8 @@ def compute_metrics(
     Labeled images (with `train_set`): frechet_distance between the features of MAX_FD_SAMPLES generated and test
     images in the dataset's classifier (`models.classifier`, trained once per dataset and cached), the
     classifier's own test accuracy (classifier_test_accuracy), and for conditional models label_accuracy, the share
-    of samples (classes in turn) that the classifier assigns to the requested class.
+    of samples (classes in turn) that the classifier assigns to the requested class, and how varied each class's
+    samples are (`class_variety`).
     """
     if len(test) == 0:
         return {}
@@ -148,9 +159,47 @@ def compute_metrics(
             m = min(FD_GENERATE_BATCH, n - i)
             z = torch.randn(m, spec.latent_dim, generator=gen, device=device)
             fakes.append(model.generate(z, None if labels is None else labels[i : i + m]))
-        fake_feats, fake_pred = clf.predict(torch.cat(fakes))
+        fake_x = torch.cat(fakes)
+        fake_feats, fake_pred = clf.predict(fake_x)
         metrics["frechet_distance"] = frechet_distance(fake_feats, real_feats)
         if labels is not None:
             metrics["label_accuracy"] = label_accuracy(fake_pred, labels)
+            if y_real is not None:
+                metrics.update(
+                    class_variety(fake_x, fake_feats, labels, x_real[idx], real_feats, y_real[idx], spec.num_classes)
+                )
     report("done", 1.0)
     return metrics
+
+
+def class_variety(
+    fake_x: Tensor,
+    fake_feats: Tensor,
+    fake_y: Tensor,
+    real_x: Tensor,
+    real_feats: Tensor,
+    real_y: Tensor,
+    num_classes: int,
+) -> dict[str, float]:
+    """How varied a conditional model's samples are inside each class, against the real class; the worst class.
+
+    class_distance_ratio: the samples' mean pairwise L2 distance (in data space) over the real class's;
+    class_recall: the improved recall (`models.metrics.knn_precision_recall`, k = VARIETY_K) of the real class by
+    the class's samples, in the classifier's features. A generator that draws each class as a few images keeps
+    its label accuracy and fails both. Classes with too few samples on either side (at most k) are left out.
+    """
+    ratios, recalls = [], []
+    for c in range(num_classes):
+        fake_c, real_c = fake_y == c, real_y == c
+        if int(fake_c.sum()) <= VARIETY_K or int(real_c.sum()) <= VARIETY_K:
+            continue
+        real_spread = mean_pairwise_distance(real_x[real_c])
+        if real_spread > 0:
+            ratios.append(mean_pairwise_distance(fake_x[fake_c]) / real_spread)
+        recalls.append(knn_precision_recall(real_feats[real_c], fake_feats[fake_c], VARIETY_K)[1])
+    out = {}
+    if ratios:
+        out["class_distance_ratio"] = min(ratios)
+    if recalls:
+        out["class_recall"] = min(recalls)
+    return out

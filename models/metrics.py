@@ -7,6 +7,8 @@
   here in the features of a classifier trained on the dataset (`models.classifier`).
 - `iw_log_likelihood`: the importance-weighted bound on log p(x) of a VAE (Burda et al. 2015).
 - `label_accuracy`: the share of (conditional) samples a classifier assigns to the requested class.
+- `mean_pairwise_distance`, `knn_precision_recall`: how varied samples are (per class, against the real class), which
+  label accuracy cannot see: a generator that draws one image per class scores 100% there.
 """
 
 from __future__ import annotations
@@ -121,6 +123,37 @@ def near_duplicate_share(samples: Tensor, radius: float) -> float:
     d = torch.cdist(x, x)
     d.fill_diagonal_(float("inf"))
     return float((d.min(dim=1).values < radius).double().mean())
+
+
+def mean_pairwise_distance(x: Tensor) -> float:
+    """The mean L2 distance between two distinct samples of x (n, ...), flattened; 0 for fewer than two."""
+    n = x.shape[0]
+    if n < 2:
+        return 0.0
+    d = torch.cdist(x.double().flatten(1), x.double().flatten(1))
+    return float(d.sum() / (n * (n - 1)))
+
+
+def knn_precision_recall(real: Tensor, fake: Tensor, k: int = 3) -> tuple[float, float]:
+    """Improved precision and recall (Kynkäänniemi et al. 2019, "Improved Precision and Recall Metric for Assessing
+    Generative Models", Sec. 2): each set's manifold is the union of balls around its samples reaching their k-th
+    nearest neighbour in the set. Precision: the share of fake samples inside the real manifold (are samples like
+    the data?); recall: the share of real samples inside the fake manifold (is the data's variety covered?).
+
+    real (n, F), fake (m, F) in a feature space (here a classifier's); both need more than k samples, else (0, 0).
+    """
+    if real.shape[0] <= k or fake.shape[0] <= k:
+        return 0.0, 0.0
+    r, f = real.double().flatten(1), fake.double().flatten(1)
+
+    def radii(x: Tensor) -> Tensor:  # distance to the k-th nearest other sample (column 0 is the sample itself)
+        return torch.cdist(x, x).kthvalue(k + 1, dim=1).values
+
+    r_radii, f_radii = radii(r), radii(f)
+    fr = torch.cdist(f, r)  # (m, n)
+    precision = float((fr <= r_radii[None, :]).any(dim=1).double().mean())
+    recall = float((fr <= f_radii[:, None]).any(dim=0).double().mean())
+    return precision, recall
 
 
 def gaussian_stats(features: Tensor) -> tuple[Tensor, Tensor]:

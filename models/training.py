@@ -184,7 +184,10 @@ class _GANTask:
 
         self.d.requires_grad_(False)  # no D gradients in the G step
         y = data.labels(n)
-        loss_g = losses.g_loss(self.d(self.g.forward_net(data.randn(n, c.latent_dim), y), y), c.gan_loss)
+        fake = self.g.forward_net(data.randn(n, c.latent_dim), y)
+        loss_g = losses.g_loss(self.d(fake, y), c.gan_loss)
+        if c.g_mmd_weight > 0:
+            loss_g = loss_g + c.g_mmd_weight * losses.mmd2(fake, data.batch(n)[0], c.g_mmd_bandwidth)
         self.optimizers["g"].zero_grad(set_to_none=True)
         loss_g.backward()
         self.optimizers["g"].step()

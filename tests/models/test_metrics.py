@@ -14,12 +14,14 @@ from models import classifier as clf
 from models.config import TrainConfig
 from models.data.arrays import ArrayDataset, DatasetSplits
 from models.data.builtin import GRID2D_MEANS, GRID2D_STD, RING2D_MEANS, RING2D_STD, load_builtin, mixture_modes
-from models.evaluation import compute_metrics
+from models.evaluation import class_variety, compute_metrics
 from models.metrics import (
     energy_distance,
     frechet_distance,
     iw_log_likelihood,
+    knn_precision_recall,
     label_accuracy,
+    mean_pairwise_distance,
     mmd_at_width,
     mmd_rbf,
     mode_histogram_kl,
@@ -119,6 +121,37 @@ def test_frechet_distance() -> None:
     x = torch.randn(5000, 16, generator=g).double()
     expected = float(x.mean(0).pow(2).sum() + torch.cov(x.T).trace())
     assert frechet_distance(x, 2 * x) == pytest.approx(expected, rel=1e-9)
+
+
+def test_pairwise_distance_and_knn_recall_tell_a_collapsed_class() -> None:
+    """Two samples of one distribution: distance ratio ~1, precision and recall high. A sample of three points
+    repeated (the digits GAN's failure: one image per class, nearly): the ratio and the recall fall, the precision
+    does not (every sample is realistic)."""
+    g = torch.Generator().manual_seed(0)
+    real, fake = torch.randn(300, 16, generator=g), torch.randn(300, 16, generator=g)
+    collapsed = real[:3].repeat(100, 1) + 0.01 * torch.randn(300, 16, generator=g)
+    assert mean_pairwise_distance(torch.zeros(1, 3)) == 0.0
+    assert mean_pairwise_distance(torch.tensor([[0.0, 0.0], [3.0, 4.0]])) == 5.0
+    assert 0.95 < mean_pairwise_distance(fake) / mean_pairwise_distance(real) < 1.05
+    assert mean_pairwise_distance(collapsed) / mean_pairwise_distance(real) < 0.75  # a third of the pairs are twins
+    precision, recall = knn_precision_recall(real, fake)
+    assert precision > 0.7 and recall > 0.7  # k = 3 balls in 16 dimensions miss some of a sample's own distribution
+    precision, recall = knn_precision_recall(real, collapsed)
+    assert precision == 1.0 and recall < 0.05  # every sample is realistic, but the data's variety is not covered
+    assert knn_precision_recall(real[:3], fake) == (0.0, 0.0)  # too few to draw the balls
+
+
+def test_class_variety_is_per_class_and_reports_the_worst() -> None:
+    """Class 0 drawn like the data, class 1 as one image: the worst class (1) is what is reported."""
+    g = torch.Generator().manual_seed(0)
+    real_x = torch.cat([torch.randn(100, 8, generator=g), torch.randn(100, 8, generator=g) + 5])
+    real_y = torch.tensor([0] * 100 + [1] * 100)
+    fake_x = torch.cat([torch.randn(100, 8, generator=g), (torch.randn(1, 8, generator=g) + 5).repeat(100, 1)])
+    m = class_variety(fake_x, fake_x, real_y, real_x, real_x, real_y, 2)
+    assert m["class_distance_ratio"] == 0.0 and m["class_recall"] < 0.05
+    good = class_variety(real_x, real_x, real_y, real_x.flip(0), real_x.flip(0), real_y.flip(0), 2)
+    assert good["class_distance_ratio"] == pytest.approx(1.0) and good["class_recall"] == 1.0
+    assert class_variety(fake_x[:2], fake_x[:2], real_y[:2], real_x, real_x, real_y, 2) == {}  # too few samples
 
 
 def test_label_accuracy() -> None:
@@ -256,6 +289,7 @@ def test_labeled_images_report_frechet_distance_and_label_accuracy(family: str) 
     )
     m = result.metrics
     assert {"frechet_distance", "label_accuracy", "classifier_test_accuracy"} <= m.keys()
+    assert m["class_distance_ratio"] >= 0 and 0 <= m["class_recall"] <= 1
     assert m["frechet_distance"] > 0 and 0 <= m["label_accuracy"] <= 1 and m["classifier_test_accuracy"] > 0.9
     assert phases[-1] == "metrics" and "train" in phases
     if family == "vae":

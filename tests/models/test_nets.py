@@ -257,6 +257,29 @@ def test_losses_basics() -> None:
     assert gp.item() == pytest.approx(0.0, abs=1e-6)
 
 
+def test_mmd_tells_a_collapsed_sample_and_pushes_it_apart() -> None:
+    """g_mmd_weight: the unbiased MMD^2 is near zero for two samples of one distribution, clearly positive for a
+    sample collapsed onto a few points at the kernel's scale, and its gradient spreads such a sample out."""
+    torch.manual_seed(0)
+    real, other = torch.randn(400, 2) * 0.02, torch.randn(400, 2) * 0.02
+    same = losses.mmd2(other, real, bandwidth=0.02).item()
+    collapsed = (torch.randn(8, 2) * 0.02).repeat(50, 1).requires_grad_(True)  # 400 samples on 8 points
+    gap = losses.mmd2(collapsed, real, bandwidth=0.02)
+    assert abs(same) < 0.01 < 0.1 < gap.item()
+    (grad,) = torch.autograd.grad(gap, collapsed)
+    assert torch.isfinite(grad).all()  # exact duplicates, as a lookup table makes, still get a gradient
+    x = (collapsed.detach() + 1e-4 * torch.randn(400, 2)).requires_grad_(True)  # ties broken
+    opt = torch.optim.Adam([x], lr=0.002)
+    for _ in range(50):
+        opt.zero_grad()
+        losses.mmd2(x, real, bandwidth=0.02).backward()
+        opt.step()
+    assert losses.mmd2(x, real, bandwidth=0.02).item() < 0.01  # the points spread back out to the data's scale
+    assert 0.8 < float(x.detach().std() / real.std()) < 1.25
+    with pytest.raises(Invalid, match="g_mmd_weight"):
+        TrainConfig.from_dict({"family": "gan", "architecture": "conv", "g_mmd_weight": 1.0})
+
+
 def test_fourier_features_give_the_discriminator_fine_detail() -> None:
     """d_fourier_features: the MLP discriminator sees sin and cos of 2 pi x B besides x; B is fixed (a buffer, so a
     checkpoint restores it) and drawn from the training's RNG; conv nets refuse the option."""

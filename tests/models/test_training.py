@@ -166,6 +166,14 @@ def test_gan_options_train(options: dict[str, Any]) -> None:
     assert_finite(result.model)
 
 
+def test_point_gan_options_train() -> None:
+    """The point-model options (bins with positions, Fourier features, the MMD term) train together and resume."""
+    options = {"latent_categories": 4, "latent_bin_positions": True, "d_fourier_features": 8, "g_mmd_weight": 1.0}
+    result, seen = run(config("gan", "points", steps=10, pack=2, **options), splits(blobs(128)))
+    assert result.steps == 10 and len(seen) == 10
+    assert_finite(result.model)
+
+
 @pytest.mark.parametrize(
     "options", [{"iwae_k": 4}, {"kl_warmup_steps": 10, "free_bits": 0.5, "beta": 2.0}, {"decoder": "gaussian"}]
 )
