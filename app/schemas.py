@@ -369,6 +369,12 @@ class TrainingRequest(Strict):
     g_mmd_bandwidth: Bandwidth | None = Field(
         None, description="GAN: the MMD kernel's width, in units of standardized data (one mode's width, say)."
     )
+    g_mode_seeking: PenaltyWeight | None = Field(
+        None,
+        description="GAN: weight of MSGAN's mode-seeking term (Mao et al. 2019), which penalizes latents drawn apart "
+        "that give nearly the same sample (for conditional models: the same class), against a class drawn as a few "
+        "images; 0 = off.",
+    )
 
     @field_validator("webhook_events")
     @classmethod

@@ -71,6 +71,7 @@ GAN_OPTIONS = (
     "d_fourier_scale",
     "g_mmd_weight",
     "g_mmd_bandwidth",
+    "g_mode_seeking",
 )
 
 
@@ -120,6 +121,7 @@ class TrainConfig:
     d_fourier_scale: FourierScale = 10.0  # ... with frequencies ~ N(0, scale^2) cycles per unit of standardized data
     g_mmd_weight: PenaltyWeight = 0.0  # > 0: the generator also minimizes the MMD to a real batch (`losses.mmd2`)
     g_mmd_bandwidth: Bandwidth = 0.02  # ... with an RBF kernel of this width, in units of standardized data
+    g_mode_seeking: PenaltyWeight = 0.0  # > 0: MSGAN's term against latents drawn apart landing together (`losses`)
     eval_iw_k: EvalIwK = 100  # importance samples of the VAE log-likelihood bound in the end-of-training metrics
     # Schedule and data options
     lr_decay: LrDecay = "none"  # decay of every learning rate after lr_decay_start: "linear" or "cosine" to 0

@@ -120,3 +120,16 @@ def mmd2(fake: Tensor, real: Tensor, bandwidth: float) -> Tensor:
     within_fake = (k_ff.sum() - k_ff.diagonal().sum()) / (n * (n - 1))
     within_real = (k_rr.sum() - k_rr.diagonal().sum()) / (m * (m - 1))
     return within_fake + within_real - 2 * k_fr.mean()
+
+
+def mode_seeking(fake: Tensor, z: Tensor, eps: float = 1e-5) -> Tensor:
+    """The mode-seeking term of MSGAN (Mao et al. 2019, "Mode Seeking Generative Adversarial Networks for Diverse
+    Image Synthesis", Eq. 3, as their code computes it): 1 / (mean |G(z1) - G(z2)| / mean |z1 - z2| + eps), the
+    batch's first half against its second, drawn for the same labels. A generator that maps different latents to
+    the same image (one image per class) pays for it; one whose images vary as much as their latents do, little.
+    fake (n, ...), z (n, L), n even.
+    """
+    half = fake.shape[0] // 2
+    images = (fake[:half] - fake[half : 2 * half]).abs().mean()
+    latents = (z[:half] - z[half : 2 * half]).abs().mean()
+    return 1.0 / (images / latents + eps)

@@ -184,10 +184,15 @@ class _GANTask:
 
         self.d.requires_grad_(False)  # no D gradients in the G step
         y = data.labels(n)
-        fake = self.g.forward_net(data.randn(n, c.latent_dim), y)
+        if c.g_mode_seeking > 0 and y is not None:  # pairs (i, i + n/2) share a label: the term compares them
+            y = torch.cat([y[: n // 2], y[: n - n // 2]])
+        z = data.randn(n, c.latent_dim)
+        fake = self.g.forward_net(z, y)
         loss_g = losses.g_loss(self.d(fake, y), c.gan_loss)
         if c.g_mmd_weight > 0:
             loss_g = loss_g + c.g_mmd_weight * losses.mmd2(fake, data.batch(n)[0], c.g_mmd_bandwidth)
+        if c.g_mode_seeking > 0:
+            loss_g = loss_g + c.g_mode_seeking * losses.mode_seeking(fake, z)
         self.optimizers["g"].zero_grad(set_to_none=True)
         loss_g.backward()
         self.optimizers["g"].step()

@@ -280,6 +280,16 @@ def test_mmd_tells_a_collapsed_sample_and_pushes_it_apart() -> None:
         TrainConfig.from_dict({"family": "gan", "architecture": "conv", "g_mmd_weight": 1.0})
 
 
+def test_mode_seeking_penalizes_latents_that_land_together() -> None:
+    """g_mode_seeking: the term is large when different latents give one sample, small when samples vary with them."""
+    torch.manual_seed(0)
+    z = torch.randn(64, 8)
+    same = torch.randn(1, 1, 8, 8).repeat(64, 1, 1, 1) + 1e-3 * torch.randn(64, 1, 8, 8)  # one image per class
+    varied = torch.randn(64, 1, 8, 8)
+    assert losses.mode_seeking(same, z).item() > 100 * losses.mode_seeking(varied, z).item()
+    assert losses.mode_seeking(varied, z).item() == pytest.approx(1.0, rel=0.1)  # images vary like their latents
+
+
 def test_fourier_features_give_the_discriminator_fine_detail() -> None:
     """d_fourier_features: the MLP discriminator sees sin and cos of 2 pi x B besides x; B is fixed (a buffer, so a
     checkpoint restores it) and drawn from the training's RNG; conv nets refuse the option."""

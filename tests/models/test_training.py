@@ -158,6 +158,7 @@ def test_conditional_vae_follows_its_labels() -> None:
     [
         {"gan_loss": "hinge", "spectral_norm": True, "pack": 2, "d_steps": 2, "latent_categories": 4},
         {"gan_loss": "wgan-gp", "r1_gamma": 1.0, "ema_decay": 0.9, "d_lr": 2e-3},
+        {"g_mode_seeking": 1.0, "pack": 2},
     ],
 )
 def test_gan_options_train(options: dict[str, Any]) -> None:
