@@ -554,6 +554,13 @@ def test_benchmark_recipes_resolve() -> None:
         {"family": "gan", "conditional": True}, dataset_id="mnist", kind="images", sample_shape=(28, 28), num_classes=10
     )
     assert cgan.latent_dim == RECIPES["mnist"]["gan"].latent_dim  # no conditional GAN recipe: the dataset's
+    seeking = [
+        resolve_config(
+            {"family": "gan", "conditional": c}, dataset_id="digits", kind="images", sample_shape=(8, 8), num_classes=10
+        ).g_mode_seeking
+        for c in (True, False)
+    ]
+    assert seeking == [0.1, 0.0]  # the conditional digits GAN's own recipe: variety inside a class, measured
 
 
 @pytest.mark.parametrize(
