@@ -360,6 +360,11 @@ class TrainingRequest(Strict):
         description="GAN, with latent_categories > 0: each latent coordinate also enters the generator as its "
         "position inside its bin, so that samples can spread inside a mode instead of sitting on one point per bin.",
     )
+    latent_binned_dims: NonNegativeCount | None = Field(
+        None,
+        description="GAN, with latent_categories > 0: only the first this many latent coordinates have bins; the "
+        "others enter the generator as plain continuous inputs (at most latent_dim); 0 = all.",
+    )
     g_mmd_weight: PenaltyWeight | None = Field(
         None,
         description="GAN, MLP (point) models: the generator also minimizes this weight times the squared MMD between "

@@ -127,7 +127,8 @@ def describe(c: TrainConfig) -> str:
         ["decoder", "iwae_k", "kl_warmup_steps", "free_bits", "binarize"]
         if c.family == "vae"
         else ["gan_loss", "pack", "ema_decay", "d_steps", "d_lr", "spectral_norm", "r1_gamma", "latent_categories"]
-        + ["latent_bin_positions", "d_fourier_features", "g_mmd_weight", "g_mmd_bandwidth", "g_mode_seeking"]
+        + ["latent_bin_positions", "latent_binned_dims", "d_fourier_features", "g_mmd_weight", "g_mmd_bandwidth"]
+        + ["g_mode_seeking"]
     )
     keys += ["lr_decay", "lr_decay_start"]
     return ", ".join(f"{k}={d[k]}" for k in keys)

@@ -67,6 +67,7 @@ GAN_OPTIONS = (
     "d_lr",
     "latent_categories",
     "latent_bin_positions",
+    "latent_binned_dims",
     "d_fourier_features",
     "d_fourier_scale",
     "g_mmd_weight",
@@ -117,6 +118,7 @@ class TrainConfig:
     d_lr: LearningRate | None = None  # discriminator step size, None = lr
     latent_categories: LatentCategories = 0  # K > 0: each latent coordinate also enters the generator as one of K bins
     latent_bin_positions: bool = False  # with K > 0: ... and as its position inside that bin (see `Generator`)
+    latent_binned_dims: NonNegativeCount = 0  # with K > 0: only the first B latent coordinates have bins; 0 = all
     d_fourier_features: FourierFeatures = 0  # MLP discriminators: m random Fourier features of the input (2m columns)
     d_fourier_scale: FourierScale = 10.0  # ... with frequencies ~ N(0, scale^2) cycles per unit of standardized data
     g_mmd_weight: PenaltyWeight = 0.0  # > 0: the generator also minimizes the MMD to a real batch (`losses.mmd2`)
@@ -132,12 +134,23 @@ class TrainConfig:
 
     def check_rules(self) -> None:
         """The rules that tie options together (ranges are checked by `from_dict`)."""
-        if self.latent_dim * self.latent_categories > MAX_LATENT_BIN_COLUMNS:
+        binned = self.latent_binned_dims or self.latent_dim
+        if binned * self.latent_categories > MAX_LATENT_BIN_COLUMNS:
             raise Invalid(
-                f"latent_dim * latent_categories must be <= {MAX_LATENT_BIN_COLUMNS} (one-hot input columns of the "
-                f"generator), not {self.latent_dim * self.latent_categories}",
+                f"latent_dim (or latent_binned_dims) * latent_categories must be <= {MAX_LATENT_BIN_COLUMNS} (one-hot "
+                f"input columns of the generator), not {binned * self.latent_categories}",
                 field=("latent_categories",),
                 limit=MAX_LATENT_BIN_COLUMNS,
+            )
+        if self.latent_binned_dims > self.latent_dim:
+            raise Invalid(
+                f"latent_binned_dims must be <= latent_dim ({self.latent_dim}), not {self.latent_binned_dims}",
+                field=("latent_binned_dims",),
+                limit=self.latent_dim,
+            )
+        if self.latent_binned_dims and not self.latent_categories:
+            raise Invalid(
+                "latent_binned_dims needs latent_categories > 0 (the bins it limits)", field=("latent_binned_dims",)
             )
         if self.latent_bin_positions and not self.latent_categories:
             raise Invalid(

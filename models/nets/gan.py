@@ -28,23 +28,28 @@ class Generator(GenerativeModel):
     input, rescaled to zero mean and unit variance. Without it a fine bin covers so little of z that the net treats
     it as a constant and draws a few points per bin (collapse inside the modes, issue 24); with it every bin's
     samples can fill a region.
+
+    With `spec.latent_binned_dims` = B > 0 only the first B coordinates have bins (and positions); the others enter
+    as plain continuous inputs. One binned coordinate with a bin per mode keeps the modes apart as the default
+    recipes do, while the rest of z spreads the samples inside each mode.
     """
 
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__(spec)
         self.categories = spec.latent_categories
         self.positions = spec.latent_bin_positions and self.categories > 0
-        dense = spec.latent_dim * (2 if self.positions else 1) + spec.cond_dim
-        self.body = up_body(dense + spec.latent_dim * self.categories, spec)  # (n, dense + L*K) -> (n, *net_shape)
-        if self.categories:  # takes (n, dense + L): z, cond, [the positions in the bins], the bins
+        self.binned = (spec.latent_binned_dims or spec.latent_dim) if self.categories else 0  # B coordinates
+        dense = spec.latent_dim + (self.binned if self.positions else 0) + spec.cond_dim
+        self.body = up_body(dense + self.binned * self.categories, spec)  # (n, dense + B*K) -> (n, *net_shape)
+        if self.categories:  # takes (n, dense + B): z, cond, [the positions in the bins], the bins
             _bin_input_layer(self.body, dense, self.categories)
         if spec.kind == "images":
             self.set_data_transform(torch.tensor([0.5]), torch.tensor([0.5]))  # net = 2 * data - 1
 
     def bins(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        """The discrete latent part of z (n, L): each coordinate's bin, int64 in [0, K), equiprobable under N(0, 1),
-        and its position inside the bin, uniform on [0, 1)."""
-        scaled = 0.5 * (1.0 + torch.erf(z * 0.5**0.5)) * self.categories  # K * Phi(z), uniform on [0, K]
+        """The discrete latent part of z (n, L): each binned coordinate's bin, int64 in [0, K), equiprobable under
+        N(0, 1), and its position inside the bin, uniform on [0, 1); (n, B) each."""
+        scaled = 0.5 * (1.0 + torch.erf(z[:, : self.binned] * 0.5**0.5)) * self.categories  # K * Phi(z), on [0, K]
         bins = scaled.long().clamp_(0, self.categories - 1)
         return bins, (scaled - bins).clamp_(0.0, 1.0)
 

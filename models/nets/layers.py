@@ -43,6 +43,7 @@ class ModelSpec:
     activation: Activation = "default"  # of the MLP hidden layers; see `mlp`
     latent_categories: int = 0  # GAN generators: K > 0 bins per latent coordinate; see `Generator`
     latent_bin_positions: bool = False  # GAN generators with K > 0: each coordinate's position inside its bin too
+    latent_binned_dims: int = 0  # GAN generators with K > 0: only the first this many coordinates binned; 0 = all
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

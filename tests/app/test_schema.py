@@ -98,6 +98,7 @@ MODEL_OR_DATA_RULES = [
     ("/v1/trainings", ("body", "conditional"), ""),
     ("/v1/trainings", ("body", "latent_categories"), "latent_dim"),  # latent_dim x latent_categories
     ("/v1/trainings", ("body", "latent_bin_positions"), "latent_categories"),  # bins from the request or the recipe
+    ("/v1/trainings", ("body", "latent_binned_dims"), ""),  # <= latent_dim, with bins (request or recipe)
     ("/v1/trainings", ("body", "d_fourier_features"), "MLP"),  # the architecture, from the request or the data
     ("/v1/trainings", ("body", "g_mmd_weight"), "MLP"),  # likewise
     ("/v1/trainings", ("body", "init_from"), ""),  # a model that exists and fits

@@ -20,16 +20,13 @@ NUM_CLASSES = 3
 
 
 def make(family: str, kind: str, shape: tuple[int, ...], conditional: bool = False, **kw: object):
-    arch = "conv" if kind == "images" else "mlp"
-    config = TrainConfig(
-        family=family,  # type: ignore[arg-type]
-        conditional=conditional,
-        latent_dim=4,
-        architecture=arch,  # type: ignore[arg-type]
-        width=8,
-        decoder="bernoulli" if kind == "images" else "gaussian",
-        **kw,  # type: ignore[arg-type]
-    )
+    options: dict[str, object] = {
+        "latent_dim": 4,
+        "architecture": "conv" if kind == "images" else "mlp",
+        "width": 8,
+        "decoder": "bernoulli" if kind == "images" else "gaussian",
+    }
+    config = TrainConfig(family=family, conditional=conditional, **(options | kw))  # type: ignore[arg-type]
     torch.manual_seed(0)
     spec = spec_for(config, kind, shape, NUM_CLASSES if conditional else 0)  # type: ignore[arg-type]
     return config, spec, build_model(spec).eval()
@@ -170,6 +167,31 @@ def test_bin_positions_are_uniform_and_spread_a_bin() -> None:
     d = spec.to_dict()
     del d["latent_bin_positions"]
     assert not ModelSpec.from_dict(d).latent_bin_positions
+
+
+def test_binned_dims_bin_the_first_coordinates_only() -> None:
+    """latent_binned_dims = 1: the first coordinate has bins and a position, the second is a plain input; bins and
+    positions come from the first coordinate alone."""
+    _, spec, model = make(
+        "gan", "points", (2,), latent_dim=3, latent_categories=8, latent_bin_positions=True, latent_binned_dims=1
+    )
+    assert isinstance(model, Generator) and spec.latent_binned_dims == 1
+    first = next(m for m in model.body.modules() if isinstance(m, BinnedInput))
+    assert first.dense == 3 + 1 and first.weight.shape[1] == 3 + 1 + 8  # z, one position, one coordinate's codes
+    z = torch.randn(64, 3, generator=torch.Generator().manual_seed(0))
+    bins, position = model.bins(z)
+    assert bins.shape == position.shape == (64, 1)
+    other = z.clone()
+    other[:, 1:] = torch.randn(64, 2)  # the unbinned coordinates move; the bins stay
+    assert torch.equal(model.bins(other)[0], bins)
+    assert not torch.equal(model.generate(other, None), model.generate(z, None))  # ... and still reach the output
+    for bad, field in (({"latent_binned_dims": 4}, "latent_binned_dims"), ({"latent_categories": 0}, "latent_binned")):
+        options = {"family": "gan", "latent_dim": 3, "latent_categories": 8, "latent_binned_dims": 1} | bad
+        with pytest.raises(Invalid, match=field):
+            TrainConfig.from_dict(options)
+    d = spec.to_dict()
+    del d["latent_binned_dims"]
+    assert ModelSpec.from_dict(d).latent_binned_dims == 0  # older specs: every coordinate binned
 
 
 def test_conditional_generate_uses_labels() -> None:
