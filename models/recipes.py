@@ -83,6 +83,8 @@ _MNIST_CVAE = dataclasses.replace(_MNIST_VAE, steps=30_000, latent_dim=8)
 # MNIST GAN's samples are classified as their class about as often as real digits are (BENCHMARKS.md).
 _IMAGES_GAN = Recipe(steps=8000, batch_size=64, lr=2e-4, latent_dim=64, mlp_width=512, conv_width=32,
                      options=_opts(ema_decay=0.999))
+# Conditional: the mode-seeking term, as for digits (measured on MNIST; bench/quality.py variety).
+_IMAGES_CGAN = dataclasses.replace(_IMAGES_GAN, options=_opts(ema_decay=0.999, g_mode_seeking=0.1))
 
 # Recipes by dataset id and family; uploads (any other id) fall back to their kind ("points" or "images").
 RECIPES: Mapping[str, Mapping[Family, Recipe]] = MappingProxyType({
@@ -99,13 +101,18 @@ RECIPES: Mapping[str, Mapping[Family, Recipe]] = MappingProxyType({
 
 # Conditional trainings whose defaults differ from the unconditional recipe of their dataset and family.
 CONDITIONAL_RECIPES: Mapping[str, Mapping[Family, Recipe]] = MappingProxyType(
-    {"mnist": {"vae": _MNIST_CVAE}, "digits": {"gan": _DIGITS_CGAN}}
+    {
+        "mnist": {"vae": _MNIST_CVAE, "gan": _IMAGES_CGAN},
+        "images": {"gan": _IMAGES_CGAN},
+        "digits": {"gan": _DIGITS_CGAN},
+    }
 )
 
 
 def recipe_for(dataset_id: str, kind: Kind, family: Family, conditional: bool = False) -> Recipe:
-    special = CONDITIONAL_RECIPES.get(dataset_id, {}).get(family) if conditional else None
-    return special or (RECIPES.get(dataset_id) or RECIPES[kind])[family]
+    key = dataset_id if dataset_id in RECIPES else kind  # uploads take their kind's recipes
+    special = CONDITIONAL_RECIPES.get(key, {}).get(family) if conditional else None
+    return special or RECIPES[key][family]
 
 
 def resolve_config(

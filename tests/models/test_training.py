@@ -550,10 +550,15 @@ def test_benchmark_recipes_resolve() -> None:
         {"family": "vae", "conditional": True}, dataset_id="mnist", kind="images", sample_shape=(28, 28), num_classes=10
     )
     assert (cvae.latent_dim, cvae.steps, cvae.binarize) == (8, 30_000, True)  # the conditional MNIST VAE recipe
-    cgan = resolve_config(
-        {"family": "gan", "conditional": True}, dataset_id="mnist", kind="images", sample_shape=(28, 28), num_classes=10
-    )
-    assert cgan.latent_dim == RECIPES["mnist"]["gan"].latent_dim  # no conditional GAN recipe: the dataset's
+    for dataset_id in ("mnist", "ds_upload"):  # conditional image GANs (MNIST and uploads): the mode-seeking term
+        cgan = resolve_config(
+            {"family": "gan", "conditional": True},
+            dataset_id=dataset_id,
+            kind="images",
+            sample_shape=(28, 28),
+            num_classes=10,
+        )
+        assert cgan.latent_dim == RECIPES["mnist"]["gan"].latent_dim and cgan.g_mode_seeking == 0.1
     seeking = [
         resolve_config(
             {"family": "gan", "conditional": c}, dataset_id="digits", kind="images", sample_shape=(8, 8), num_classes=10
