@@ -566,6 +566,10 @@ def test_benchmark_recipes_resolve() -> None:
         for c in (True, False)
     ]
     assert seeking == [0.1, 0.0]  # the conditional digits GAN's own recipe: variety inside a class, measured
+    cvae = resolve_config(
+        {"family": "vae", "conditional": True}, dataset_id="digits", kind="images", sample_shape=(8, 8), num_classes=10
+    )
+    assert (cvae.latent_dim, cvae.free_bits, cvae.steps) == (8, 1.25, 20_000)
 
 
 @pytest.mark.parametrize(
