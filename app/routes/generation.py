@@ -205,7 +205,7 @@ async def _run(
 
 @router.post(
     "/{model_id}/reconstructions",
-    responses=SAMPLE_RESPONSES,
+    responses={**SAMPLE_RESPONSES, 415: PROBLEM},  # an uploaded file genserve cannot read
     response_class=Response,
     openapi_extra={"requestBody": vae_inputs.request_body(with_format=True)},
 )
