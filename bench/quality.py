@@ -39,13 +39,11 @@ from models import classifier as clf
 from models.config import TrainConfig
 from models.data.arrays import ArrayDataset, DatasetSplits
 from models.data.builtin import load_builtin
-from models.evaluation import binarized_test_x
+from models.evaluation import binarized_test_x, variety_by_class
 from models.metrics import (
     frechet_distance,
     iw_log_likelihood,
-    knn_precision_recall,
     label_accuracy,
-    mean_pairwise_distance,
     mmd_at_width,
     mode_histogram_kl,
     mode_metrics,
@@ -579,30 +577,34 @@ def part_variety(env: Env) -> None:
     train_set = splits.train
     net = clf.classifier_for(train_set, device=env.device)
     rng = np.random.default_rng(0)
-    halves = [class_halves(train_set, c, rng) for c in range(train_set.num_classes)]
-    feats = [(net.predict(a.to(env.device))[0], net.predict(b.to(env.device))[0]) for a, b in halves]
+    classes = train_set.num_classes
+    halves = [class_halves(train_set, c, rng) for c in range(classes)]
+    ref_x = torch.cat([a for a, _ in halves])
+    ref_y = torch.cat([torch.full((a.shape[0],), c) for c, (a, _) in enumerate(halves)])
+    ref_feats = net.predict(ref_x.to(env.device))[0].cpu()
 
-    def scores(samples: list[torch.Tensor], sample_feats: list[torch.Tensor]) -> tuple[list[float], list[float]]:
-        ratios, recalls = [], []
-        for (ref, _), (ref_f, _), x, f in zip(halves, feats, samples, sample_feats, strict=True):
-            ratios.append(mean_pairwise_distance(x) / mean_pairwise_distance(ref))
-            recalls.append(knn_precision_recall(ref_f, f, 3)[1])
-        return ratios, recalls
+    def scores(samples: list[torch.Tensor]) -> tuple[dict[int, tuple[float | None, float]], float]:
+        """Each class's distance ratio and recall (`models.evaluation.variety_by_class`), and the label accuracy;
+        samples[c] are of class c."""
+        x = torch.cat(samples)
+        y = torch.cat([torch.full((s.shape[0],), c) for c, s in enumerate(samples)])
+        feats, pred = net.predict(x.to(env.device))
+        return variety_by_class(x, feats.cpu(), y, ref_x, ref_feats, ref_y, classes), label_accuracy(pred, y)
 
-    def row(name: str, ratios: list[float], recalls: list[float], acc: str, seconds: str) -> list[Any]:
-        worst = int(np.argmin(ratios))
-        return [
-            name,
-            acc,
-            f"{min(ratios):.2f} (class {worst}) / {np.median(ratios):.2f}",
-            f"{min(recalls):.2f} (class {int(np.argmin(recalls))}) / {np.median(recalls):.2f}",
-            seconds,
-        ]
+    def row(name: str, per_class: dict[int, tuple[float | None, float]], acc: str, seconds: str) -> list[Any]:
+        ratios = {c: ratio or 0.0 for c, (ratio, _) in per_class.items()}
+        recalls = {c: recall for c, (_, recall) in per_class.items()}
+
+        def worst_and_median(values: dict[int, float]) -> str:
+            worst = min(values, key=values.__getitem__)
+            return f"{values[worst]:.2f} (class {worst}) / {np.median(list(values.values())):.2f}"
+
+        return [name, acc, worst_and_median(ratios), worst_and_median(recalls), seconds]
 
     rows = [
         row(
             "real images (a second half of each class)",
-            *scores([b for _, b in halves], [f for _, f in feats]),
+            scores([b for _, b in halves])[0],
             "—",
             "—",
         )
@@ -612,19 +614,15 @@ def part_variety(env: Env) -> None:
         config = config_for(env, dataset, train_set, family, conditional=True, seed=env.args.first_seed)
         result, seconds, _ = run_training(env, config, splits, f"conditional {family}")
         model = result.model.to(env.device)
-        samples, sample_feats, correct = [], [], 0
-        for c, (ref, _) in enumerate(halves):
-            labels = torch.full((ref.shape[0],), c)
-            x = generate(model, ref.shape[0], SAMPLE_SEED + c, labels)
-            f, pred = net.predict(x.to(env.device))
-            samples.append(x)
-            sample_feats.append(f)
-            correct += int((pred.cpu() == c).sum())
-        acc = correct / sum(ref.shape[0] for ref, _ in halves)
+        samples = [
+            generate(model, ref.shape[0], SAMPLE_SEED + c, torch.full((ref.shape[0],), c))
+            for c, (ref, _) in enumerate(halves)
+        ]
+        per_class, acc = scores(samples)
         rows.append(
             row(
                 f"conditional {family.upper()}, {describe(config)}",
-                *scores(samples, sample_feats),
+                per_class,
                 f"{100 * acc:.2f}%",
                 fmt_s(seconds),
             )

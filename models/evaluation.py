@@ -188,18 +188,34 @@ def class_variety(
     the class's samples, in the classifier's features. A generator that draws each class as a few images keeps
     its label accuracy and fails both. Classes with too few samples on either side (at most k) are left out.
     """
-    ratios, recalls = [], []
-    for c in range(num_classes):
-        fake_c, real_c = fake_y == c, real_y == c
-        if int(fake_c.sum()) <= VARIETY_K or int(real_c.sum()) <= VARIETY_K:
-            continue
-        real_spread = mean_pairwise_distance(real_x[real_c])
-        if real_spread > 0:
-            ratios.append(mean_pairwise_distance(fake_x[fake_c]) / real_spread)
-        recalls.append(knn_precision_recall(real_feats[real_c], fake_feats[fake_c], VARIETY_K)[1])
+    per_class = variety_by_class(fake_x, fake_feats, fake_y, real_x, real_feats, real_y, num_classes)
+    ratios = [ratio for ratio, _ in per_class.values() if ratio is not None]
+    recalls = [recall for _, recall in per_class.values()]
     out = {}
     if ratios:
         out["class_distance_ratio"] = min(ratios)
     if recalls:
         out["class_recall"] = min(recalls)
+    return out
+
+
+def variety_by_class(
+    fake_x: Tensor,
+    fake_feats: Tensor,
+    fake_y: Tensor,
+    real_x: Tensor,
+    real_feats: Tensor,
+    real_y: Tensor,
+    num_classes: int,
+) -> dict[int, tuple[float | None, float]]:
+    """`class_variety`'s two numbers for each class with more than VARIETY_K samples on both sides: {class:
+    (distance ratio, or None when the real class's images are all one; recall)}."""
+    out: dict[int, tuple[float | None, float]] = {}
+    for c in range(num_classes):
+        fake_c, real_c = fake_y == c, real_y == c
+        if int(fake_c.sum()) <= VARIETY_K or int(real_c.sum()) <= VARIETY_K:
+            continue
+        real_spread = mean_pairwise_distance(real_x[real_c])
+        ratio = mean_pairwise_distance(fake_x[fake_c]) / real_spread if real_spread > 0 else None
+        out[c] = ratio, knn_precision_recall(real_feats[real_c], fake_feats[fake_c], VARIETY_K)[1]
     return out

@@ -71,7 +71,7 @@ _DIGITS_GAN = Recipe(steps=3000, batch_size=64, lr=2e-4, latent_dim=32, mlp_widt
                      options=_opts(ema_decay=0.999))
 # Conditional: MSGAN's mode-seeking term, or each class is drawn as a few images (bench/quality.py variety); at a
 # weight of 0.1, since more buys variety at the cost of label accuracy.
-_DIGITS_CGAN = dataclasses.replace(_DIGITS_GAN, options=_opts(ema_decay=0.999, g_mode_seeking=0.1))
+_DIGITS_CGAN = dataclasses.replace(_DIGITS_GAN, options=_opts(**_DIGITS_GAN.options, g_mode_seeking=0.1))
 # 28x28 MNIST and image uploads.
 _IMAGES_VAE = Recipe(steps=5000, batch_size=128, lr=1e-3, latent_dim=32, mlp_width=512, conv_width=32)
 # MNIST VAE, the benchmark recipe (bench/quality.py mnist-vae, BENCHMARKS.md): the IWAE paper's setting (Burda et al.
@@ -87,7 +87,7 @@ _MNIST_CVAE = dataclasses.replace(_MNIST_VAE, steps=30_000, latent_dim=8)
 _IMAGES_GAN = Recipe(steps=8000, batch_size=64, lr=2e-4, latent_dim=64, mlp_width=512, conv_width=32,
                      options=_opts(ema_decay=0.999))
 # Conditional: the mode-seeking term, as for digits (measured on MNIST; bench/quality.py variety).
-_IMAGES_CGAN = dataclasses.replace(_IMAGES_GAN, options=_opts(ema_decay=0.999, g_mode_seeking=0.1))
+_IMAGES_CGAN = dataclasses.replace(_IMAGES_GAN, options=_opts(**_IMAGES_GAN.options, g_mode_seeking=0.1))
 
 # Recipes by dataset id and family; uploads (any other id) fall back to their kind ("points" or "images").
 RECIPES: Mapping[str, Mapping[Family, Recipe]] = MappingProxyType({
