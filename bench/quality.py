@@ -9,6 +9,7 @@ BENCHMARKS.md.
     python -m bench.quality variety --dataset digits # variety inside each class of the conditional models
     python -m bench.quality mnist-gan                # Fréchet distance in the classifier's features
     python -m bench.quality stacked --steps N        # Stacked MNIST: modes of 1000 and KL to uniform
+    python -m bench.quality shapes                   # colored shapes: shape agreement, shape x color combinations, FD
 
 Common options: --mnist PATH (the four IDX files; default ../shared/data/mnist from the repository root),
 --threads N (torch threads), --device cpu|cuda, --set key=value (recipe overrides, repeatable; e.g. --set steps=500
@@ -126,7 +127,7 @@ def describe(c: TrainConfig) -> str:
         if c.family == "vae"
         else ["gan_loss", "pack", "ema_decay", "d_steps", "d_lr", "spectral_norm", "r1_gamma", "latent_categories"]
         + ["latent_bin_positions", "latent_binned_dims", "d_fourier_features", "g_mmd_weight", "g_mmd_bandwidth"]
-        + ["g_mode_seeking"]
+        + ["latent_bin_scales", "g_mode_seeking"]
     )
     keys += ["lr_decay", "lr_decay_start"]
     return ", ".join(f"{k}={d[k]}" for k in keys)
@@ -740,6 +741,87 @@ def part_stacked(env: Env) -> None:
     print(table(["model", "modes", "KL"], rows))
 
 
+# --- 6. Colored shapes ---------------------------------------------------------------------------------------------
+SHAPES_SAMPLES = 5000  # generated images scored per model (and the test split's size)
+COMBO_SHARE = 1 / 3  # a shape x color combination "appears" at >= this share of its frequency in the data
+
+
+def combo_coverage(shape: torch.Tensor, color: torch.Tensor, data_share: np.ndarray) -> tuple[float, float]:
+    """(share of shape x color combinations at >= COMBO_SHARE of their data frequency, the rarest combination's
+    share over its data frequency); data_share (shapes, colors)."""
+    counts = torch.bincount(shape * data_share.shape[1] + color, minlength=data_share.size).double()
+    ratio = (counts / counts.sum()).numpy().reshape(data_share.shape) / data_share
+    return float((ratio >= COMBO_SHARE).mean()), float(ratio.min())
+
+
+def part_shapes(env: Env) -> None:
+    """The colored-shapes built-in: conditional models' shape agreement and shape x color combinations (in the
+    predictions of two factor classifiers trained on the data), every model's Fréchet distance in the shape
+    classifier's features; the same numbers for the test images in the samples' place."""
+    from models.data import shapes
+
+    splits = load_builtin("shapes", env.data_dir)
+    train_f, test_f = shapes.shapes_split("train"), shapes.shapes_split("test")
+    shape_net, shape_acc, _ = classifier(env, splits)
+    color_train = ArrayDataset(train_f.x, np.array(train_f.color), "images", list(shapes.COLORS))
+    color_net = clf.train_classifier(color_train, device=env.device)
+    test_x = torch.from_numpy(splits.test.float_x())
+    _, color_pred = color_net.predict(test_x.to(env.device))
+    color_acc = label_accuracy(color_pred.cpu(), torch.from_numpy(np.array(test_f.color)))
+    data_share = np.zeros((len(shapes.SHAPES), len(shapes.COLORS)))
+    np.add.at(data_share, (np.asarray(train_f.shape), np.asarray(train_f.color)), 1.0)
+    data_share /= data_share.sum()
+    rng = np.random.default_rng(0)
+    train_x = torch.from_numpy(splits.train.float_x()[rng.permutation(len(splits.train))[:SHAPES_SAMPLES]])
+    test_feats = shape_net.predict(test_x.to(env.device))[0]
+
+    def score(x: torch.Tensor, requested: torch.Tensor | None) -> list[Any]:
+        feats, shape_pred = shape_net.predict(x.to(env.device))
+        color = color_net.predict(x.to(env.device))[1].cpu()
+        agree = "—" if requested is None else f"{100 * label_accuracy(shape_pred.cpu(), requested):.2f}%"
+        covered, rarest = combo_coverage(shape_pred.cpu(), color, data_share)
+        return [agree, f"{100 * covered:.0f}%", f"{rarest:.2f}", f"{frechet_distance(feats, test_feats):.3g}"]
+
+    rows = [["training images (the data's own figures)", *score(train_x, None), "—", "—"]]
+    print(f"  {rows[-1]}", file=sys.stderr, flush=True)
+    for model in env.args.models.split(","):
+        conditional = model.startswith("c")
+        family = model[1:] if conditional else model
+        config = config_for(env, "shapes", splits.train, family, conditional=conditional, seed=env.args.first_seed)
+        result, seconds, _ = run_training(env, config, splits, model)
+        labels = torch.arange(SHAPES_SAMPLES) % len(shapes.SHAPES) if conditional else None
+        fake = generate(result.model.to(env.device), SHAPES_SAMPLES, SAMPLE_SEED, labels)
+        if env.args.save:
+            save_generator(result.model, env.args.save / f"shapes-{model}-seed{config.seed}")
+        name = f"{'conditional ' if conditional else ''}{family.upper()}"
+        rows.append([name, *score(fake, labels), fmt_s(seconds), describe(config)])
+        print(f"  {rows[-1]}", file=sys.stderr, flush=True)
+    print(f"\n### Colored shapes: {SHAPES_SAMPLES} samples per model\n")
+    print(
+        f"command: `{env.command()}`  \nmachine: {machine()}  \nfactor classifiers (models/classifier.py's net, "
+        f"seed {clf.CLASSIFIER_SEED}) test accuracy: shape **{100 * shape_acc:.2f}%**, color "
+        f"**{100 * color_acc:.2f}%**\n"
+    )
+    print(
+        table(
+            [
+                "samples",
+                "shape as requested",
+                f"shape x color combinations at >= 1/3 of their data share ({data_share.size})",
+                "rarest combination / its data share",
+                "Fréchet distance to the test images (shape features)",
+                "training",
+                "recipe",
+            ],
+            rows,
+        )
+    )
+    print(
+        "\ntargets: conditional models: shape as requested >= 98%, combinations >= 90%; unconditional GAN: Fréchet "
+        "distance <= 3x the training images'; each training <= 45 min on one core"
+    )
+
+
 # --- main -----------------------------------------------------------------------------------------------------------
 PARTS: dict[str, Callable[[Env], None]] = {
     "ring": lambda env: part_mixture(env, "ring2d"),
@@ -749,6 +831,7 @@ PARTS: dict[str, Callable[[Env], None]] = {
     "variety": part_variety,
     "mnist-gan": part_mnist_gan,
     "stacked": part_stacked,
+    "shapes": part_shapes,
 }
 
 
@@ -777,6 +860,9 @@ def main() -> None:
     parser.add_argument("--test-images", type=int, default=10_000, help="mnist-vae: test images evaluated")
     parser.add_argument("--families", default="gan,vae", help="cond-mnist, variety: which conditional models")
     parser.add_argument("--dataset", default="digits", choices=["digits", "mnist"], help="variety: the dataset")
+    parser.add_argument(
+        "--models", default="cgan,cvae,gan", help="shapes: which models (gan, vae; a leading c: conditional)"
+    )
     parser.add_argument("--steps", type=int, default=0, help="stacked: generator steps (0: the recipe's)")
     parser.add_argument(
         "--time-limit",
@@ -787,13 +873,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="recipe override")
-    parser.add_argument("--save", type=Path, help="ring, grid: write each trained generator (and its spec) here")
+    parser.add_argument(
+        "--save", type=Path, help="ring, grid, shapes: write each trained generator (and its spec) here"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     overrides = {k: parse_value(v) for k, v in (s.split("=", 1) for s in args.set)}
     with data_dir(args.mnist) as d:
-        needs_mnist = args.part not in ("ring", "grid") and not (args.part == "variety" and args.dataset != "mnist")
+        needs_mnist = args.part not in ("ring", "grid", "shapes") and not (
+            args.part == "variety" and args.dataset != "mnist"
+        )
         if needs_mnist and not (d / "mnist").exists():
             parser.error(f"no MNIST files at {args.mnist}")
         env = Env(args, torch.device(args.device), d, overrides)

@@ -32,6 +32,9 @@ CASES = [  # (dataset, family, conditional)
     ("mnist", "vae", True),
     ("mnist", "gan", False),
     ("mnist", "gan", True),
+    ("shapes", "vae", True),
+    ("shapes", "gan", False),
+    ("shapes", "gan", True),
 ]
 
 

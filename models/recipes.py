@@ -89,7 +89,7 @@ _IMAGES_GAN = Recipe(steps=8000, batch_size=64, lr=2e-4, latent_dim=64, mlp_widt
 # Conditional: the mode-seeking term, as for digits (measured on MNIST; bench/quality.py variety).
 _IMAGES_CGAN = dataclasses.replace(_IMAGES_GAN, options=_opts(**_IMAGES_GAN.options, g_mode_seeking=0.1))
 
-# Recipes by dataset id and family; uploads (any other id) fall back to their kind ("points" or "images").
+# Recipes by dataset id and family; uploads (any other id) take those `recipe_key` picks for them.
 RECIPES: Mapping[str, Mapping[Family, Recipe]] = MappingProxyType({
     "ring2d": {"vae": _POINTS_VAE, "gan": _RING_GAN},
     "grid2d": {"vae": _POINTS_VAE, "gan": _GRID_GAN},
@@ -97,6 +97,7 @@ RECIPES: Mapping[str, Mapping[Family, Recipe]] = MappingProxyType({
     "digits": {"vae": _DIGITS_VAE, "gan": _DIGITS_GAN},
     "mnist": {"vae": _MNIST_VAE, "gan": _IMAGES_GAN},
     "points": {"vae": _UPLOAD_POINTS_VAE, "gan": _POINTS_GAN},
+    "shapes": {"vae": _IMAGES_VAE, "gan": _IMAGES_GAN},
     "images": {"vae": _IMAGES_VAE, "gan": _IMAGES_GAN},
 })
 # fmt: on
@@ -108,12 +109,32 @@ CONDITIONAL_RECIPES: Mapping[str, Mapping[Family, Recipe]] = MappingProxyType(
         "mnist": {"vae": _MNIST_CVAE, "gan": _IMAGES_CGAN},
         "images": {"gan": _IMAGES_CGAN},
         "digits": {"vae": _DIGITS_CVAE, "gan": _DIGITS_CGAN},
+        "shapes": {"gan": _IMAGES_CGAN},
     }
 )
 
 
-def recipe_for(dataset_id: str, kind: Kind, family: Family, conditional: bool = False) -> Recipe:
-    key = dataset_id if dataset_id in RECIPES else kind  # uploads take their kind's recipes
+COLOR_MIN_SIDE = 32  # px: color uploads at least this large take the recipes measured on `shapes`
+
+
+def recipe_key(dataset_id: str, kind: Kind, sample_shape: tuple[int, ...]) -> str:
+    """Which recipes a dataset takes: a built-in its own; an upload those measured on data like it.
+
+    Color images (3 channels) with both sides >= COLOR_MIN_SIDE px take `shapes`' recipes (32x32 RGB, measured in
+    BENCHMARKS.md); other images (grayscale, or smaller color images such as Stacked MNIST's 28x28) the "images"
+    recipes, measured on MNIST; points the "points" recipes.
+    """
+    if dataset_id in RECIPES:
+        return dataset_id
+    if kind == "images" and len(sample_shape) == 3 and sample_shape[2] == 3 and min(sample_shape[:2]) >= COLOR_MIN_SIDE:
+        return "shapes"
+    return kind
+
+
+def recipe_for(
+    dataset_id: str, kind: Kind, family: Family, conditional: bool = False, sample_shape: tuple[int, ...] = ()
+) -> Recipe:
+    key = recipe_key(dataset_id, kind, sample_shape)
     special = CONDITIONAL_RECIPES.get(key, {}).get(family) if conditional else None
     return special or RECIPES[key][family]
 
@@ -139,7 +160,7 @@ def resolve_config(
     family = given.get("family")
     if family not in ("vae", "gan"):
         raise Invalid(f"family must be 'vae' or 'gan', not {family!r}", field=("family",))
-    recipe = recipe_for(dataset_id, kind, family, bool(given.get("conditional")))
+    recipe = recipe_for(dataset_id, kind, family, bool(given.get("conditional")), sample_shape)
 
     arch = given.get("architecture", recipe.options.get("architecture", "auto"))
     if arch == "auto":

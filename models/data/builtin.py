@@ -1,4 +1,4 @@
-"""Built-in datasets: two PacGAN mixtures, scikit-learn's two moons and 8x8 digits, and MNIST.
+"""Built-in datasets: two PacGAN mixtures, scikit-learn's two moons and 8x8 digits, MNIST, and colored shapes.
 
 Every built-in is deterministic (fixed seeds: the same arrays on every call) and cached in-process, keyed by id and
 data directory. The cached arrays are shared and marked read-only; copy before changing them in place.
@@ -15,6 +15,7 @@ from typing import Literal
 
 import numpy as np
 
+from models.data import shapes
 from models.data.arrays import ArrayDataset, DatasetSplits
 from models.data.mnist import DEFAULT_URL_SETTING, MNIST_CLASSES, ensure_mnist, load_mnist
 from models.errors import NotFound
@@ -104,6 +105,17 @@ BUILTINS: dict[str, BuiltinInfo] = {
         description="LeCun, Cortes and Burges' 28x28 grayscale handwritten digits, 10 classes; 60,000 training "
         "and 10,000 test images, read from the four IDX files in the data directory or downloaded there.",
     ),
+    "shapes": BuiltinInfo(
+        id="shapes",
+        name="Colored shapes",
+        kind="images",
+        shape=(shapes.SIDE, shapes.SIDE, 3),
+        size=shapes.TRAIN_SIZE,
+        classes=list(shapes.SHAPES),
+        description="32x32 RGB images of one filled shape on black, labeled by shape (square, circle, triangle, "
+        "cross), in one of 6 colors, 3 sizes and a uniform position; generated from fixed seeds at first use: "
+        "20,000 training and 5,000 test images.",
+    ),
 }
 
 
@@ -180,6 +192,13 @@ def _generated(dataset_id: str) -> DatasetSplits:
         return DatasetSplits(train=_moons(MIXTURE_TRAIN_SIZE, train_seed), test=_moons(MIXTURE_TEST_SIZE, test_seed))
     if dataset_id == "digits":
         return _digits()
+    if dataset_id == "shapes":
+        train, test = shapes.shapes_split("train"), shapes.shapes_split("test")
+        classes = list(shapes.SHAPES)
+        return DatasetSplits(
+            train=ArrayDataset(x=train.x, y=train.shape, kind="images", classes=classes),
+            test=ArrayDataset(x=test.x, y=test.shape, kind="images", classes=classes),
+        )
     raise NotFound(f"no built-in dataset {dataset_id!r}")
 
 

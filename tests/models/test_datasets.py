@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from models.data import builtin as datasets
+from models.data import shapes
 from models.data.builtin import (
     BUILTINS,
     GRID2D_MEANS,
@@ -32,12 +33,12 @@ CLOSED_PORT_URL = "http://127.0.0.1:9/"  # the discard port: nothing listens the
 
 # --- built-ins ---------------------------------------------------------------------------------------------------
 def test_builtin_ids_in_order() -> None:
-    assert list(BUILTINS) == ["ring2d", "grid2d", "moons2d", "digits", "mnist"]
+    assert list(BUILTINS) == ["ring2d", "grid2d", "moons2d", "digits", "mnist", "shapes"]
     for key, info in BUILTINS.items():
         assert info.id == key and info.description and info.name
 
 
-@pytest.mark.parametrize("dataset_id", ["ring2d", "grid2d", "moons2d", "digits"])
+@pytest.mark.parametrize("dataset_id", ["ring2d", "grid2d", "moons2d", "digits", "shapes"])
 def test_generated_builtins_match_their_info(dataset_id: str, tmp_path: Path) -> None:
     info = BUILTINS[dataset_id]
     splits = load_builtin(dataset_id, tmp_path)
@@ -116,6 +117,60 @@ def test_generating_is_fast(tmp_path: Path) -> None:
     for dataset_id in ("ring2d", "grid2d", "moons2d"):
         load_builtin(dataset_id, tmp_path)
     assert time.perf_counter() - start < 1.0
+
+
+def _one(shape: str, color: str, size: int, cx: float, cy: float) -> np.ndarray:
+    """One rendered image (32, 32, 3) of the given factors."""
+    return shapes.render(
+        np.array([shapes.SHAPES.index(shape)]),
+        np.array([list(shapes.COLORS).index(color)]),
+        np.array([shapes.SIZES.index(size)]),
+        np.array([cx]),
+        np.array([cy]),
+    )[0]
+
+
+def test_shapes_are_drawn_as_documented() -> None:
+    """Each shape in its documented region, in its exact color where a pixel is fully covered, black far away."""
+    r = 9
+    square = _one("square", "red", r, 16.0, 16.0)
+    assert (square[16 - 7 : 16 + 7, 16 - 7 : 16 + 7] == (255, 0, 0)).all()  # max(|dx|, |dy|) <= 0.8 r = 7.2
+    assert square[: 16 - 8].max() == 0 and square[16 + 8 :].max() == 0
+    circle = _one("circle", "cyan", r, 16.0, 16.0)
+    assert (circle[16, 16] == (0, 255, 255)).all() and circle[16 - 8, 16 - 8].max() == 0  # a corner of its box
+    area = circle[..., 1].astype(float).sum() / 255
+    assert area == pytest.approx(np.pi * r * r, rel=0.02)  # anti-aliased coverage adds up to the disc's area
+    triangle = _one("triangle", "yellow", r, 16.0, 16.0)
+    filled = (triangle[..., 0] > 0).sum(axis=1)  # pixels per row: the apex is up (y downwards)
+    assert filled[16 - 8] < filled[16] < filled[16 + 8]
+    cross = _one("cross", "blue", r, 16.0, 16.0)
+    assert cross[16, 16 + 8, 2] == 255 and cross[16 + 8, 16, 2] == 255  # the arms
+    assert cross[16 + 7, 16 + 7].max() == 0  # between the arms
+    assert (_one("square", "green", 5, 5.0, 27.0)[27, 5] == (0, 255, 0)).all()  # (cx, cy) is (column, row)
+
+
+def test_shapes_factors_are_uniform_and_inside_the_image() -> None:
+    images = shapes.generate(4000, seed=1)
+    assert images.x.shape == (4000, 32, 32, 3) and images.x.dtype == np.uint8
+    combos = np.bincount(images.shape * len(shapes.COLORS) + images.color, minlength=24) / 4000
+    assert combos == pytest.approx(np.full(24, 1 / 24), abs=0.012)
+    r = np.array(shapes.SIZES)[images.size]
+    assert ((images.cx >= r) & (images.cx <= 32 - r) & (images.cy >= r) & (images.cy <= 32 - r)).all()
+    # Every image holds exactly one color: the channels that are on are those of its palette entry.
+    palette = np.array(list(shapes.COLORS.values()))[images.color]
+    lit = images.x.reshape(4000, -1, 3).max(axis=1)
+    assert np.array_equal(lit > 0, palette > 0)
+    assert np.array_equal(shapes.generate(200, seed=2).x, shapes.generate(200, seed=2).x)  # seeded
+
+
+def test_shapes_builtin_is_labeled_by_shape(tmp_path: Path) -> None:
+    splits = load_builtin("shapes", tmp_path)
+    train = shapes.shapes_split("train")
+    assert splits.train.y is not None and np.array_equal(splits.train.y, train.shape)
+    assert len(splits.test) == shapes.TEST_SIZE
+    assert not np.array_equal(splits.train.x[:100], splits.test.x[:100])
+    with pytest.raises(ValueError):
+        train.color[0] = 1
 
 
 def test_unknown_builtin_is_not_found(tmp_path: Path) -> None:

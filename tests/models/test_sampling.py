@@ -20,6 +20,8 @@ CASES = [  # (dataset id, kind, sample shape, classes, family)
     ("ring2d", "points", (2,), 0, "gan"),
     ("moons2d", "points", (2,), 2, "gan"),
     ("upload", "images", (16, 16, 3), 0, "gan"),
+    ("shapes", "images", (32, 32, 3), 4, "gan"),
+    ("shapes", "images", (32, 32, 3), 4, "vae"),
 ]
 
 

@@ -14,13 +14,13 @@ import torch
 from safetensors.torch import load, save
 
 from models import losses, training
-from models.config import GAN_OPTIONS, VAE_OPTIONS, TrainConfig, applicable_options
+from models.config import GAN_OPTIONS, VAE_OPTIONS, Family, TrainConfig, applicable_options
 from models.data.arrays import ArrayDataset, DatasetSplits
 from models.errors import Invalid, TrainingDiverged
 from models.metrics import energy_distance
 from models.nets import GenerativeModel, build_model
 from models.progress import Progress
-from models.recipes import RECIPES, resolve_config
+from models.recipes import RECIPES, recipe_for, resolve_config
 from models.training import TrainResult, train
 from tests.helpers import DEVICE
 
@@ -570,6 +570,36 @@ def test_benchmark_recipes_resolve() -> None:
         {"family": "vae", "conditional": True}, dataset_id="digits", kind="images", sample_shape=(8, 8), num_classes=10
     )
     assert (cvae.latent_dim, cvae.free_bits, cvae.steps) == (8, 1.25, 20_000)
+
+
+@pytest.mark.parametrize(
+    ("shape", "like"),
+    [((32, 32, 3), "shapes"), ((64, 48, 3), "shapes"), ((28, 28, 3), "images"), ((32, 32), "images")],
+)
+@pytest.mark.parametrize("conditional", [False, True])
+@pytest.mark.parametrize("family", ["vae", "gan"])
+def test_image_uploads_take_the_recipe_measured_on_data_like_theirs(
+    shape: tuple[int, ...], like: str, conditional: bool, family: Family
+) -> None:
+    """Color uploads of 32+ px: shapes' recipes; grayscale and smaller color images: MNIST's (the "images" ones)."""
+    assert recipe_for("ds_upload", "images", family, conditional, shape) is recipe_for(
+        like, "images", family, conditional, shape
+    )
+    config = resolve_config(
+        {"family": family, "conditional": conditional, "seed": 1},
+        dataset_id="ds_upload",
+        kind="images",
+        sample_shape=shape,
+        num_classes=4,
+    )
+    builtin = resolve_config(
+        {"family": family, "conditional": conditional, "seed": 1},
+        dataset_id=like if like == "shapes" else "ds_other",
+        kind="images",
+        sample_shape=shape,
+        num_classes=4,
+    )
+    assert config == builtin
 
 
 @pytest.mark.parametrize(

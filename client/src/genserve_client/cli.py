@@ -390,7 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--name", help="its name (default: the file's name)")
 
     tr = sub.add_parser("train", help="start a training")
-    tr.add_argument("dataset", help="a dataset id or name (built-ins: ring2d, grid2d, moons2d, digits, mnist)")
+    tr.add_argument("dataset", help="a dataset id or name (built-ins: ring2d, grid2d, moons2d, digits, mnist, shapes)")
     tr.add_argument("--family", choices=("gan", "vae"), required=True)
     tr.add_argument("--steps", type=int)
     tr.add_argument("--conditional", action="store_true", help="condition on the dataset's labels")
