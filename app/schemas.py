@@ -365,6 +365,12 @@ class TrainingRequest(Strict):
         description="GAN, with latent_categories > 0: only the first this many latent coordinates have bins; the "
         "others enter the generator as plain continuous inputs (at most latent_dim); 0 = all.",
     )
+    latent_bin_scales: bool | None = Field(
+        None,
+        description="GAN, with latent_categories > 0 and 0 < latent_binned_dims < latent_dim: each bin of the first "
+        "latent coordinate has its own scale and shift of the continuous coordinates (DeLiGAN), so that a bin can "
+        "narrow the noise that would carry its samples out of its mode.",
+    )
     g_mmd_weight: PenaltyWeight | None = Field(
         None,
         description="GAN, MLP (point) models: the generator also minimizes this weight times the squared MMD between "

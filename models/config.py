@@ -68,6 +68,7 @@ GAN_OPTIONS = (
     "latent_categories",
     "latent_bin_positions",
     "latent_binned_dims",
+    "latent_bin_scales",
     "d_fourier_features",
     "d_fourier_scale",
     "g_mmd_weight",
@@ -119,6 +120,7 @@ class TrainConfig:
     latent_categories: LatentCategories = 0  # K > 0: each latent coordinate also enters the generator as one of K bins
     latent_bin_positions: bool = False  # with K > 0: ... and as its position inside that bin (see `Generator`)
     latent_binned_dims: NonNegativeCount = 0  # with K > 0: only the first B latent coordinates have bins; 0 = all
+    latent_bin_scales: bool = False  # with 0 < B < L: each bin of the first coordinate scales and shifts the rest
     d_fourier_features: FourierFeatures = 0  # MLP discriminators: m random Fourier features of the input (2m columns)
     d_fourier_scale: FourierScale = 10.0  # ... with frequencies ~ N(0, scale^2) cycles per unit of standardized data
     g_mmd_weight: PenaltyWeight = 0.0  # > 0: the generator also minimizes the MMD to a real batch (`losses.mmd2`)
@@ -151,6 +153,12 @@ class TrainConfig:
         if self.latent_binned_dims and not self.latent_categories:
             raise Invalid(
                 "latent_binned_dims needs latent_categories > 0 (the bins it limits)", field=("latent_binned_dims",)
+            )
+        if self.latent_bin_scales and not (self.latent_categories and 0 < self.latent_binned_dims < self.latent_dim):
+            raise Invalid(
+                "latent_bin_scales needs latent_categories > 0 and 0 < latent_binned_dims < latent_dim (bins on some "
+                "coordinates, continuous ones to scale)",
+                field=("latent_bin_scales",),
             )
         if self.latent_bin_positions and not self.latent_categories:
             raise Invalid(

@@ -37,6 +37,7 @@ def spec_for(config: TrainConfig, kind: Kind, sample_shape: tuple[int, ...], num
         latent_categories=config.latent_categories if config.family == "gan" else 0,
         latent_bin_positions=config.latent_bin_positions if config.family == "gan" else False,
         latent_binned_dims=config.latent_binned_dims if config.family == "gan" else 0,
+        latent_bin_scales=config.latent_bin_scales if config.family == "gan" else False,
     )
 
 

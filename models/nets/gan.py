@@ -32,6 +32,11 @@ class Generator(GenerativeModel):
     With `spec.latent_binned_dims` = B > 0 only the first B coordinates have bins (and positions); the others enter
     as plain continuous inputs. One binned coordinate with a bin per mode keeps the modes apart as the default
     recipes do, while the rest of z spreads the samples inside each mode.
+
+    With `spec.latent_bin_scales` (needs 0 < B < L) each bin c of the first coordinate also has a learned scale s_c
+    and shift m_c of the continuous coordinates, which enter as m_c + s_c * z (DeLiGAN, Gurumurthy et al. 2017:
+    a mixture of Gaussians as the latent). A linear first layer can only add a bin's code to the continuous part;
+    a bin that would carry some of its samples out of its mode (a bridge) can narrow its noise here instead.
     """
 
     def __init__(self, spec: ModelSpec) -> None:
@@ -39,6 +44,11 @@ class Generator(GenerativeModel):
         self.categories = spec.latent_categories
         self.positions = spec.latent_bin_positions and self.categories > 0
         self.binned = (spec.latent_binned_dims or spec.latent_dim) if self.categories else 0  # B coordinates
+        self.bin_scale: nn.Parameter | None = None
+        self.bin_shift: nn.Parameter | None = None
+        if spec.latent_bin_scales:  # (K, L - B) each: the continuous coordinates' scale and shift per first bin
+            self.bin_scale = nn.Parameter(torch.ones(self.categories, spec.latent_dim - self.binned))
+            self.bin_shift = nn.Parameter(torch.zeros(self.categories, spec.latent_dim - self.binned))
         dense = spec.latent_dim + (self.binned if self.positions else 0) + spec.cond_dim
         self.body = up_body(dense + self.binned * self.categories, spec)  # (n, dense + B*K) -> (n, *net_shape)
         if self.categories:  # takes (n, dense + B): z, cond, [the positions in the bins], the bins
@@ -55,9 +65,14 @@ class Generator(GenerativeModel):
 
     def forward_net(self, z: Tensor, labels: Tensor | None) -> Tensor:
         """Samples in net space (n, *net_shape): what the discriminator sees."""
+        if self.categories:
+            bins, position = self.bins(z)
+            if self.bin_scale is not None and self.bin_shift is not None:  # m_c + s_c * z on the continuous part
+                first = bins[:, 0]
+                continuous = self.bin_shift[first] + self.bin_scale[first] * z[:, self.binned :]
+                z = torch.cat([z[:, : self.binned], continuous], dim=1)
         h = self.condition(z, labels)
         if self.categories:  # the bins, which `BinnedInput` reads as one-hot codes
-            bins, position = self.bins(z)
             parts = [h, (position - 0.5) * 12**0.5] if self.positions else [h]  # unit variance
             h = torch.cat([*parts, bins.to(h.dtype)], dim=1)
         out = self.body(h)

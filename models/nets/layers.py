@@ -44,6 +44,7 @@ class ModelSpec:
     latent_categories: int = 0  # GAN generators: K > 0 bins per latent coordinate; see `Generator`
     latent_bin_positions: bool = False  # GAN generators with K > 0: each coordinate's position inside its bin too
     latent_binned_dims: int = 0  # GAN generators with K > 0: only the first this many coordinates binned; 0 = all
+    latent_bin_scales: bool = False  # GAN generators with 0 < B < L: a scale and shift of the rest per first bin
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -99,6 +99,7 @@ MODEL_OR_DATA_RULES = [
     ("/v1/trainings", ("body", "latent_categories"), "latent_dim"),  # latent_dim x latent_categories
     ("/v1/trainings", ("body", "latent_bin_positions"), "latent_categories"),  # bins from the request or the recipe
     ("/v1/trainings", ("body", "latent_binned_dims"), ""),  # <= latent_dim, with bins (request or recipe)
+    ("/v1/trainings", ("body", "latent_bin_scales"), "latent_binned_dims"),  # bins and continuous coordinates
     ("/v1/trainings", ("body", "d_fourier_features"), "MLP"),  # the architecture, from the request or the data
     ("/v1/trainings", ("body", "g_mmd_weight"), "MLP"),  # likewise
     ("/v1/trainings", ("body", "init_from"), ""),  # a model that exists and fits
@@ -170,33 +171,35 @@ def test_a_body_the_schema_allows_is_refused_only_for_what_depends_on_the_model(
         assert accepted[f"POST /v1/models/{{model_id}}/{route}"] >= EXAMPLES_PER_OPERATION // 5, accepted
 
 
-def test_the_stateful_phase_meets_no_failure(app: FastAPI) -> None:
+def test_the_stateful_phase_meets_no_failure(app: FastAPI, redis: Redis) -> None:
     """Sequences of calls linked by the document (the model list to a model's routes, a training to its events...),
     every built-in check of schemathesis on every answer but the positive-data one (the test above holds that one,
     with the model-dependent refusals it allows)."""
     store_dir = app.state.services.settings.store_dir
     store_untrained_model(store_dir, kind="images", shape=(8, 8), classes=["a", "b"], family="vae")
     store_untrained_model(store_dir, family="gan")
-    # Every scenario starts from the same models: a scenario may delete them, and the next would otherwise find an
-    # empty list where its links expect ids, draw other data for the same choices, and hypothesis would stop the
-    # run as flaky ("data generation depending on external state").
-    models = store_dir / "models"
-    kept = store_dir.parent / "models-kept"
-    shutil.copytree(models, kept)
     from fastapi.testclient import TestClient  # (outside `with`: no lifespan, which schemathesis runs)
 
     queued = TestClient(app).post("/v1/trainings", json={"dataset": "ring2d", "family": "gan", "steps": 10})
     assert queued.status_code == 202, queued.text  # a training for the links from the training list to lead to
+    # Every scenario starts from the same state, the store's files and the Redis database as they are now: a scenario
+    # may delete a model, upload a dataset or name a model, and the next would otherwise meet other answers where
+    # its links expect the same ones, draw other data for the same choices, and hypothesis would stop the run as
+    # flaky ("data generation depending on external state").
+    kept = store_dir.parent / "store-kept"
+    shutil.copytree(store_dir, kept)
+    keys = {key: redis.dump(key) for key in redis.scan_iter()}
     # Without a worker a training never ends, and neither would its event stream (the e2e tests follow those).
     schema = schemathesis.openapi.from_asgi("/openapi.json", app).exclude(path_regex="/events$")
     calls: list[tuple[str, int]] = []
 
     class Machine(schema.as_state_machine()):  # type: ignore[misc]
         def setup(self) -> None:
-            for model in kept.iterdir():
-                if not (models / model.name / "manifest.json").exists():
-                    shutil.rmtree(models / model.name, ignore_errors=True)
-                    shutil.copytree(model, models / model.name)
+            shutil.rmtree(store_dir)
+            shutil.copytree(kept, store_dir)
+            redis.flushdb()
+            for key, value in keys.items():
+                redis.restore(key, 0, value)
 
         def validate_response(self, response, case, additional_checks=None, **kwargs):  # type: ignore[no-untyped-def]
             calls.append((f"{case.method} {case.operation.path}", response.status_code))

@@ -194,6 +194,44 @@ def test_binned_dims_bin_the_first_coordinates_only() -> None:
     assert ModelSpec.from_dict(d).latent_binned_dims == 0  # older specs: every coordinate binned
 
 
+def test_bin_scales_scale_and_shift_the_continuous_coordinates_per_first_bin() -> None:
+    """latent_bin_scales: the continuous coordinates enter as m_c + s_c * z, c the first coordinate's bin; at their
+    initial values (s = 1, m = 0) the net is the one without them."""
+    options = {"latent_dim": 3, "latent_categories": 4, "latent_binned_dims": 1}
+    _, spec, model = make("gan", "points", (2,), latent_bin_scales=True, **options)
+    assert isinstance(model, Generator) and spec.latent_bin_scales
+    assert model.bin_scale is not None and model.bin_shift is not None and model.bin_scale.shape == (4, 2)
+    torch.manual_seed(0)
+    _, _, plain = make("gan", "points", (2,), **options)
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("bin_")})
+    z = torch.randn(64, 3, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert torch.allclose(model.generate(z, None), plain.generate(z, None))
+        model.bin_scale[2] = 0.0  # bin 2 ignores its continuous coordinates: only its first coordinate matters
+        model.bin_shift[2] = 0.5
+    bins = model.bins(z)[0][:, 0]
+    moved = z.clone()
+    moved[:, 1:] = torch.randn(64, 2)
+    with torch.no_grad():
+        same = model.generate(z, None) == model.generate(moved, None)
+        expected = z.clone()
+        expected[bins == 2, 1:] = 0.5
+        assert torch.allclose(model.generate(z, None)[bins == 2], plain.generate(expected, None)[bins == 2])
+    assert same[bins == 2].all() and not same[bins != 2].all()
+    learned = {id(p) for p in model.parameters()}
+    assert id(model.bin_shift) in learned and id(model.bin_scale) in learned  # the optimizer trains them
+    for bad in (
+        {"latent_binned_dims": 0},
+        {"latent_binned_dims": 3},
+        {"latent_categories": 0, "latent_binned_dims": 0},
+    ):
+        with pytest.raises(Invalid, match="latent_bin_scales"):
+            TrainConfig.from_dict({"family": "gan", **options, "latent_bin_scales": True, **bad})
+    d = spec.to_dict()
+    del d["latent_bin_scales"]
+    assert not ModelSpec.from_dict(d).latent_bin_scales  # older specs load without it
+
+
 def test_conditional_generate_uses_labels() -> None:
     for family in ("vae", "gan"):
         _, spec, model = make(family, "points", (2,), conditional=True)
