@@ -26,4 +26,9 @@ CODE=(app worker models tests bench genserve.py client)
 .venv/bin/ruff check "${CODE[@]}"
 .venv/bin/mypy app worker models bench genserve.py
 .venv/bin/mypy --strict client/src/genserve_client  # the client's own configuration (client/pyproject.toml)
-exec .venv/bin/python -m pytest -q "$@"
+# Every core runs tests (pytest-xdist), each test module on one of them, so that a module's services start once. One
+# process when the tests use a configured Redis database (GENSERVE_TEST_REDIS_URL): they flush it, so they cannot share
+# it. GENSERVE_TEST_WORKERS sets the number of processes.
+parallel=(-n "${GENSERVE_TEST_WORKERS:-auto}" --dist loadfile)
+[ -z "${GENSERVE_TEST_REDIS_URL:-}" ] || parallel=()
+exec .venv/bin/python -m pytest -q "${parallel[@]}" "$@"

@@ -36,6 +36,11 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     configured = os.environ.get(TEST_REDIS_ENV)
     if configured:
         refuse_unless_empty(configured)
+        if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+            pytest.exit(
+                f"{TEST_REDIS_ENV} names one database, which the tests flush: run them in one process (no -n)",
+                returncode=3,
+            )
         yield configured
     else:
         with embedded_redis(tmp_path_factory.mktemp("redis")) as url:

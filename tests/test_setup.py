@@ -74,7 +74,7 @@ def test_a_second_start_reinstalls_nothing(tmp_path: Path) -> None:
 
 def run_a_redis_test(env_overrides: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """One test that uses the Redis fixture (and flushes its database), in a pytest of its own."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GENSERVE_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GENSERVE_", "PYTEST_"))}
     env.update(env_overrides)
     test = "tests/app/test_auth.py::test_open_without_keys"
     return subprocess.run(
