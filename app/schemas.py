@@ -386,6 +386,13 @@ class TrainingRequest(Strict):
         "that give nearly the same sample (for conditional models: the same class), against a class drawn as a few "
         "images; 0 = off.",
     )
+    latent_labels: bool | None = Field(
+        None,
+        description="GAN, unconditional, on a labeled dataset: the generator draws each sample's label from its "
+        "first latent coordinate, at the classes' shares of the data, and the discriminator judges (sample, label) "
+        "pairs as for a conditional GAN; the model is served unconditional (z alone). Not with conditional, "
+        "latent_categories or wgan-gp.",
+    )
 
     @field_validator("webhook_events")
     @classmethod

@@ -74,6 +74,7 @@ GAN_OPTIONS = (
     "g_mmd_weight",
     "g_mmd_bandwidth",
     "g_mode_seeking",
+    "latent_labels",
 )
 
 
@@ -126,6 +127,7 @@ class TrainConfig:
     g_mmd_weight: PenaltyWeight = 0.0  # > 0: the generator also minimizes the MMD to a real batch (`losses.mmd2`)
     g_mmd_bandwidth: Bandwidth = 0.02  # ... with an RBF kernel of this width, in units of standardized data
     g_mode_seeking: PenaltyWeight = 0.0  # > 0: MSGAN's term against latents drawn apart landing together (`losses`)
+    latent_labels: bool = False  # unconditional GANs of labeled data: labels drawn from the latent (see `Generator`)
     eval_iw_k: EvalIwK = 100  # importance samples of the VAE log-likelihood bound in the end-of-training metrics
     # Schedule and data options
     lr_decay: LrDecay = "none"  # decay of every learning rate after lr_decay_start: "linear" or "cosine" to 0
@@ -174,6 +176,22 @@ class TrainConfig:
             raise Invalid(
                 "g_mmd_weight is for MLP models of point data (an MMD on pixels says little), not conv nets",
                 field=("g_mmd_weight",),
+            )
+        if self.latent_labels and self.conditional:
+            raise Invalid(
+                "latent_labels is for unconditional GANs (a conditional GAN takes its labels from each request)",
+                field=("latent_labels",),
+            )
+        if self.latent_labels and self.latent_categories:
+            raise Invalid(
+                "latent_labels and latent_categories both read the first latent coordinate; use one of them",
+                field=("latent_labels",),
+            )
+        if self.latent_labels and self.gan_loss == "wgan-gp":
+            raise Invalid(
+                "latent_labels does not combine with wgan-gp (its penalty mixes real and generated images, whose "
+                "labels differ); use ns or hinge",
+                field=("latent_labels",),
             )
         if self.batch_size % self.pack:
             raise Invalid(f"batch_size {self.batch_size} must be a multiple of pack {self.pack}", field=("batch_size",))
@@ -241,6 +259,8 @@ def check_data(
         raise Invalid("the training set is empty", field=("dataset",))
     if config.conditional and num_classes == 0:
         raise Invalid("conditional training needs a labeled dataset; this one has no classes", field=("conditional",))
+    if config.family == "gan" and config.latent_labels and num_classes == 0:
+        raise Invalid("latent_labels needs a labeled dataset; this one has no classes", field=("latent_labels",))
     if config.architecture == "conv" and (kind != "images" or not conv_supports(sample_shape)):
         what = "points" if kind == "points" else f"images of shape {tuple(sample_shape)}"
         raise Invalid(

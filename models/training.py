@@ -167,13 +167,15 @@ class _GANTask:
         self.d.requires_grad_(True)
         for _ in range(c.d_steps):
             x, y = data.batch(n)
+            z = data.randn(n, c.latent_dim)
+            y_fake = self.g.latent_label(z) if c.latent_labels else y  # conditional: the real batch's labels
             with torch.no_grad():
-                fake = self.g.forward_net(data.randn(n, c.latent_dim), y)
+                fake = self.g.forward_net(z, y_fake)
 
             def critic(t: Tensor, y: Tensor | None = y) -> Tensor:
                 return self.d(t, y)
 
-            loss_d = losses.d_loss(critic(x), critic(fake), c.gan_loss)
+            loss_d = losses.d_loss(critic(x), critic(fake, y_fake), c.gan_loss)
             if c.gan_loss == "wgan-gp" and c.gp_weight > 0:
                 loss_d = loss_d + c.gp_weight * losses.gradient_penalty(critic, x, fake, data.gen)
             if c.r1_gamma > 0:
@@ -183,10 +185,12 @@ class _GANTask:
             self.optimizers["d"].step()
 
         self.d.requires_grad_(False)  # no D gradients in the G step
-        y = data.labels(n)
+        y = data.labels(n) if c.conditional else None
         if c.g_mode_seeking > 0 and y is not None:  # pairs (i, i + n/2) share a label: the term compares them
             y = torch.cat([y[: n // 2], y[: n - n // 2]])
         z = data.randn(n, c.latent_dim)
+        if c.latent_labels:
+            y = self.g.latent_label(z)
         fake = self.g.forward_net(z, y)
         loss_g = losses.g_loss(self.d(fake, y), c.gan_loss)
         if c.g_mmd_weight > 0:
@@ -333,6 +337,8 @@ def train(
         elif spec.kind == "points":  # standardize each dimension; the model keeps the map for serving
             scale = x.std(0) if len(x) > 1 else torch.ones_like(x[0])
             model.set_data_transform(x.mean(0).cpu(), torch.where(scale > MIN_DATA_SCALE, scale, 1.0).cpu())
+        if isinstance(model, Generator) and spec.latent_labels and train_set.y is not None:  # the data's, always
+            model.set_label_shares(torch.bincount(torch.as_tensor(train_set.y), minlength=spec.latent_labels))
         task: _Task
         if isinstance(model, VAE):
             task = _VAETask(config, model)
@@ -344,7 +350,7 @@ def train(
     with torch.no_grad():
         x_net = model.to_net(x)
     y = None
-    if config.conditional and train_set.y is not None:
+    if (config.conditional or spec.latent_labels) and train_set.y is not None:
         y = torch.tensor(train_set.y, dtype=torch.long).to(device)
     del x
     gen = torch.Generator(device=device)

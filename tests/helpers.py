@@ -140,8 +140,10 @@ def store_untrained_model(
     latent_dim: int = 4,
     dataset: str = "upload",
     init_seed: int = 0,
+    latent_labels: bool = False,
 ) -> str:
-    """A freshly initialized (untrained) model stored as the worker stores models: fast, for serving tests."""
+    """A freshly initialized (untrained) model stored as the worker stores models: fast, for serving tests. With
+    `classes`, a conditional model, or with `latent_labels` an unconditional GAN that draws those labels itself."""
     import torch
 
     from models.nets import build_model, spec_for
@@ -151,8 +153,9 @@ def store_untrained_model(
     from worker.jobs import store_model
 
     num_classes = len(classes or [])
+    request = {"family": family, "conditional": num_classes > 0 and not latent_labels, "width": width}
     config = resolve_config(
-        {"family": family, "conditional": num_classes > 0, "width": width, "latent_dim": latent_dim, "seed": 0},
+        {**request, "latent_dim": latent_dim, "seed": 0, **({"latent_labels": True} if latent_labels else {})},
         dataset_id=dataset,
         kind=kind,
         sample_shape=shape,

@@ -37,10 +37,21 @@ class Generator(GenerativeModel):
     and shift m_c of the continuous coordinates, which enter as m_c + s_c * z (DeLiGAN, Gurumurthy et al. 2017:
     a mixture of Gaussians as the latent). A linear first layer can only add a bin's code to the continuous part;
     a bin that would carry some of its samples out of its mode (a bridge) can narrow its noise here instead.
+
+    With `spec.latent_labels` = K > 0 (an unconditional model of labeled data) the generator is built like a
+    conditional one, but draws each sample's label from its own latent: label c where Phi(z_1) falls in c's slice of
+    [0, 1), the slices sized by the classes' shares of the training data (`label_cdf`, set by the training). The
+    discriminator judges (image, label) pairs, real ones with the data's labels, as for a conditional GAN; the
+    served model takes z alone. An unconditional discriminator has to find every class's features by itself, which
+    on small color images it did not (BENCHMARKS.md, colored shapes); the labels tell it.
     """
+
+    label_cdf: Tensor | None
 
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__(spec)
+        k = spec.latent_labels  # the classes' cumulative shares, equal until `set_label_shares`
+        self.register_buffer("label_cdf", torch.arange(1, k + 1, dtype=torch.float32) / k if k else None)
         self.categories = spec.latent_categories
         self.positions = spec.latent_bin_positions and self.categories > 0
         self.binned = (spec.latent_binned_dims or spec.latent_dim) if self.categories else 0  # B coordinates
@@ -63,8 +74,23 @@ class Generator(GenerativeModel):
         bins = scaled.long().clamp_(0, self.categories - 1)
         return bins, (scaled - bins).clamp_(0.0, 1.0)
 
+    def set_label_shares(self, shares: Tensor) -> None:
+        """The classes' shares of the training data (K,), which `latent_label` draws labels by."""
+        assert self.label_cdf is not None
+        cdf = shares.double().cumsum(0) / shares.double().sum()
+        self.label_cdf.copy_(cdf.to(self.label_cdf.dtype))
+
+    def latent_label(self, z: Tensor) -> Tensor:
+        """Each row's label, int64 (n,), drawn by its first latent coordinate: the class whose slice of the
+        cumulative shares holds Phi(z_1). Comparisons and a sum, no search: every row alone, any batch size."""
+        assert self.label_cdf is not None
+        u = 0.5 * (1.0 + torch.erf(z[:, :1] * 0.5**0.5))  # (n, 1), uniform on [0, 1]
+        return (u >= self.label_cdf[:-1]).sum(1)
+
     def forward_net(self, z: Tensor, labels: Tensor | None) -> Tensor:
         """Samples in net space (n, *net_shape): what the discriminator sees."""
+        if labels is None and self.label_cdf is not None:
+            labels = self.latent_label(z)
         if self.categories:
             bins, position = self.bins(z)
             if self.bin_scale is not None and self.bin_shift is not None:  # m_c + s_c * z on the continuous part
@@ -139,11 +165,11 @@ class Discriminator(nn.Module):
         if spec.architecture == "conv":
             self.body: nn.Module = ConvDown(pack * spec.channels, spec)  # (B/m, m*C, H, W) -> (B/m, F)
             features = self.body.out_features
-            if spec.num_classes:
-                self.embed = nn.Embedding(spec.num_classes, features)  # projection (Miyato & Koyama 2018)
+            if spec.label_classes:
+                self.embed = nn.Embedding(spec.label_classes, features)  # projection (Miyato & Koyama 2018)
         else:
-            if spec.num_classes:
-                self.embed = nn.Embedding(spec.num_classes, spec.label_dim)  # concatenated to the input
+            if spec.label_classes:
+                self.embed = nn.Embedding(spec.label_classes, spec.label_dim)  # concatenated to the input
             in_features = pack * (spec.features + (2 * fourier_features if use else 0) + spec.cond_dim)
             self.body = mlp(
                 in_features, spec.width, spec.mlp_depth, nn.LeakyReLU, spec.activation

@@ -45,6 +45,7 @@ class ModelSpec:
     latent_bin_positions: bool = False  # GAN generators with K > 0: each coordinate's position inside its bin too
     latent_binned_dims: int = 0  # GAN generators with K > 0: only the first this many coordinates binned; 0 = all
     latent_bin_scales: bool = False  # GAN generators with 0 < B < L: a scale and shift of the rest per first bin
+    latent_labels: int = 0  # unconditional GAN generators: K > 0 labels drawn from the latent; see `Generator`
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -77,8 +78,13 @@ class ModelSpec:
         return int(math.prod(self.net_shape))
 
     @property
+    def label_classes(self) -> int:
+        """The labels the nets take: a conditional model's classes, or those an unconditional generator draws."""
+        return self.num_classes or self.latent_labels
+
+    @property
     def cond_dim(self) -> int:
-        return self.label_dim if self.num_classes else 0
+        return self.label_dim if self.label_classes else 0
 
 
 def conv_stages_for(sample_shape: tuple[int, ...]) -> int:
@@ -119,7 +125,7 @@ class GenerativeModel(nn.Module):
         n = spec.features if spec.kind == "points" else 1
         self.register_buffer("data_loc", torch.zeros(n))
         self.register_buffer("data_scale", torch.ones(n))
-        self.embed = nn.Embedding(spec.num_classes, spec.label_dim) if spec.num_classes else None
+        self.embed = nn.Embedding(spec.label_classes, spec.label_dim) if spec.label_classes else None
 
     def set_data_transform(self, loc: Tensor, scale: Tensor) -> None:
         self.data_loc.copy_(loc)

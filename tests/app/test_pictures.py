@@ -85,3 +85,16 @@ def test_the_schema_documents_each_formats_body(client: httpx.Client) -> None:
         bodies = content["application/json"]["schema"]["oneOf"]
         assert [set(b["required"]) for b in bodies] == [{"images", "seed"}, {"samples", "seed"}]
         assert set(content["application/json"]["examples"]) == {"png", "json"}
+
+
+def test_a_gan_that_draws_its_labels_is_served_unconditional(client: httpx.Client, settings: Settings) -> None:
+    """latent_labels: a GAN of labeled data that draws each sample's label from its latent takes z alone."""
+    model = store_untrained_model(settings.store_dir, kind="images", shape=(8, 8), classes=DIGITS, latent_labels=True)
+    manifest = client.get(f"/v1/models/{model}").json()
+    assert manifest["conditional"] is False and not manifest.get("classes")
+    assert manifest["config"]["latent_labels"] is True
+    url = f"/v1/models/{model}/samples"
+    r = client.post(url, json={"n": 4, "seed": 7, "format": "png"})
+    assert r.status_code == 200, r.text
+    assert len(r.json()["images"]) == 4
+    assert_problem(client.post(url, json={"n": 2, "labels": [0, 1]}), 422, "labels")

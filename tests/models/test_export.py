@@ -20,10 +20,13 @@ CASES = [
     {"family": "gan", "kind": "points", "shape": (2,)},
     {"family": "gan", "kind": "images", "shape": (8, 8), "classes": ["a", "b", "c"]},
     {"family": "vae", "kind": "images", "shape": (8, 8)},
+    {"family": "gan", "kind": "images", "shape": (8, 8), "classes": ["a", "b"], "latent_labels": True},
 ]
 
 
-@pytest.mark.parametrize("case", CASES, ids=["points GAN", "conditional image GAN", "image VAE"])
+@pytest.mark.parametrize(
+    "case", CASES, ids=["points GAN", "conditional image GAN", "image VAE", "image GAN drawing its labels"]
+)
 def test_exports_match_the_served_model(tmp_path: Path, case: dict) -> None:  # type: ignore[type-arg]
     store = ArtifactStore(tmp_path)
     manifest = store.get_model(store_untrained_model(tmp_path, **case))

@@ -28,7 +28,8 @@ def make(family: str, kind: str, shape: tuple[int, ...], conditional: bool = Fal
     }
     config = TrainConfig(family=family, conditional=conditional, **(options | kw))  # type: ignore[arg-type]
     torch.manual_seed(0)
-    spec = spec_for(config, kind, shape, NUM_CLASSES if conditional else 0)  # type: ignore[arg-type]
+    labeled = conditional or bool(kw.get("latent_labels"))
+    spec = spec_for(config, kind, shape, NUM_CLASSES if labeled else 0)  # type: ignore[arg-type]
     return config, spec, build_model(spec).eval()
 
 
@@ -369,3 +370,28 @@ def test_fourier_features_give_the_discriminator_fine_detail() -> None:
     assert plain.frequencies is None and "frequencies" not in plain.state_dict()
     with pytest.raises(Invalid, match="d_fourier_features"):
         TrainConfig.from_dict({"family": "gan", "architecture": "conv", "d_fourier_features": 8})
+
+
+def test_latent_labels_come_from_the_first_latent_coordinate() -> None:
+    """An unconditional generator with latent_labels: its label embedding is a conditional one's, each row's label
+    is the class whose cumulative share holds Phi(z_1), row by row, and the shares travel with the weights."""
+    _, spec, model = make("gan", "images", (8, 8), latent_labels=True)
+    assert isinstance(model, Generator) and spec.num_classes == 0 and spec.latent_labels == NUM_CLASSES
+    model.set_label_shares(torch.tensor([1.0, 2.0, 1.0]))  # cdf 0.25, 0.75, 1
+    z = torch.tensor([[-1.0, 0.0, 0, 0], [0.0, 5, 0, 0], [0.5, 0, 0, 0], [2.0, 0, 0, 0]])  # Phi: .16 .5 .69 .98
+    assert model.latent_label(z).tolist() == [0, 1, 1, 2]
+    with torch.no_grad():
+        alone = torch.cat([model.generate(z[i : i + 1], None) for i in range(4)])
+        together = model.generate(z, None)
+        as_conditional = model.generate(z, torch.tensor([0, 1, 1, 2]))
+    torch.testing.assert_close(alone, together)
+    assert torch.equal(together, as_conditional)
+    state = load(save(model.state_dict()))
+    fresh = build_model(ModelSpec.from_dict(spec.to_dict()))
+    fresh.load_state_dict(state)
+    assert isinstance(fresh, Generator) and fresh.latent_label(z).tolist() == [0, 1, 1, 2]
+    d = spec.to_dict()
+    del d["latent_labels"]
+    assert ModelSpec.from_dict(d).latent_labels == 0  # older specs load without it
+    disc = build_discriminator(spec, TrainConfig(family="gan", architecture="conv"))
+    assert disc.embed is not None and disc.embed.num_embeddings == NUM_CLASSES  # it judges (image, label) pairs

@@ -632,3 +632,42 @@ def test_a_training_can_start_from_a_stored_models_weights() -> None:
     for k, v in continued.model.state_dict().items():
         torch.testing.assert_close(v, weights[k], rtol=1e-5, atol=1e-5, msg=k)
     assert any(not torch.allclose(v, weights[k]) for k, v in fresh.model.state_dict().items())
+
+
+def test_latent_labels_train_an_unconditional_gan_on_labeled_data() -> None:
+    """latent_labels: the generator learns each class at its slice of the first latent coordinate, the slices sized
+    by the data's class shares; the model is unconditional (no labels served) and resumes like any other."""
+    ds = bars(256, classes=2)
+    ds.y[: int(0.75 * len(ds))] = 0  # shares 0.75 / 0.25 (overwritten labels: only the shares matter here)
+    ds.x[ds.y == 0] = bars(1, classes=1).x[0]  # every class-0 image "top"
+    ds.x[ds.y == 1] = np.flip(bars(1, classes=1).x[0], 0)  # every class-1 image "bottom"
+    data = splits(ds)
+    result, seen = run(config("gan", "images", steps=150, width=16, latent_labels=True), data)
+    spec, model = result.spec, result.model
+    assert spec.num_classes == 0 and spec.latent_labels == 2 and spec.label_classes == 2
+    shares = torch.bincount(torch.from_numpy(data.train.y), minlength=2).double()
+    assert model.label_cdf is not None
+    torch.testing.assert_close(model.label_cdf.double(), shares.cumsum(0) / shares.sum(), atol=1e-6, rtol=0)
+    assert "label_cdf" in model.state_dict() and {"loss_d", "loss_g"} <= seen[-1].losses.keys()
+    z = torch.randn(2000, 4, generator=torch.Generator().manual_seed(3))
+    label = model.latent_label(z)
+    assert abs(float((label == 0).double().mean()) - float(shares[0] / shares.sum())) < 0.03
+    with torch.no_grad():
+        x = model.generate(z, None)  # unconditional: z alone
+    top, bottom = x[:, :4].mean((1, 2)), x[:, 4:].mean((1, 2))
+    assert float(((top > bottom) == (label == 0)).double().mean()) > 0.9  # the drawn label decides the image
+    with pytest.raises(Invalid, match="labeled dataset"):
+        train(config("gan", "images", latent_labels=True), splits(ArrayDataset(bars(64).x, None, "images")), device=DEV)
+
+
+def test_latent_labels_rules() -> None:
+    base = {"family": "gan", "latent_labels": True}
+    TrainConfig.from_dict(base)
+    for bad in ({"conditional": True}, {"latent_categories": 4}, {"gan_loss": "wgan-gp"}):
+        with pytest.raises(Invalid) as err:
+            TrainConfig.from_dict({**base, **bad})
+        assert err.value.field == ("latent_labels",)
+    with pytest.raises(Invalid) as err:
+        resolve_config({**base}, dataset_id="ds_x", kind="points", sample_shape=(2,), num_classes=0)
+    assert err.value.field == ("latent_labels",)
+    resolve_config({**base}, dataset_id="ds_x", kind="points", sample_shape=(2,), num_classes=3)
