@@ -134,22 +134,28 @@ def mean_pairwise_distance(x: Tensor) -> float:
     return float(d.sum() / (n * (n - 1)))
 
 
-def knn_precision_recall(real: Tensor, fake: Tensor, k: int = 3) -> tuple[float, float]:
+def knn_radii(x: Tensor, k: int = 3) -> Tensor:
+    """Each sample's distance to its k-th nearest other sample in x (n, F), float64: the radii of its manifold."""
+    x = x.double().flatten(1)
+    return torch.cdist(x, x).kthvalue(k + 1, dim=1).values  # column 0 is the sample itself
+
+
+def knn_precision_recall(
+    real: Tensor, fake: Tensor, k: int = 3, real_radii: Tensor | None = None
+) -> tuple[float, float]:
     """Improved precision and recall (Kynkäänniemi et al. 2019, "Improved Precision and Recall Metric for Assessing
     Generative Models", Sec. 2): each set's manifold is the union of balls around its samples reaching their k-th
     nearest neighbour in the set. Precision: the share of fake samples inside the real manifold (are samples like
     the data?); recall: the share of real samples inside the fake manifold (is the data's variety covered?).
 
     real (n, F), fake (m, F) in a feature space (here a classifier's); both need more than k samples, else (0, 0).
+    `real_radii`: `knn_radii(real, k)`, when several fake sets are compared with one real set.
     """
     if real.shape[0] <= k or fake.shape[0] <= k:
         return 0.0, 0.0
     r, f = real.double().flatten(1), fake.double().flatten(1)
-
-    def radii(x: Tensor) -> Tensor:  # distance to the k-th nearest other sample (column 0 is the sample itself)
-        return torch.cdist(x, x).kthvalue(k + 1, dim=1).values
-
-    r_radii, f_radii = radii(r), radii(f)
+    r_radii = knn_radii(r, k) if real_radii is None else real_radii
+    f_radii = knn_radii(f, k)
     fr = torch.cdist(f, r)  # (m, n)
     precision = float((fr <= r_radii[None, :]).any(dim=1).double().mean())
     recall = float((fr <= f_radii[:, None]).any(dim=0).double().mean())

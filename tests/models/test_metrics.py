@@ -20,6 +20,7 @@ from models.metrics import (
     frechet_distance,
     iw_log_likelihood,
     knn_precision_recall,
+    knn_radii,
     label_accuracy,
     mean_pairwise_distance,
     mmd_at_width,
@@ -139,6 +140,8 @@ def test_pairwise_distance_and_knn_recall_tell_a_collapsed_class() -> None:
     precision, recall = knn_precision_recall(real, collapsed)
     assert precision == 1.0 and recall < 0.05  # every sample is realistic, but the data's variety is not covered
     assert knn_precision_recall(real[:3], fake) == (0.0, 0.0)  # too few to draw the balls
+    radii = knn_radii(real, 3)  # the real set's radii, computed once for several fake sets: the same figures
+    assert knn_precision_recall(real, collapsed, 3, radii) == knn_precision_recall(real, collapsed)
 
 
 def test_class_variety_is_per_class_and_reports_the_worst() -> None:
