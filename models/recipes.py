@@ -83,11 +83,24 @@ _MNIST_VAE = Recipe(steps=100_000, batch_size=128, lr=1e-3, latent_dim=50, mlp_w
 # fewer latents (8) and fewer steps leave the digit to the label (bench/quality.py cond-mnist, BENCHMARKS.md).
 _MNIST_CVAE = dataclasses.replace(_MNIST_VAE, steps=30_000, latent_dim=8)
 # Conv GAN for MNIST and image uploads: base width 32 (a quarter of the cost of 64); 8000 steps, where a conditional
-# MNIST GAN's samples are classified as their class about as often as real digits are (BENCHMARKS.md).
+# MNIST GAN's samples are classified as their class about as often as real digits are (BENCHMARKS.md). Unconditional
+# trainings of labeled data draw their labels from the latent (`latent_labels`): with a discriminator that never
+# sees the labels, MNIST samples sat far from real digits in the classifier's features and colored shapes came out
+# as blobs (bench/quality.py mnist-gan, shapes; BENCHMARKS.md). `resolve_config` drops the option where the data
+# has no labels or the training is conditional.
 _IMAGES_GAN = Recipe(steps=8000, batch_size=64, lr=2e-4, latent_dim=64, mlp_width=512, conv_width=32,
-                     options=_opts(ema_decay=0.999))
-# Conditional: the mode-seeking term, as for digits (measured on MNIST; bench/quality.py variety).
-_IMAGES_CGAN = dataclasses.replace(_IMAGES_GAN, options=_opts(**_IMAGES_GAN.options, g_mode_seeking=0.1))
+                     options=_opts(ema_decay=0.999, latent_labels=True))
+# Conditional: the mode-seeking term, as for digits (measured on MNIST; bench/quality.py variety); the labels come
+# from each request.
+_IMAGES_CGAN = dataclasses.replace(
+    _IMAGES_GAN, options=_opts(**{**_IMAGES_GAN.options, "latent_labels": False}, g_mode_seeking=0.1)
+)
+# Conditional, colored shapes and color uploads of 32+ px: MNIST's 8000 steps drew malformed crosses (shape as
+# requested 85%); 14,000 steps with a linear decay of the learning rate over the last fifth draw every shape
+# (BENCHMARKS.md, colored shapes).
+_SHAPES_CGAN = dataclasses.replace(
+    _IMAGES_CGAN, steps=14_000, options=_opts(**_IMAGES_CGAN.options, lr_decay="linear", lr_decay_start=0.8)
+)
 
 # Recipes by dataset id and family; uploads (any other id) take those `recipe_key` picks for them.
 RECIPES: Mapping[str, Mapping[Family, Recipe]] = MappingProxyType({
@@ -109,7 +122,7 @@ CONDITIONAL_RECIPES: Mapping[str, Mapping[Family, Recipe]] = MappingProxyType(
         "mnist": {"vae": _MNIST_CVAE, "gan": _IMAGES_CGAN},
         "images": {"gan": _IMAGES_CGAN},
         "digits": {"vae": _DIGITS_CVAE, "gan": _DIGITS_CGAN},
-        "shapes": {"gan": _IMAGES_CGAN},
+        "shapes": {"gan": _SHAPES_CGAN},
     }
 )
 
@@ -180,6 +193,9 @@ def resolve_config(
     values = {**defaults, **given, "architecture": arch}
     if values.get("seed") is None:
         values["seed"] = draw_seed()
+    if values.get("latent_labels") and "latent_labels" not in given:  # the recipe's, where data and request allow
+        excluded = values.get("conditional") or values.get("latent_categories") or values.get("gan_loss") == "wgan-gp"
+        values["latent_labels"] = num_classes > 0 and not excluded
     if "preview_every" not in given:
         values["preview_every"] = auto_interval(values["steps"])
     if "batch_size" not in given and isinstance(values.get("pack"), int) and values["pack"] > 1:

@@ -338,7 +338,7 @@ def train(
             scale = x.std(0) if len(x) > 1 else torch.ones_like(x[0])
             model.set_data_transform(x.mean(0).cpu(), torch.where(scale > MIN_DATA_SCALE, scale, 1.0).cpu())
         if isinstance(model, Generator) and spec.latent_labels and train_set.y is not None:  # the data's, always
-            model.set_label_shares(torch.bincount(torch.as_tensor(train_set.y), minlength=spec.latent_labels))
+            model.set_label_shares(torch.bincount(torch.tensor(train_set.y), minlength=spec.latent_labels))
         task: _Task
         if isinstance(model, VAE):
             task = _VAETask(config, model)

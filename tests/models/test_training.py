@@ -570,6 +570,14 @@ def test_benchmark_recipes_resolve() -> None:
         {"family": "vae", "conditional": True}, dataset_id="digits", kind="images", sample_shape=(8, 8), num_classes=10
     )
     assert (cvae.latent_dim, cvae.free_bits, cvae.steps) == (8, 1.25, 20_000)
+    shapes_cgan = resolve_config(
+        {"family": "gan", "conditional": True},
+        dataset_id="shapes",
+        kind="images",
+        sample_shape=(32, 32, 3),
+        num_classes=4,
+    )
+    assert (shapes_cgan.steps, shapes_cgan.lr_decay, shapes_cgan.g_mode_seeking) == (14_000, "linear", 0.1)
 
 
 @pytest.mark.parametrize(
@@ -671,3 +679,30 @@ def test_latent_labels_rules() -> None:
         resolve_config({**base}, dataset_id="ds_x", kind="points", sample_shape=(2,), num_classes=0)
     assert err.value.field == ("latent_labels",)
     resolve_config({**base}, dataset_id="ds_x", kind="points", sample_shape=(2,), num_classes=3)
+
+
+def test_the_shapes_gan_recipe_draws_labels_only_where_the_request_allows() -> None:
+    """The unconditional image GANs (shapes, MNIST, uploads) take latent_labels from their recipe; unlabeled data,
+    a conditional training, latent bins or wgan-gp in the request drop it instead of answering 422."""
+
+    def resolved(num_classes: int, **request: Any) -> TrainConfig:
+        return resolve_config(
+            {"family": "gan", **request},
+            dataset_id="ds_upload",
+            kind="images",
+            sample_shape=(32, 32, 3),
+            num_classes=num_classes,
+        )
+
+    assert resolved(4).latent_labels and resolved(4).to_dict()["latent_labels"] is True
+    assert not resolved(0).latent_labels
+    assert not resolved(4, conditional=True).latent_labels
+    assert not resolved(4, latent_categories=4).latent_labels
+    assert not resolved(4, gan_loss="wgan-gp").latent_labels
+    assert not resolved(4, latent_labels=False).latent_labels
+    assert resolve_config(
+        {"family": "gan"}, dataset_id="mnist", kind="images", sample_shape=(28, 28), num_classes=10
+    ).latent_labels  # MNIST's and grayscale uploads' recipe too
+    with pytest.raises(Invalid) as err:
+        resolved(0, latent_labels=True)  # asked for by name: the request is refused
+    assert err.value.field == ("latent_labels",)
