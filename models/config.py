@@ -177,24 +177,24 @@ class TrainConfig:
                 "g_mmd_weight is for MLP models of point data (an MMD on pixels says little), not conv nets",
                 field=("g_mmd_weight",),
             )
-        if self.latent_labels and self.conditional:
-            raise Invalid(
-                "latent_labels is for unconditional GANs (a conditional GAN takes its labels from each request)",
-                field=("latent_labels",),
-            )
-        if self.latent_labels and self.latent_categories:
-            raise Invalid(
-                "latent_labels and latent_categories both read the first latent coordinate; use one of them",
-                field=("latent_labels",),
-            )
-        if self.latent_labels and self.gan_loss == "wgan-gp":
-            raise Invalid(
-                "latent_labels does not combine with wgan-gp (its penalty mixes real and generated images, whose "
-                "labels differ); use ns or hinge",
-                field=("latent_labels",),
-            )
+        if self.latent_labels and (why := self.latent_labels_conflict()):
+            raise Invalid(why, field=("latent_labels",))
         if self.batch_size % self.pack:
             raise Invalid(f"batch_size {self.batch_size} must be a multiple of pack {self.pack}", field=("batch_size",))
+
+    def latent_labels_conflict(self) -> str | None:
+        """Why `latent_labels` cannot go with the other options, or None: the one list of what excludes it (a
+        request asking for it gets a 422; a recipe's is dropped, `models.recipes.resolve_config`)."""
+        if self.conditional:
+            return "latent_labels is for unconditional GANs (a conditional GAN takes its labels from each request)"
+        if self.latent_categories:
+            return "latent_labels and latent_categories both read the first latent coordinate; use one of them"
+        if self.gan_loss == "wgan-gp":
+            return (
+                "latent_labels does not combine with wgan-gp (its penalty mixes real and generated images, whose "
+                "labels differ); use ns or hinge"
+            )
+        return None
 
     def to_dict(self) -> dict[str, Any]:
         """The options that apply to this family (the other family's are left out: they mean nothing here, and

@@ -194,8 +194,8 @@ def resolve_config(
     if values.get("seed") is None:
         values["seed"] = draw_seed()
     if values.get("latent_labels") and "latent_labels" not in given:  # the recipe's, where data and request allow
-        excluded = values.get("conditional") or values.get("latent_categories") or values.get("gan_loss") == "wgan-gp"
-        values["latent_labels"] = num_classes > 0 and not excluded
+        draft = TrainConfig(**TrainConfig.known(values))
+        values["latent_labels"] = num_classes > 0 and draft.latent_labels_conflict() is None
     if "preview_every" not in given:
         values["preview_every"] = auto_interval(values["steps"])
     if "batch_size" not in given and isinstance(values.get("pack"), int) and values["pack"] > 1:
