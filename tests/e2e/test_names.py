@@ -42,18 +42,26 @@ def test_trainings_publish_versions_and_an_alias_moves_under_load(
     second.start_api()
     clients = [httpx.Client(base_url=url, timeout=30) for url in (live.base_url, second.base_url)]
     stop = threading.Event()
-    seen: list[tuple[float, int, int | None]] = []  # (time, replica, version served; None = failed)
+    # (sent, answered, replica, version served; None = failed)
+    seen: list[tuple[float, float, int, int | None]] = []
 
     def load(replica: int) -> None:
         while not stop.is_set():
+            sent = time.monotonic()
             r = clients[replica].post("/v1/models/ring@prod/samples", json={"n": 2, "seed": 3})
             version = next((v for v, s in expected.items() if r.status_code == 200 and r.json()["samples"] == s), None)
-            seen.append((time.monotonic(), replica, version))
+            seen.append((sent, time.monotonic(), replica, version))
+
+    def both_serve_version_1() -> bool:
+        return all(any(r == replica and v == 1 for _, _, r, v in seen) for replica in (0, 1))
 
     try:
         with concurrent.futures.ThreadPoolExecutor(4) as pool:
             futures = [pool.submit(load, i % 2) for i in range(4)]
-            time.sleep(1.0)
+            deadline = time.monotonic() + 60  # the second replica's first request loads the model cold
+            while not both_serve_version_1() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert both_serve_version_1(), "a replica never served the alias's first version"
             assert http.put("/v1/model-names/ring/aliases/prod", json={"version": 2}).status_code == 200
             moved = time.monotonic()
             time.sleep(2.0)
@@ -64,11 +72,11 @@ def test_trainings_publish_versions_and_an_alias_moves_under_load(
         for c in clients:
             c.close()
         second.stop()
-    assert all(version is not None for _, _, version in seen), "a request failed during the move"
+    assert all(version is not None for *_, version in seen), "a request failed during the move"
     for replica in (0, 1):
-        after = [v for t, r, v in seen if r == replica and t > moved + 1.0]
+        after = [v for sent, _, r, v in seen if r == replica and sent > moved + 1.0]
         assert after and set(after) == {2}, (replica, after)  # every replica on the new version within a second
-        assert any(v == 1 for t, r, v in seen if r == replica and t < moved)
+        assert {v for _, answered, r, v in seen if r == replica and answered < moved} == {1}
 
 
 def test_a_model_travels_to_another_deployment_and_runs_elsewhere(
