@@ -38,6 +38,7 @@ from models.config import (
     Pack,
     PenaltyWeight,
     UnitFraction,
+    VampComponents,
     Width,
     applicable_options,
 )
@@ -329,6 +330,13 @@ class TrainingRequest(Strict):
     kl_warmup_steps: NonNegativeCount | None = Field(None, description="VAE: steps of linear KL warm-up.")
     free_bits: FreeBits | None = Field(None, description="VAE: free bits, nats per latent dimension.")
     iwae_k: IwaeK | None = Field(None, description="VAE: importance samples for IWAE training.")
+    vamp_components: VampComponents | None = Field(
+        None,
+        description="VAE: K > 0 gives the model a VampPrior (Tomczak & Welling 2018), the mixture of the posteriors "
+        "of K learned pseudo-inputs, which start as K training inputs; 0 = the standard normal prior. Samples are "
+        "still drawn from standard normal latents, mapped onto the prior. Unconditional models only, not with "
+        "free_bits, latent_dim >= 2, else 422.",
+    )
     eval_iw_k: EvalIwK | None = Field(None, description="VAE: importance samples for the log-likelihood metric.")
     # GAN options (models.config.GAN_OPTIONS)
     gan_loss: GanLoss | None = Field(

@@ -33,6 +33,7 @@ GanLoss = Literal["ns", "hinge", "wgan-gp"]
 
 MAX_LATENT_CATEGORIES = 1024  # K of the discrete latent part: bins per latent coordinate ...
 MAX_LATENT_BIN_COLUMNS = 16_384  # ... and at most this many one-hot input columns in all (latent_dim * K)
+MAX_VAMP_COMPONENTS = 2000  # pseudo-inputs of a VampPrior: each is one more encoder row per training step
 CONV_MIN_SIDE = 8  # px: the conv nets halve the image at least twice, so both sides must be >= 8 ...
 CONV_SIDE_MULTIPLE = 4  # ... and divisible by 4
 
@@ -46,6 +47,7 @@ UnitFraction = Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)]  # [0, 1
 Beta = Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)]
 FreeBits = Annotated[float, Field(ge=0, le=10, allow_inf_nan=False)]
 IwaeK = Annotated[int, Field(ge=1, le=64), WHOLE]
+VampComponents = Annotated[int, Field(ge=0, le=MAX_VAMP_COMPONENTS), WHOLE]
 EvalIwK = Annotated[int, Field(ge=1, le=5000), WHOLE]
 PenaltyWeight = Annotated[float, Field(ge=0, le=1000, allow_inf_nan=False)]
 Pack = Annotated[int, Field(ge=1, le=8), WHOLE]
@@ -55,7 +57,7 @@ FourierFeatures = Annotated[int, Field(ge=0, le=256), WHOLE]
 FourierScale = Annotated[float, Field(gt=0, le=1000, allow_inf_nan=False)]
 Bandwidth = Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)]
 
-VAE_OPTIONS = ("beta", "decoder", "kl_warmup_steps", "free_bits", "iwae_k", "eval_iw_k")
+VAE_OPTIONS = ("beta", "decoder", "kl_warmup_steps", "free_bits", "iwae_k", "vamp_components", "eval_iw_k")
 GAN_OPTIONS = (
     "gan_loss",
     "gp_weight",
@@ -109,6 +111,7 @@ class TrainConfig:
     kl_warmup_steps: NonNegativeCount = 0  # steps of linear KL weight 0 -> beta
     free_bits: FreeBits = 0.0  # nats per latent dimension (Kingma et al. 2016), 0 = off
     iwae_k: IwaeK = 1  # > 1: train on the IWAE bound (Burda et al. 2015)
+    vamp_components: VampComponents = 0  # K > 0: a VampPrior of K learned pseudo-inputs (see `models.nets.vae`)
     # GAN options
     gan_loss: GanLoss = "ns"
     gp_weight: PenaltyWeight = 10.0  # WGAN-GP penalty weight (Gulrajani et al. 2017)
@@ -177,10 +180,25 @@ class TrainConfig:
                 "g_mmd_weight is for MLP models of point data (an MMD on pixels says little), not conv nets",
                 field=("g_mmd_weight",),
             )
+        if self.vamp_components and (why := self.vamp_conflict()):
+            raise Invalid(why, field=("vamp_components",))
         if self.latent_labels and (why := self.latent_labels_conflict()):
             raise Invalid(why, field=("latent_labels",))
         if self.batch_size % self.pack:
             raise Invalid(f"batch_size {self.batch_size} must be a multiple of pack {self.pack}", field=("batch_size",))
+
+    def vamp_conflict(self) -> str | None:
+        """Why `vamp_components` cannot go with the other options, or None."""
+        if self.conditional:
+            return "vamp_components is for unconditional VAEs (its pseudo-inputs carry no labels)"
+        if self.free_bits:
+            return (
+                "vamp_components does not combine with free_bits (free bits need the KL of each latent dimension, "
+                "which a mixture prior does not split into)"
+            )
+        if self.latent_dim < 2:
+            return "vamp_components needs latent_dim >= 2 (sampling draws the component from the first two)"
+        return None
 
     def latent_labels_conflict(self) -> str | None:
         """Why `latent_labels` cannot go with the other options, or None: the one list of what excludes it (a

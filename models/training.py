@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 
-from models import losses, previews
+from models import densities, losses, previews
 from models.classifier import ClassifierCache
 from models.config import PRESENTATION_OPTIONS, TrainConfig, check_data
 from models.data.arrays import DatasetSplits
@@ -131,7 +131,10 @@ class _VAETask:
             mu, logvar = self.model.encode_net(x, y)  # (n, L) each
             z = mu + (0.5 * logvar).exp() * data.randn(*mu.shape)  # reparameterization
             log_px = self.model.log_px(self.model.decode_raw(z, y), x)  # (n,)
-            kl = losses.gaussian_kl(mu, logvar)  # (n, L)
+            if self.model.pseudo_inputs is not None:  # no closed form: the one-sample estimate log q(z|x) - log p(z)
+                kl = (densities.diag_gaussian_log_density(z, mu, logvar) - self.model.log_prior(z))[:, None]  # (n, 1)
+            else:
+                kl = losses.gaussian_kl(mu, logvar)  # (n, L)
             loss = losses.neg_elbo(log_px, kl, kl_weight=self.kl_weight(step), free_bits=self.c.free_bits)
             parts = [loss, -log_px.mean(), kl.sum(1).mean()]
         opt = self.optimizers["model"]
@@ -349,6 +352,10 @@ def train(
         m.to(device).train()
     with torch.no_grad():
         x_net = model.to_net(x)
+    if isinstance(model, VAE) and model.pseudo_inputs is not None and init is None:  # K training inputs, seeded
+        order = torch.randperm(len(x_net), generator=torch.Generator().manual_seed(config.seed))
+        pick = order[torch.arange(spec.vamp_components) % len(order)]  # each input once while there are enough
+        model.set_pseudo_inputs(x_net[pick.to(x_net.device)])
     y = None
     if (config.conditional or spec.latent_labels) and train_set.y is not None:
         y = torch.tensor(train_set.y, dtype=torch.long).to(device)

@@ -141,12 +141,14 @@ def store_untrained_model(
     dataset: str = "upload",
     init_seed: int = 0,
     latent_labels: bool = False,
+    vamp_components: int = 0,
 ) -> str:
     """A freshly initialized (untrained) model stored as the worker stores models: fast, for serving tests. With
-    `classes`, a conditional model, or with `latent_labels` an unconditional GAN that draws those labels itself."""
+    `classes`, a conditional model, or with `latent_labels` an unconditional GAN that draws those labels itself.
+    With `vamp_components`, a VAE whose VampPrior's pseudo-inputs are random, so that its components differ."""
     import torch
 
-    from models.nets import build_model, spec_for
+    from models.nets import VAE, build_model, spec_for
     from models.recipes import resolve_config
     from models.store import ArtifactStore
     from models.training import TrainResult
@@ -155,7 +157,13 @@ def store_untrained_model(
     num_classes = len(classes or [])
     request = {"family": family, "conditional": num_classes > 0 and not latent_labels, "width": width}
     config = resolve_config(
-        {**request, "latent_dim": latent_dim, "seed": 0, **({"latent_labels": True} if latent_labels else {})},
+        {
+            **request,
+            "latent_dim": latent_dim,
+            "seed": 0,
+            **({"latent_labels": True} if latent_labels else {}),
+            **({"vamp_components": vamp_components} if vamp_components else {}),
+        },
         dataset_id=dataset,
         kind=kind,
         sample_shape=shape,
@@ -163,7 +171,10 @@ def store_untrained_model(
     )  # type: ignore[arg-type]
     spec = spec_for(config, kind, shape, num_classes)  # type: ignore[arg-type]
     torch.manual_seed(init_seed)
-    model = build_model(spec).eval()
+    model = build_model(spec)
+    if isinstance(model, VAE) and model.pseudo_inputs is not None:
+        model.set_pseudo_inputs(torch.rand_like(model.pseudo_inputs))
+    model.eval()
     record = training_record(dataset, config.to_dict(), classes)
     return store_model(ArtifactStore(store_dir), record, TrainResult(model, spec, {}, 0, False))
 

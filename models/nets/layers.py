@@ -46,6 +46,7 @@ class ModelSpec:
     latent_binned_dims: int = 0  # GAN generators with K > 0: only the first this many coordinates binned; 0 = all
     latent_bin_scales: bool = False  # GAN generators with 0 < B < L: a scale and shift of the rest per first bin
     latent_labels: int = 0  # unconditional GAN generators: K > 0 labels drawn from the latent; see `Generator`
+    vamp_components: int = 0  # VAEs: K > 0 pseudo-inputs of a VampPrior; see `VAE`
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -1,8 +1,11 @@
 """The variational autoencoder (Kingma & Welling 2014), MLP or conv, optionally class-conditional (Sohn et al. 2015).
 
-Encoder q(z|x, y) = N(mu, diag(exp(logvar))); prior p(z) = N(0, I); decoder p(x|z, y) Bernoulli (images in [0, 1])
-or Gaussian with a learned per-dimension variance (points). Conditioning: the label embedding is concatenated to z in
-the decoder and to the input in the encoder (as extra constant channels for conv nets).
+Encoder q(z|x, y) = N(mu, diag(exp(logvar))); prior p(z) = N(0, I), or a VampPrior (Tomczak & Welling 2018: the
+equally weighted mixture of the posteriors of K learned pseudo-inputs); decoder p(x|z, y) Bernoulli (images in
+[0, 1]) or Gaussian with a learned per-dimension variance (points). Conditioning: the label embedding is concatenated
+to z in the decoder and to the input in the encoder (as extra constant channels for conv nets).
+
+The served model takes standard normal noise, whatever the prior: `prior_sample` maps it onto the VampPrior.
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ IW_CHUNK_DECODES = 2048  # latents decoded per forward pass when evaluating the 
 
 
 class VAE(GenerativeModel):
+    prior_mu: Tensor | None
+    prior_logvar: Tensor | None
+
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__(spec)
         if spec.decoder not in ("bernoulli", "gaussian"):
@@ -37,6 +43,70 @@ class VAE(GenerativeModel):
         self.decoder = up_body(spec.latent_dim + cond, spec)  # (n, L + cond) -> (n, *net_shape)
         if spec.decoder == "gaussian":
             self.dec_logvar = nn.Parameter(torch.zeros(spec.net_shape))  # learned per-dimension log-variance
+        k = spec.vamp_components
+        # VampPrior: K pseudo-inputs in net space (set from training data by `set_pseudo_inputs`), and their
+        # posteriors, which sampling needs without running the encoder on K inputs per pass: refreshed whenever
+        # the model is switched to eval mode (`train`), saved with the weights.
+        self.pseudo_inputs = nn.Parameter(torch.zeros(k, *spec.net_shape)) if k else None
+        self.register_buffer("prior_mu", torch.zeros(k, spec.latent_dim) if k else None)
+        self.register_buffer("prior_logvar", torch.zeros(k, spec.latent_dim) if k else None)
+
+    # --- the prior ---------------------------------------------------------------------------------------------
+    def set_pseudo_inputs(self, x: Tensor) -> None:
+        """Start the VampPrior's pseudo-inputs at these K inputs (net space): training images, so that the prior
+        begins near the posteriors it has to match."""
+        assert self.pseudo_inputs is not None
+        with torch.no_grad():
+            self.pseudo_inputs.copy_(x)
+
+    def prior_components(self) -> tuple[Tensor, Tensor]:
+        """The VampPrior's components, (K, L) means and log-variances: the pseudo-inputs' posteriors."""
+        assert self.pseudo_inputs is not None
+        return self.encode_net(self.pseudo_inputs, None)
+
+    def train(self, mode: bool = True) -> VAE:
+        """Switching to eval mode also refreshes the VampPrior's stored components from the pseudo-inputs."""
+        super().train(mode)
+        if not mode and self.prior_mu is not None and self.prior_logvar is not None:
+            with torch.no_grad():
+                mu, logvar = self.prior_components()
+                self.prior_mu.copy_(mu)
+                self.prior_logvar.copy_(logvar)
+        return self
+
+    def log_prior(self, z: Tensor) -> Tensor:
+        """log p(z) in nats: (..., L) -> (...). In training mode the VampPrior's components are computed afresh, so
+        that its pseudo-inputs learn; in eval mode the stored ones serve."""
+        if self.pseudo_inputs is None:
+            return densities.standard_normal_log_density(z)
+        if self.training:
+            mu, logvar = self.prior_components()
+        else:
+            assert self.prior_mu is not None and self.prior_logvar is not None
+            mu, logvar = self.prior_mu, self.prior_logvar
+        return densities.diag_gaussian_mixture_log_density(z, mu, logvar)
+
+    def prior_sample(self, noise: Tensor) -> Tensor:
+        """Standard normal noise (n, L) -> latents drawn from the prior (n, L), each row alone.
+
+        N(0, I) is its own prior. For the VampPrior the first two coordinates are split as Box and Muller would
+        join them: u = exp(-r^2 / 2), r the pair's length, is uniform and independent of the pair's direction;
+        floor(u K) picks the component and the rest of u K, uniform again, gives a new length r' = sqrt(-2 log
+        rest) along the same direction, a fresh standard normal pair. So the component is chosen with probability
+        1/K and the latent is exactly N(mu_k, diag(exp(logvar_k))), with nothing but exp, log and sqrt (which an
+        ONNX export can carry; an inverse normal CDF it cannot)."""
+        if self.prior_mu is None or self.prior_logvar is None:
+            return noise
+        k = self.prior_mu.shape[0]
+        pair = noise[:, :2].double()  # (n, 2)
+        r2 = pair.pow(2).sum(1, keepdim=True)  # (n, 1)
+        scaled = torch.exp(-0.5 * r2) * k  # in (0, K]
+        comp = scaled.floor().clamp(max=k - 1)  # (n, 1)
+        rest = (scaled - comp).clamp(min=torch.finfo(torch.float64).tiny)  # in (0, 1]
+        stretch = torch.sqrt(-2.0 * torch.log(rest) / r2.clamp(min=torch.finfo(torch.float64).tiny))
+        eps = torch.cat([(pair * stretch).to(noise.dtype), noise[:, 2:]], dim=1)
+        index = comp.long().squeeze(1)
+        return self.prior_mu[index] + (0.5 * self.prior_logvar[index]).exp() * eps
 
     # --- net space ---------------------------------------------------------------------------------------------
     def encode_net(self, x: Tensor, labels: Tensor | None) -> tuple[Tensor, Tensor]:
@@ -91,7 +161,7 @@ class VAE(GenerativeModel):
 
         raw = self.decode_raw(z.reshape(-1, mu.shape[1]), None if labels is None else rep(labels))
         log_px = self.log_px(raw, rep(x)).view(k, -1)
-        log_pz = densities.standard_normal_log_density(z)  # (k, n)
+        log_pz = self.log_prior(z)  # (k, n)
         log_qz = densities.diag_gaussian_log_density(z, mu, logvar)  # (k, n)
         return log_px + log_pz - log_qz
 
@@ -103,11 +173,15 @@ class VAE(GenerativeModel):
     def reconstruct(self, x: Tensor, labels: Tensor | None) -> Tensor:
         """decode(mu): the deterministic reconstruction, data space."""
         mu, _ = self.encode(x, labels)
-        return self.generate(mu, labels)
+        return self.decode(mu, labels)
+
+    def decode(self, z: Tensor, labels: Tensor | None) -> Tensor:
+        """The decoder mean (Bernoulli probabilities for images) at latents z, data space."""
+        return self.from_net(self.mean(self.decode_raw(z, labels)))
 
     def generate(self, z: Tensor, labels: Tensor | None) -> Tensor:
-        """The decoder mean (Bernoulli probabilities for images), data space."""
-        return self.from_net(self.mean(self.decode_raw(z, labels)))
+        """Samples from standard normal noise z: the decoder mean at the prior's latent for z (`prior_sample`)."""
+        return self.decode(self.prior_sample(z), labels)
 
     def log_likelihood_bound(
         self,

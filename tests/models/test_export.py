@@ -21,11 +21,14 @@ CASES = [
     {"family": "gan", "kind": "images", "shape": (8, 8), "classes": ["a", "b", "c"]},
     {"family": "vae", "kind": "images", "shape": (8, 8)},
     {"family": "gan", "kind": "images", "shape": (8, 8), "classes": ["a", "b"], "latent_labels": True},
+    {"family": "vae", "kind": "images", "shape": (8, 8), "vamp_components": 5},
 ]
 
 
 @pytest.mark.parametrize(
-    "case", CASES, ids=["points GAN", "conditional image GAN", "image VAE", "image GAN drawing its labels"]
+    "case",
+    CASES,
+    ids=["points GAN", "conditional image GAN", "image VAE", "image GAN drawing its labels", "image VAE, VampPrior"],
 )
 def test_exports_match_the_served_model(tmp_path: Path, case: dict) -> None:  # type: ignore[type-arg]
     store = ArtifactStore(tmp_path)

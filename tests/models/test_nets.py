@@ -395,3 +395,44 @@ def test_latent_labels_come_from_the_first_latent_coordinate() -> None:
     assert ModelSpec.from_dict(d).latent_labels == 0  # older specs load without it
     disc = build_discriminator(spec, TrainConfig(family="gan", architecture="conv"))
     assert disc.embed is not None and disc.embed.num_embeddings == NUM_CLASSES  # it judges (image, label) pairs
+
+
+def test_a_vamp_prior_is_sampled_exactly_from_standard_normal_noise() -> None:
+    """vamp_components: the prior is the mixture of the pseudo-inputs' posteriors (log_prior against the mixture
+    summed by hand), refreshed into buffers at eval(); served noise maps to a component with probability 1/K and,
+    within it, to N(mu_k, diag(exp(logvar_k))) exactly (Box-Muller on the first two coordinates), row by row."""
+    _, spec, model = make("vae", "images", (8, 8), vamp_components=2)
+    assert isinstance(model, VAE) and model.pseudo_inputs is not None
+    model.set_pseudo_inputs(torch.stack([torch.zeros(1, 8, 8), torch.ones(1, 8, 8)]))
+    model.eval()
+    mu, logvar = model.prior_components()
+    assert model.prior_mu is not None and model.prior_logvar is not None
+    assert torch.equal(model.prior_mu, mu) and torch.equal(model.prior_logvar, logvar)
+    with torch.no_grad():  # two components far apart, so that each sample's component is plain to see
+        model.prior_mu.copy_(torch.tensor([[-50.0, 0, 0, 0], [50.0, 0, 0, 0]]))
+        model.prior_logvar.copy_(torch.log(torch.tensor([[1.0, 4.0, 1.0, 0.25], [0.25, 1.0, 9.0, 1.0]])))
+    noise = torch.randn(200_000, 4, generator=torch.Generator().manual_seed(0))
+    z = model.prior_sample(noise)
+    for k, side in enumerate((z[:, 0] < 0, z[:, 0] > 0)):
+        assert abs(side.float().mean().item() - 0.5) < 0.005  # each component at 1/K
+        eps = (z[side] - model.prior_mu[k]) / (0.5 * model.prior_logvar[k]).exp()
+        assert eps.mean(0).abs().max() < 0.02 and (eps.std(0) - 1).abs().max() < 0.02
+        assert torch.corrcoef(eps.T).fill_diagonal_(0).abs().max() < 0.02  # independent coordinates
+    with torch.no_grad():
+        alone = torch.cat([model.generate(noise[i : i + 1], None) for i in range(6)])
+        torch.testing.assert_close(alone, model.generate(noise[:6], None))
+    points = torch.randn(7, 4)
+    by_hand = torch.logsumexp(
+        torch.stack([-0.5 * (math.log(2 * math.pi) + lv + (points - m).pow(2) / lv.exp()).sum(1) for m, lv in
+                     zip(model.prior_mu, model.prior_logvar, strict=True)]), 0
+    ) - math.log(2)  # fmt: skip
+    torch.testing.assert_close(model.log_prior(points), by_hand)
+    state = load(save(model.state_dict()))
+    fresh = build_model(ModelSpec.from_dict(spec.to_dict()))
+    fresh.load_state_dict(state)
+    assert isinstance(fresh, VAE) and torch.equal(fresh.prior_sample(noise[:5]), z[:5])
+    d = spec.to_dict()
+    del d["vamp_components"]
+    assert ModelSpec.from_dict(d).vamp_components == 0  # older specs load without it
+    plain = make("vae", "images", (8, 8))[2]
+    assert isinstance(plain, VAE) and torch.equal(plain.prior_sample(noise[:5]), noise[:5])

@@ -176,7 +176,14 @@ def test_point_gan_options_train() -> None:
 
 
 @pytest.mark.parametrize(
-    "options", [{"iwae_k": 4}, {"kl_warmup_steps": 10, "free_bits": 0.5, "beta": 2.0}, {"decoder": "gaussian"}]
+    "options",
+    [
+        {"iwae_k": 4},
+        {"kl_warmup_steps": 10, "free_bits": 0.5, "beta": 2.0},
+        {"decoder": "gaussian"},
+        {"vamp_components": 8},
+        {"vamp_components": 8, "iwae_k": 3},
+    ],
 )
 def test_vae_options_train(options: dict[str, Any]) -> None:
     result, seen = run(config("vae", "images", steps=10, **options), splits(bars(64)))
@@ -666,6 +673,44 @@ def test_latent_labels_train_an_unconditional_gan_on_labeled_data() -> None:
     assert float(((top > bottom) == (label == 0)).double().mean()) > 0.9  # the drawn label decides the image
     with pytest.raises(Invalid, match="labeled dataset"):
         train(config("gan", "images", latent_labels=True), splits(ArrayDataset(bars(64).x, None, "images")), device=DEV)
+
+
+def test_a_vamp_prior_starts_at_training_inputs_and_learns() -> None:
+    """vamp_components: the pseudo-inputs start as K distinct training inputs (repeated only where the data has
+    fewer), move in training, and the served model's stored components are their posteriors; a fine-tuning from a
+    stored model keeps its pseudo-inputs."""
+    data = splits(bars(64))
+    cfg = config("vae", "images", steps=30, vamp_components=6)
+    seed_only, _ = run(replace(cfg, steps=1, lr=1e-12), data)  # as good as untrained
+    assert seed_only.model.pseudo_inputs is not None
+    start = seed_only.model.pseudo_inputs.detach()
+    train_x = torch.from_numpy(data.train.float_x())[:, None]
+    assert all(any(torch.allclose(p, x, atol=1e-6) for x in train_x) for p in start)
+    assert len({p.numpy().tobytes() for p in start}) == 6
+    result, seen = run(cfg, data)
+    model = result.model
+    assert model.pseudo_inputs is not None and not torch.allclose(model.pseudo_inputs, start)
+    assert seen[-1].losses.keys() == {"loss", "recon", "kl"}
+    mu, logvar = model.prior_components()
+    assert model.prior_mu is not None and model.prior_logvar is not None
+    torch.testing.assert_close(model.prior_mu, mu)
+    torch.testing.assert_close(model.prior_logvar, logvar)
+    small = splits(bars(40))
+    few, _ = run(replace(cfg, steps=1, lr=1e-12, vamp_components=70), small)
+    assert few.model.pseudo_inputs is not None
+    assert len({p.detach().numpy().round(4).tobytes() for p in few.model.pseudo_inputs}) == len(small.train)
+
+
+def test_vamp_prior_rules() -> None:
+    base = {"family": "vae", "vamp_components": 4}
+    TrainConfig.from_dict(base)
+    for bad in ({"conditional": True}, {"free_bits": 0.5}, {"latent_dim": 1}):
+        with pytest.raises(Invalid) as err:
+            TrainConfig.from_dict({**base, **bad})
+        assert err.value.field == ("vamp_components",)
+    with pytest.raises(Invalid) as err:
+        TrainConfig.from_dict({**base, "vamp_components": 2001})
+    assert err.value.field == ("vamp_components",)
 
 
 def test_latent_labels_rules() -> None:
