@@ -79,6 +79,7 @@ PUBLISHED_RING = {"modes": 7.9, "hq": 0.982, "rkl": 0.07}
 PUBLISHED_GRID = {"modes": 24.8, "hq": 0.957, "rkl": 0.04}
 TARGET_RING = {"modes": 8.0, "hq": 0.985, "rkl": 0.02}
 TARGET_GRID = {"modes": 25.0, "hq": 0.96, "rkl": 0.03}
+VAE_NLL_TARGET = 84.0  # nats, issue 24 part 3, within 60 minutes on one core
 PUBLISHED_NLL = [
     ("VAE, 1 stochastic layer (Burda et al. 2015, Table 1)", 86.76),
     ("IWAE k=50, 1 stochastic layer", 84.78),
@@ -466,9 +467,12 @@ def part_mnist_vae(env: Env) -> None:
     result, wall_train, _ = run_training(env, config, splits, "mnist-vae", checkpointer=curve, should_stop=over_budget)
     model = result.model.to(env.device)
     assert isinstance(model, VAE)
+    if env.args.save:
+        save_generator(model, env.args.save / f"mnist-vae-seed{config.seed}")
     train_minutes = wall_train / 60
     x_test = torch.from_numpy(binarized_test_x(splits.test))  # the product's one binarization
     curve_rows = []
+    points: list[tuple[float, float]] = []  # (minutes, NLL) for --plot
     for elapsed, step, weights in curve.saved + [(float("nan"), result.steps, {})]:
         if weights:
             m = build_model(result.spec)
@@ -479,6 +483,7 @@ def part_mnist_vae(env: Env) -> None:
         assert isinstance(m, VAE)
         value = nll(m, x_test[:CURVE_N], CURVE_K, f"curve step {step}")
         curve_rows.append([f"{elapsed / 60:.1f}" if weights else f"{wall_train / 60:.1f} (end)", step, f"{value:.2f}"])
+        points.append(((elapsed if weights else wall_train) / 60, value))
         print(f"  curve: step {step}: {value:.2f}", file=sys.stderr, flush=True)
     eval_start = time.perf_counter()
     n_test = int(env.args.test_images)
@@ -496,7 +501,8 @@ def part_mnist_vae(env: Env) -> None:
     rows.append(
         [
             f"genserve default MNIST VAE ({config.width}x{config.depth} MLP, latent {config.latent_dim}, "
-            f"{'VAE' if config.iwae_k == 1 else f'IWAE k={config.iwae_k}'} training)",
+            f"{'VAE' if config.iwae_k == 1 else f'IWAE k={config.iwae_k}'} training"
+            f"{f', VampPrior of {config.vamp_components}' if config.vamp_components else ''})",
             f"**{final:.2f}**",
             f"{epochs:.0f} epochs, {train_minutes:.1f} min on CPU",
         ]
@@ -509,7 +515,32 @@ def part_mnist_vae(env: Env) -> None:
         "last step, so intermediate points are not finished models):\n"
     )
     print(table(["minutes", "step", f"NLL (k={CURVE_K}, {CURVE_N} images)"], curve_rows))
+    if env.args.plot:
+        plot_curve(env.args.plot, points, final, describe(config))
     print_metrics(result)
+
+
+def plot_curve(path: Path, points: list[tuple[float, float]], final: float, recipe: str) -> None:
+    """The test bound against training minutes, with the published rows as reference lines (a PNG)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 4.0), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.plot(*zip(*points, strict=True), marker="o", label=f"genserve (k = {CURVE_K}, {CURVE_N} test images)")
+    ax.plot([points[-1][0]], [final], marker="*", markersize=12, linestyle="", label=f"end, k = {NLL_K}: {final:.2f}")
+    for name, value in [*PUBLISHED_NLL, ("issue 24's target", VAE_NLL_TARGET)]:
+        ax.axhline(value, linestyle="--", linewidth=0.8, color="grey")
+        ax.text(0.01, value, f"{name}: {value}", fontsize=7, va="bottom", transform=ax.get_yaxis_transform())
+    low = min(final, *(v for _, v in points), *(v for _, v in PUBLISHED_NLL))
+    ax.set_ylim(low - 0.5, min(max(v for _, v in points), final + 12))
+    ax.set_xlabel("training minutes (one CPU core)")
+    ax.set_ylabel("test NLL bound (nats)")
+    ax.set_title(recipe[:90], fontsize=7)
+    ax.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path)
 
 
 # --- 3. Conditional MNIST -----------------------------------------------------------------------------------------
@@ -912,6 +943,7 @@ def main() -> None:
     )
     parser.add_argument("--probe-steps", type=int, default=150, help="mnist-vae: steps of the timing run")
     parser.add_argument("--test-images", type=int, default=10_000, help="mnist-vae: test images evaluated")
+    parser.add_argument("--plot", type=Path, help="mnist-vae: write the NLL-vs-minutes curve here (PNG)")
     parser.add_argument("--families", default="gan,vae", help="cond-mnist, variety: which conditional models")
     parser.add_argument("--dataset", default="digits", choices=["digits", "mnist"], help="variety: the dataset")
     parser.add_argument(
@@ -928,7 +960,9 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="recipe override")
     parser.add_argument(
-        "--save", type=Path, help="ring, grid, shapes, mnist-gan: write each trained generator (and its spec) here"
+        "--save",
+        type=Path,
+        help="ring, grid, shapes, mnist-gan, mnist-vae: write each trained model (and its spec) here",
     )
     args = parser.parse_args()
     if args.threads:

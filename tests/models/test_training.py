@@ -713,6 +713,24 @@ def test_vamp_prior_rules() -> None:
     assert err.value.field == ("vamp_components",)
 
 
+def test_the_mnist_vae_recipe_has_a_vamp_prior_only_where_the_request_allows() -> None:
+    """The unconditional MNIST VAE takes vamp_components from its recipe; a conditional training, free bits or a
+    one-dimensional latent in the request drop it instead of answering 422; a request's own value stays."""
+
+    def resolved(**request: Any) -> TrainConfig:
+        return resolve_config(
+            {"family": "vae", **request}, dataset_id="mnist", kind="images", sample_shape=(28, 28), num_classes=10
+        )
+
+    assert resolved().vamp_components == 100
+    assert resolved(vamp_components=7).vamp_components == 7
+    for request in ({"conditional": True}, {"free_bits": 0.5}, {"latent_dim": 1}):
+        assert resolved(**request).vamp_components == 0, request
+    with pytest.raises(Invalid) as err:
+        resolved(vamp_components=7, free_bits=0.5)
+    assert err.value.field == ("vamp_components",)
+
+
 def test_latent_labels_rules() -> None:
     base = {"family": "gan", "latent_labels": True}
     TrainConfig.from_dict(base)
