@@ -334,8 +334,8 @@ class TrainingRequest(Strict):
         None,
         description="VAE: K > 0 gives the model a VampPrior (Tomczak & Welling 2018), the mixture of the posteriors "
         "of K learned pseudo-inputs, which start as K training inputs; 0 = the standard normal prior. Samples are "
-        "still drawn from standard normal latents, mapped onto the prior. Unconditional models only, not with "
-        "free_bits, latent_dim >= 2, else 422.",
+        "still drawn from standard normal latents, mapped onto the prior. Conditional models have K per class "
+        "(at most 2000 in all). Not with free_bits; latent_dim >= 2; else 422.",
     )
     eval_iw_k: EvalIwK | None = Field(None, description="VAE: importance samples for the log-likelihood metric.")
     # GAN options (models.config.GAN_OPTIONS)

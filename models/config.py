@@ -111,7 +111,7 @@ class TrainConfig:
     kl_warmup_steps: NonNegativeCount = 0  # steps of linear KL weight 0 -> beta
     free_bits: FreeBits = 0.0  # nats per latent dimension (Kingma et al. 2016), 0 = off
     iwae_k: IwaeK = 1  # > 1: train on the IWAE bound (Burda et al. 2015)
-    vamp_components: VampComponents = 0  # K > 0: a VampPrior of K learned pseudo-inputs (see `models.nets.vae`)
+    vamp_components: VampComponents = 0  # K > 0: a VampPrior of K learned pseudo-inputs (per class if conditional)
     # GAN options
     gan_loss: GanLoss = "ns"
     gp_weight: PenaltyWeight = 10.0  # WGAN-GP penalty weight (Gulrajani et al. 2017)
@@ -189,8 +189,6 @@ class TrainConfig:
 
     def vamp_conflict(self) -> str | None:
         """Why `vamp_components` cannot go with the other options, or None."""
-        if self.conditional:
-            return "vamp_components is for unconditional VAEs (its pseudo-inputs carry no labels)"
         if self.free_bits:
             return (
                 "vamp_components does not combine with free_bits (free bits need the KL of each latent dimension, "
@@ -284,6 +282,13 @@ def check_data(
         raise Invalid(
             f"the conv nets take images with both sides divisible by 4 and >= 8, not {what}; use 'mlp' or 'auto'",
             field=("architecture",),
+        )
+    if config.family == "vae" and config.conditional and config.vamp_components * num_classes > MAX_VAMP_COMPONENTS:
+        raise Invalid(
+            f"a conditional VAE has vamp_components pseudo-inputs per class: at most {MAX_VAMP_COMPONENTS} in all, not "
+            f"{config.vamp_components} x {num_classes} classes",
+            field=("vamp_components",),
+            limit=MAX_VAMP_COMPONENTS // max(1, num_classes),
         )
     if config.decoder == "bernoulli" and kind == "points":
         raise Invalid("the Bernoulli decoder models data in [0, 1]; use 'gaussian' for points", field=("decoder",))

@@ -35,15 +35,11 @@ def standard_normal_log_density(z: Tensor) -> Tensor:
     return -0.5 * (LOG_2PI + z.pow(2)).sum(-1)
 
 
-def diag_gaussian_mixture_log_density(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
-    """log of the equally weighted mixture of the K components N(mu_k, diag(exp(logvar_k))): z (..., L), mu and
-    logvar (K, L) -> (...).
+def diag_gaussian_log_density_each(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
+    """log N(z; mu_k, diag(exp(logvar_k))) for each of K Gaussians: z (N, L), mu and logvar (K, L) -> (N, K).
 
-    The squared distances to every component come from two matrix products rather than a (..., K, L) difference
-    tensor, which at K = 500 components and a few thousand latents would take gigabytes."""
+    The squared distances to every component come from two matrix products rather than an (N, K, L) difference
+    tensor, which at K = 500 components and a few thousand latents would take gigabytes (a VampPrior's mixture)."""
     inv_var = torch.exp(-logvar)  # (K, L)
-    flat = z.reshape(-1, z.shape[-1])  # (N, L)
-    quad = flat.pow(2) @ inv_var.T - 2 * flat @ (mu * inv_var).T + (mu.pow(2) * inv_var).sum(1)  # (N, K)
-    log_comp = -0.5 * (z.shape[-1] * LOG_2PI + logvar.sum(1) + quad)  # (N, K)
-    out = torch.logsumexp(log_comp, dim=1) - math.log(mu.shape[0])
-    return out.reshape(z.shape[:-1])
+    quad = z.pow(2) @ inv_var.T - 2 * z @ (mu * inv_var).T + (mu.pow(2) * inv_var).sum(1)  # (N, K)
+    return -0.5 * (z.shape[-1] * LOG_2PI + logvar.sum(1) + quad)

@@ -200,9 +200,11 @@ def resolve_config(
     if values.get("latent_labels") and "latent_labels" not in given:  # the recipe's, where data and request allow
         draft = TrainConfig(**TrainConfig.known(values))
         values["latent_labels"] = num_classes > 0 and draft.latent_labels_conflict() is None
-    if values.get("vamp_components") and "vamp_components" not in given:  # the recipe's, where the request allows
-        if TrainConfig(**TrainConfig.known(values)).vamp_conflict() is not None:
-            values["vamp_components"] = 0
+    recipe_vamp = values.get("vamp_components") and "vamp_components" not in given
+    if recipe_vamp and TrainConfig(**TrainConfig.known(values)).vamp_conflict() is not None:
+        values["vamp_components"] = 0  # the recipe's, where the request allows
+    if given.get("vamp_components") and "free_bits" not in given:
+        values["free_bits"] = 0.0  # a recipe's free bits give way to a VampPrior asked for
     if "preview_every" not in given:
         values["preview_every"] = auto_interval(values["steps"])
     if "batch_size" not in given and isinstance(values.get("pack"), int) and values["pack"] > 1:

@@ -132,7 +132,9 @@ class _VAETask:
             z = mu + (0.5 * logvar).exp() * data.randn(*mu.shape)  # reparameterization
             log_px = self.model.log_px(self.model.decode_raw(z, y), x)  # (n,)
             if self.model.pseudo_inputs is not None:  # no closed form: the one-sample estimate log q(z|x) - log p(z)
-                kl = (densities.diag_gaussian_log_density(z, mu, logvar) - self.model.log_prior(z))[:, None]  # (n, 1)
+                kl = (densities.diag_gaussian_log_density(z, mu, logvar) - self.model.log_prior(z, y))[
+                    :, None
+                ]  # (n, 1)
             else:
                 kl = losses.gaussian_kl(mu, logvar)  # (n, L)
             loss = losses.neg_elbo(log_px, kl, kl_weight=self.kl_weight(step), free_bits=self.c.free_bits)
@@ -267,6 +269,20 @@ def _restore(task: _Task, gen: torch.Generator, tensors: dict[str, Tensor], meta
     return int(meta["step"])
 
 
+def _pseudo_input_rows(k: int, labels: Tensor | None, classes: int, n: int, seed: int) -> Tensor:
+    """The training rows a VampPrior's pseudo-inputs start at, seeded: K of the n (K per class, class by class, for
+    a conditional model), each row once while its class has enough (a class with no training rows takes any)."""
+    gen = torch.Generator().manual_seed(seed)
+    everything = torch.arange(n)
+    groups = [everything] if labels is None else [torch.nonzero(labels == c).flatten() for c in range(classes)]
+    picks = []
+    for rows in groups:
+        rows = rows if len(rows) else everything
+        order = rows[torch.randperm(len(rows), generator=gen)]
+        picks.append(order[torch.arange(k) % len(order)])
+    return torch.cat(picks)
+
+
 def lr_schedule(config: TrainConfig, step: int) -> float:
     """The factor on every learning rate at this step (0-based): 1 until `lr_decay_start` of the steps, then a
     linear or cosine (Loshchilov & Hutter 2017) decay that reaches 0 after the last step."""
@@ -352,14 +368,14 @@ def train(
         m.to(device).train()
     with torch.no_grad():
         x_net = model.to_net(x)
-    if isinstance(model, VAE) and model.pseudo_inputs is not None and init is None:  # K training inputs, seeded
-        order = torch.randperm(len(x_net), generator=torch.Generator().manual_seed(config.seed))
-        pick = order[torch.arange(spec.vamp_components) % len(order)]  # each input once while there are enough
-        model.set_pseudo_inputs(x_net[pick.to(x_net.device)])
     y = None
     if (config.conditional or spec.latent_labels) and train_set.y is not None:
         y = torch.tensor(train_set.y, dtype=torch.long).to(device)
     del x
+    if isinstance(model, VAE) and model.pseudo_inputs is not None and init is None:
+        labels = y.cpu() if spec.num_classes and y is not None else None
+        rows = _pseudo_input_rows(spec.vamp_components, labels, spec.num_classes, len(x_net), config.seed)
+        model.set_pseudo_inputs(x_net[rows.to(x_net.device)])
     gen = torch.Generator(device=device)
     gen.manual_seed(config.seed)
     binarize = (float(model.data_loc[0]), float(model.data_scale[0])) if config.binarize else None

@@ -5,7 +5,9 @@ equally weighted mixture of the posteriors of K learned pseudo-inputs); decoder 
 [0, 1]) or Gaussian with a learned per-dimension variance (points). Conditioning: the label embedding is concatenated
 to z in the decoder and to the input in the encoder (as extra constant channels for conv nets).
 
-The served model takes standard normal noise, whatever the prior: `prior_sample` maps it onto the VampPrior.
+The served model takes standard normal noise, whatever the prior: `prior_sample` maps it onto the VampPrior. A
+conditional VampPrior has K pseudo-inputs per class, encoded with their class's label: p(z|y) is the mixture of
+the class's K posteriors.
 """
 
 from __future__ import annotations
@@ -44,25 +46,33 @@ class VAE(GenerativeModel):
         if spec.decoder == "gaussian":
             self.dec_logvar = nn.Parameter(torch.zeros(spec.net_shape))  # learned per-dimension log-variance
         k = spec.vamp_components
-        # VampPrior: K pseudo-inputs in net space (set from training data by `set_pseudo_inputs`), and their
-        # posteriors, which sampling needs without running the encoder on K inputs per pass: refreshed whenever
+        total = k * max(1, spec.num_classes)  # conditional: K pseudo-inputs per class, class by class
+        # VampPrior: the pseudo-inputs in net space (set from training data by `set_pseudo_inputs`), and their
+        # posteriors, which sampling needs without running the encoder on all of them per pass: refreshed whenever
         # the model is switched to eval mode (`train`), saved with the weights.
-        self.pseudo_inputs = nn.Parameter(torch.zeros(k, *spec.net_shape)) if k else None
-        self.register_buffer("prior_mu", torch.zeros(k, spec.latent_dim) if k else None)
-        self.register_buffer("prior_logvar", torch.zeros(k, spec.latent_dim) if k else None)
+        self.pseudo_inputs = nn.Parameter(torch.zeros(total, *spec.net_shape)) if k else None
+        self.register_buffer("prior_mu", torch.zeros(total, spec.latent_dim) if k else None)
+        self.register_buffer("prior_logvar", torch.zeros(total, spec.latent_dim) if k else None)
 
     # --- the prior ---------------------------------------------------------------------------------------------
     def set_pseudo_inputs(self, x: Tensor) -> None:
-        """Start the VampPrior's pseudo-inputs at these K inputs (net space): training images, so that the prior
-        begins near the posteriors it has to match."""
+        """Start the VampPrior's pseudo-inputs at these inputs (net space; a conditional model's K per class, class
+        by class): training inputs, so that the prior begins near the posteriors it has to match."""
         assert self.pseudo_inputs is not None
         with torch.no_grad():
             self.pseudo_inputs.copy_(x)
 
+    def pseudo_labels(self) -> Tensor | None:
+        """The class of each pseudo-input of a conditional model, None for an unconditional one."""
+        if self.pseudo_inputs is None or not self.spec.num_classes:
+            return None
+        return torch.arange(len(self.pseudo_inputs), device=self.pseudo_inputs.device) // self.spec.vamp_components
+
     def prior_components(self) -> tuple[Tensor, Tensor]:
-        """The VampPrior's components, (K, L) means and log-variances: the pseudo-inputs' posteriors."""
+        """The VampPrior's components, means and log-variances (K or K x classes, L): the pseudo-inputs'
+        posteriors."""
         assert self.pseudo_inputs is not None
-        return self.encode_net(self.pseudo_inputs, None)
+        return self.encode_net(self.pseudo_inputs, self.pseudo_labels())
 
     def train(self, mode: bool = True) -> VAE:
         """Switching to eval mode also refreshes the VampPrior's stored components from the pseudo-inputs."""
@@ -74,8 +84,9 @@ class VAE(GenerativeModel):
                 self.prior_logvar.copy_(logvar)
         return self
 
-    def log_prior(self, z: Tensor) -> Tensor:
-        """log p(z) in nats: (..., L) -> (...). In training mode the VampPrior's components are computed afresh, so
+    def log_prior(self, z: Tensor, labels: Tensor | None) -> Tensor:
+        """log p(z), or log p(z|y) for a conditional VampPrior (the mixture of its class's components), in nats:
+        z (..., n, L), labels (n,) -> (..., n). In training mode the VampPrior's components are computed afresh, so
         that its pseudo-inputs learn; in eval mode the stored ones serve."""
         if self.pseudo_inputs is None:
             return densities.standard_normal_log_density(z)
@@ -84,20 +95,28 @@ class VAE(GenerativeModel):
         else:
             assert self.prior_mu is not None and self.prior_logvar is not None
             mu, logvar = self.prior_mu, self.prior_logvar
-        return densities.diag_gaussian_mixture_log_density(z, mu, logvar)
+        k = self.spec.vamp_components
+        each = densities.diag_gaussian_log_density_each(z.reshape(-1, z.shape[-1]), mu, logvar)  # (N, K or C K)
+        if self.spec.num_classes:  # each row's own class's K components
+            if labels is None:
+                raise ValueError("this model is conditional: labels are required")
+            rows = labels.expand(z.shape[:-1]).reshape(-1)  # (N,)
+            each = each.view(len(rows), -1, k)[torch.arange(len(rows), device=rows.device), rows]  # (N, K)
+        return (torch.logsumexp(each, dim=1) - math.log(k)).reshape(z.shape[:-1])
 
-    def prior_sample(self, noise: Tensor) -> Tensor:
-        """Standard normal noise (n, L) -> latents drawn from the prior (n, L), each row alone.
+    def prior_sample(self, noise: Tensor, labels: Tensor | None) -> Tensor:
+        """Standard normal noise (n, L) -> latents drawn from the prior (n, L), given the labels of a conditional
+        VampPrior; each row alone.
 
         N(0, I) is its own prior. For the VampPrior the first two coordinates are split as Box and Muller would
         join them: u = exp(-r^2 / 2), r the pair's length, is uniform and independent of the pair's direction;
-        floor(u K) picks the component and the rest of u K, uniform again, gives a new length r' = sqrt(-2 log
-        rest) along the same direction, a fresh standard normal pair. So the component is chosen with probability
-        1/K and the latent is exactly N(mu_k, diag(exp(logvar_k))), with nothing but exp, log and sqrt (which an
-        ONNX export can carry; an inverse normal CDF it cannot)."""
+        floor(u K) picks the component (of the row's class) and the rest of u K, uniform again, gives a new length
+        r' = sqrt(-2 log rest) along the same direction, a fresh standard normal pair. So the component is chosen
+        with probability 1/K and the latent is exactly N(mu_k, diag(exp(logvar_k))), with nothing but exp, log and
+        sqrt (which an ONNX export can carry; an inverse normal CDF it cannot)."""
         if self.prior_mu is None or self.prior_logvar is None:
             return noise
-        k = self.prior_mu.shape[0]
+        k = self.spec.vamp_components
         pair = noise[:, :2].double()  # (n, 2)
         r2 = pair.pow(2).sum(1, keepdim=True)  # (n, 1)
         scaled = torch.exp(-0.5 * r2) * k  # in (0, K]
@@ -106,6 +125,10 @@ class VAE(GenerativeModel):
         stretch = torch.sqrt(-2.0 * torch.log(rest) / r2.clamp(min=torch.finfo(torch.float64).tiny))
         eps = torch.cat([(pair * stretch).to(noise.dtype), noise[:, 2:]], dim=1)
         index = comp.long().squeeze(1)
+        if self.spec.num_classes:
+            if labels is None:
+                raise ValueError("this model is conditional: labels are required")
+            index = index + labels * k
         return self.prior_mu[index] + (0.5 * self.prior_logvar[index]).exp() * eps
 
     # --- net space ---------------------------------------------------------------------------------------------
@@ -161,7 +184,7 @@ class VAE(GenerativeModel):
 
         raw = self.decode_raw(z.reshape(-1, mu.shape[1]), None if labels is None else rep(labels))
         log_px = self.log_px(raw, rep(x)).view(k, -1)
-        log_pz = self.log_prior(z)  # (k, n)
+        log_pz = self.log_prior(z, labels)  # (k, n)
         log_qz = densities.diag_gaussian_log_density(z, mu, logvar)  # (k, n)
         return log_px + log_pz - log_qz
 
@@ -181,7 +204,7 @@ class VAE(GenerativeModel):
 
     def generate(self, z: Tensor, labels: Tensor | None) -> Tensor:
         """Samples from standard normal noise z: the decoder mean at the prior's latent for z (`prior_sample`)."""
-        return self.decode(self.prior_sample(z), labels)
+        return self.decode(self.prior_sample(z, labels), labels)
 
     def log_likelihood_bound(
         self,

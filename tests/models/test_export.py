@@ -22,13 +22,21 @@ CASES = [
     {"family": "vae", "kind": "images", "shape": (8, 8)},
     {"family": "gan", "kind": "images", "shape": (8, 8), "classes": ["a", "b"], "latent_labels": True},
     {"family": "vae", "kind": "images", "shape": (8, 8), "vamp_components": 5},
+    {"family": "vae", "kind": "images", "shape": (8, 8), "classes": ["a", "b"], "vamp_components": 3},
 ]
 
 
 @pytest.mark.parametrize(
     "case",
     CASES,
-    ids=["points GAN", "conditional image GAN", "image VAE", "image GAN drawing its labels", "image VAE, VampPrior"],
+    ids=[
+        "points GAN",
+        "conditional image GAN",
+        "image VAE",
+        "image GAN drawing its labels",
+        "image VAE, VampPrior",
+        "conditional image VAE, VampPrior",
+    ],
 )
 def test_exports_match_the_served_model(tmp_path: Path, case: dict) -> None:  # type: ignore[type-arg]
     store = ArtifactStore(tmp_path)

@@ -412,7 +412,7 @@ def test_a_vamp_prior_is_sampled_exactly_from_standard_normal_noise() -> None:
         model.prior_mu.copy_(torch.tensor([[-50.0, 0, 0, 0], [50.0, 0, 0, 0]]))
         model.prior_logvar.copy_(torch.log(torch.tensor([[1.0, 4.0, 1.0, 0.25], [0.25, 1.0, 9.0, 1.0]])))
     noise = torch.randn(200_000, 4, generator=torch.Generator().manual_seed(0))
-    z = model.prior_sample(noise)
+    z = model.prior_sample(noise, None)
     for k, side in enumerate((z[:, 0] < 0, z[:, 0] > 0)):
         assert abs(side.float().mean().item() - 0.5) < 0.005  # each component at 1/K
         eps = (z[side] - model.prior_mu[k]) / (0.5 * model.prior_logvar[k]).exp()
@@ -426,13 +426,47 @@ def test_a_vamp_prior_is_sampled_exactly_from_standard_normal_noise() -> None:
         torch.stack([-0.5 * (math.log(2 * math.pi) + lv + (points - m).pow(2) / lv.exp()).sum(1) for m, lv in
                      zip(model.prior_mu, model.prior_logvar, strict=True)]), 0
     ) - math.log(2)  # fmt: skip
-    torch.testing.assert_close(model.log_prior(points), by_hand)
+    torch.testing.assert_close(model.log_prior(points, None), by_hand)
     state = load(save(model.state_dict()))
     fresh = build_model(ModelSpec.from_dict(spec.to_dict()))
     fresh.load_state_dict(state)
-    assert isinstance(fresh, VAE) and torch.equal(fresh.prior_sample(noise[:5]), z[:5])
+    assert isinstance(fresh, VAE) and torch.equal(fresh.prior_sample(noise[:5], None), z[:5])
     d = spec.to_dict()
     del d["vamp_components"]
     assert ModelSpec.from_dict(d).vamp_components == 0  # older specs load without it
     plain = make("vae", "images", (8, 8))[2]
-    assert isinstance(plain, VAE) and torch.equal(plain.prior_sample(noise[:5]), noise[:5])
+    assert isinstance(plain, VAE) and torch.equal(plain.prior_sample(noise[:5], None), noise[:5])
+
+
+def test_a_conditional_vamp_prior_draws_from_the_requested_class_components() -> None:
+    """A conditional VampPrior: K pseudo-inputs per class, each encoded with its class's label; p(z|y) is the
+    mixture of class y's K components, and a sample of class y comes from one of them."""
+    _, spec, model = make("vae", "images", (8, 8), conditional=True, vamp_components=2)
+    assert isinstance(model, VAE) and model.pseudo_inputs is not None and len(model.pseudo_inputs) == 2 * NUM_CLASSES
+    pseudo_labels = model.pseudo_labels()
+    assert pseudo_labels is not None and pseudo_labels.tolist() == [0, 0, 1, 1, 2, 2]
+    model.eval()
+    assert model.prior_mu is not None and model.prior_logvar is not None
+    with torch.no_grad():  # components far apart along the first two coordinates: class c, component j at (10c, 10j)
+        model.prior_mu.copy_(torch.tensor([[10.0 * c, 10.0 * j, 0, 0] for c in range(3) for j in range(2)]))
+        model.prior_logvar.zero_()
+    noise = torch.randn(30_000, 4, generator=torch.Generator().manual_seed(0))
+    labels = torch.arange(len(noise)) % NUM_CLASSES
+    z = model.prior_sample(noise, labels)
+    assert torch.equal(((z[:, 0] + 5) // 10).long(), labels)  # the class's own components only
+    assert abs(float((z[:, 1] > 5).double().mean()) - 0.5) < 0.02  # each of them at 1/K
+    points, classes = torch.randn(5, 4) * 5, torch.tensor([0, 1, 2, 1, 0])
+    mu, logvar = model.prior_mu.view(3, 2, 4), model.prior_logvar.view(3, 2, 4)
+    by_hand = torch.stack(
+        [
+            torch.logsumexp(-0.5 * (math.log(2 * math.pi) + logvar[c] + (p - mu[c]).pow(2) / logvar[c].exp()).sum(1), 0)
+            - math.log(2)
+            for p, c in zip(points, classes, strict=True)
+        ]
+    )
+    torch.testing.assert_close(model.log_prior(points, classes), by_hand)
+    with torch.no_grad():
+        alone = torch.cat([model.generate(noise[i : i + 1], labels[i : i + 1]) for i in range(6)])
+        torch.testing.assert_close(alone, model.generate(noise[:6], labels[:6]))
+    with pytest.raises(ValueError, match="labels are required"):
+        model.generate(noise[:2], None)

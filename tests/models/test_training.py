@@ -183,6 +183,7 @@ def test_point_gan_options_train() -> None:
         {"decoder": "gaussian"},
         {"vamp_components": 8},
         {"vamp_components": 8, "iwae_k": 3},
+        {"vamp_components": 3, "conditional": True},
     ],
 )
 def test_vae_options_train(options: dict[str, Any]) -> None:
@@ -695,6 +696,11 @@ def test_a_vamp_prior_starts_at_training_inputs_and_learns() -> None:
     assert model.prior_mu is not None and model.prior_logvar is not None
     torch.testing.assert_close(model.prior_mu, mu)
     torch.testing.assert_close(model.prior_logvar, logvar)
+    conditional, _ = run(replace(cfg, steps=1, lr=1e-12, conditional=True, vamp_components=3), data)
+    pseudo = conditional.model.pseudo_inputs
+    assert pseudo is not None and len(pseudo) == 6
+    for p, c in zip(pseudo.detach(), [0, 0, 0, 1, 1, 1], strict=True):  # each class's from its own images
+        assert any(torch.allclose(p, x, atol=1e-6) for x in train_x[torch.from_numpy(data.train.y) == c])
     small = splits(bars(40))
     few, _ = run(replace(cfg, steps=1, lr=1e-12, vamp_components=70), small)
     assert few.model.pseudo_inputs is not None
@@ -704,18 +710,26 @@ def test_a_vamp_prior_starts_at_training_inputs_and_learns() -> None:
 def test_vamp_prior_rules() -> None:
     base = {"family": "vae", "vamp_components": 4}
     TrainConfig.from_dict(base)
-    for bad in ({"conditional": True}, {"free_bits": 0.5}, {"latent_dim": 1}):
+    for bad in ({"free_bits": 0.5}, {"latent_dim": 1}, {"vamp_components": 2001}):
         with pytest.raises(Invalid) as err:
             TrainConfig.from_dict({**base, **bad})
         assert err.value.field == ("vamp_components",)
+    conditional = {**base, "conditional": True, "vamp_components": 200}  # per class
+    resolve_config(conditional, dataset_id="ds_x", kind="points", sample_shape=(2,), num_classes=10)
     with pytest.raises(Invalid) as err:
-        TrainConfig.from_dict({**base, "vamp_components": 2001})
-    assert err.value.field == ("vamp_components",)
+        resolve_config(conditional, dataset_id="ds_x", kind="points", sample_shape=(2,), num_classes=11)
+    assert err.value.field == ("vamp_components",) and err.value.limit == 181
+    upload = {"family": "vae", "vamp_components": 4}  # the point uploads' VAE recipe has free bits; they give way
+    points = resolve_config(upload, dataset_id="ds_x", kind="points", sample_shape=(2,), num_classes=0)
+    assert points.vamp_components == 4 and points.free_bits == 0
+    assert resolve_config(
+        {"family": "vae"}, dataset_id="ds_x", kind="points", sample_shape=(2,), num_classes=0
+    ).free_bits
 
 
 def test_the_mnist_vae_recipe_has_a_vamp_prior_only_where_the_request_allows() -> None:
-    """The unconditional MNIST VAE takes vamp_components from its recipe; a conditional training, free bits or a
-    one-dimensional latent in the request drop it instead of answering 422; a request's own value stays."""
+    """The unconditional MNIST VAE takes vamp_components from its recipe (the conditional recipe has none); free
+    bits or a one-dimensional latent in the request drop it instead of answering 422; a request's own value stays."""
 
     def resolved(**request: Any) -> TrainConfig:
         return resolve_config(
