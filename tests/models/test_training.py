@@ -567,6 +567,16 @@ def test_benchmark_recipes_resolve() -> None:
             num_classes=10,
         )
         assert cgan.latent_dim == RECIPES["mnist"]["gan"].latent_dim and cgan.g_mode_seeking == 0.1
+        assert (cgan.steps, cgan.lr_decay) == (8000, "none")
+    gans = {  # the unconditional MNIST GAN trains longer, with a decay; 28x28 uploads keep the image recipe
+        dataset_id: resolve_config(
+            {"family": "gan"}, dataset_id=dataset_id, kind="images", sample_shape=(28, 28), num_classes=10
+        )
+        for dataset_id in ("mnist", "ds_upload")
+    }
+    assert (gans["mnist"].steps, gans["mnist"].lr_decay, gans["mnist"].lr_decay_start) == (17_000, "linear", 0.8)
+    assert (gans["ds_upload"].steps, gans["ds_upload"].lr_decay) == (8000, "none")
+    assert gans["mnist"].latent_labels and gans["ds_upload"].latent_labels
     seeking = [
         resolve_config(
             {"family": "gan", "conditional": c}, dataset_id="digits", kind="images", sample_shape=(8, 8), num_classes=10
