@@ -737,9 +737,9 @@ def test_vamp_prior_rules() -> None:
     ).free_bits
 
 
-def test_the_mnist_vae_recipe_has_a_vamp_prior_only_where_the_request_allows() -> None:
-    """The unconditional MNIST VAE takes vamp_components from its recipe (the conditional recipe has none); free
-    bits or a one-dimensional latent in the request drop it instead of answering 422; a request's own value stays."""
+def test_the_mnist_vae_recipes_have_a_vamp_prior_only_where_the_request_allows() -> None:
+    """The MNIST VAEs take vamp_components from their recipes (the conditional one K per class); free bits or a
+    one-dimensional latent in the request drop it instead of answering 422; a request's own value stays."""
 
     def resolved(**request: Any) -> TrainConfig:
         return resolve_config(
@@ -747,8 +747,9 @@ def test_the_mnist_vae_recipe_has_a_vamp_prior_only_where_the_request_allows() -
         )
 
     assert resolved().vamp_components == 100
+    assert resolved(conditional=True).vamp_components == 10  # per class
     assert resolved(vamp_components=7).vamp_components == 7
-    for request in ({"conditional": True}, {"free_bits": 0.5}, {"latent_dim": 1}):
+    for request in ({"free_bits": 0.5}, {"latent_dim": 1}, {"conditional": True, "free_bits": 0.5}):
         assert resolved(**request).vamp_components == 0, request
     with pytest.raises(Invalid) as err:
         resolved(vamp_components=7, free_bits=0.5)
