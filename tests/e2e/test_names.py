@@ -62,6 +62,7 @@ def test_trainings_publish_versions_and_an_alias_moves_under_load(
             while not both_serve_version_1() and time.monotonic() < deadline:
                 time.sleep(0.1)
             assert both_serve_version_1(), "a replica never served the alias's first version"
+            before_move = time.monotonic()
             assert http.put("/v1/model-names/ring/aliases/prod", json={"version": 2}).status_code == 200
             moved = time.monotonic()
             time.sleep(2.0)
@@ -76,7 +77,7 @@ def test_trainings_publish_versions_and_an_alias_moves_under_load(
     for replica in (0, 1):
         after = [v for sent, _, r, v in seen if r == replica and sent > moved + 1.0]
         assert after and set(after) == {2}, (replica, after)  # every replica on the new version within a second
-        assert {v for _, answered, r, v in seen if r == replica and answered < moved} == {1}
+        assert {v for _, answered, r, v in seen if r == replica and answered < before_move} == {1}
 
 
 def test_a_model_travels_to_another_deployment_and_runs_elsewhere(
