@@ -120,13 +120,17 @@ def test_every_process_serves_a_model_and_forgets_it_when_deleted(two_processes:
     key = {"Authorization": f"Bearer {MODEL_KEY}"}  # a key of its own: the other tests' buckets stay as they were
     model_id = store_untrained_model(service.settings.store_dir)
     url = f"{service.base_url}/v1/models/{model_id}/samples"
-    for seed in range(16):  # a connection each: both processes take some
+    for seed in range(16):  # a connection each: both processes take some; paced within the key's rate limit
         assert httpx.post(url, json={"seed": seed}, headers=key, timeout=30).status_code == 200
+        time.sleep(1.0 / RATE)
     time.sleep(SNAPSHOT_INTERVAL_S * 2.5)
     sampled = requests_per_process(shared, "/v1/models/{model_id}/samples")
     assert len(sampled) == 2 and all(n > 0 for n in sampled), sampled  # both processes loaded and served it
     admin = {"Authorization": f"Bearer {TRAIN_KEY}"}
     assert httpx.delete(f"{service.base_url}/v1/models/{model_id}", headers=admin, timeout=30).status_code == 204
     time.sleep(0.5)  # the announcement's round trip
-    after = Counter(httpx.post(url, json={"seed": 1}, headers=key, timeout=30).status_code for _ in range(16))
+    after: Counter[int] = Counter()
+    for _ in range(16):
+        after[httpx.post(url, json={"seed": 1}, headers=key, timeout=30).status_code] += 1
+        time.sleep(1.0 / RATE)
     assert after == Counter({404: 16}), after
