@@ -132,9 +132,8 @@ class _VAETask:
             z = mu + (0.5 * logvar).exp() * data.randn(*mu.shape)  # reparameterization
             log_px = self.model.log_px(self.model.decode_raw(z, y), x)  # (n,)
             if self.model.pseudo_inputs is not None:  # no closed form: the one-sample estimate log q(z|x) - log p(z)
-                kl = (densities.diag_gaussian_log_density(z, mu, logvar) - self.model.log_prior(z, y))[
-                    :, None
-                ]  # (n, 1)
+                log_q = densities.diag_gaussian_log_density(z, mu, logvar)  # (n,)
+                kl = (log_q - self.model.log_prior(z, y)).unsqueeze(1)  # (n, 1)
             else:
                 kl = losses.gaussian_kl(mu, logvar)  # (n, L)
             loss = losses.neg_elbo(log_px, kl, kl_weight=self.kl_weight(step), free_bits=self.c.free_bits)
