@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
-from models.nets.layers import ConvDown, GenerativeModel, ModelSpec, he_linear, mlp, up_body
+from models.nets.layers import ConvDown, GenerativeModel, ModelSpec, he_linear, mlp, required_labels, up_body
 
 
 class Generator(GenerativeModel):
@@ -185,8 +185,8 @@ class Discriminator(nn.Module):
         b, m = x.shape[0], self.pack
         if b % m:
             raise ValueError(f"batch of {b} is not a multiple of pack {m}")
-        if self.embed is not None and labels is None:
-            raise ValueError("this discriminator is conditional: labels are required")
+        if self.embed is not None:
+            labels = required_labels(labels, "discriminator")
         if self.spec.architecture == "conv":
             h = self.body(x.reshape(b // m, m * x.shape[1], *x.shape[2:]))  # (B/m, F)
             out = self.out(h).squeeze(1)  # (B/m,)

@@ -159,9 +159,7 @@ class GenerativeModel(nn.Module):
         """Concatenate the label embedding to z (conditional nets); z (n, L) -> (n, L + label_dim)."""
         if self.embed is None:
             return z
-        if labels is None:
-            raise ValueError("this model is conditional: labels are required")
-        return torch.cat([z, self.embed(labels)], dim=1)
+        return torch.cat([z, self.embed(required_labels(labels))], dim=1)
 
     def generate(self, z: Tensor, labels: Tensor | None) -> Tensor:
         """z (n, latent_dim), labels (n,) int64 or None -> samples (n, *sample_shape) in data space."""
@@ -169,6 +167,13 @@ class GenerativeModel(nn.Module):
 
     def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
         return self.generate(z, labels)
+
+
+def required_labels(labels: Tensor | None, what: str = "model") -> Tensor:
+    """A conditional net's labels, or the error that says they are missing (a caller's mistake, not the data's)."""
+    if labels is None:
+        raise ValueError(f"this {what} is conditional: labels are required")
+    return labels
 
 
 def he_linear(in_features: int, out_features: int) -> nn.Linear:

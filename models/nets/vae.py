@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from models import densities
-from models.nets.layers import ConvDown, GenerativeModel, ModelSpec, mlp, up_body
+from models.nets.layers import ConvDown, GenerativeModel, ModelSpec, mlp, required_labels, up_body
 
 LOGVAR_MIN, LOGVAR_MAX = -12.0, 8.0  # clamp of log-variances, keeps exp() finite early in training
 IW_CHUNK_DECODES = 2048  # latents decoded per forward pass when evaluating the IWAE bound
@@ -98,9 +98,7 @@ class VAE(GenerativeModel):
         k = self.spec.vamp_components
         each = densities.diag_gaussian_log_density_each(z.reshape(-1, z.shape[-1]), mu, logvar)  # (N, K or C K)
         if self.spec.num_classes:  # each row's own class's K components
-            if labels is None:
-                raise ValueError("this model is conditional: labels are required")
-            rows = labels.expand(z.shape[:-1]).reshape(-1)  # (N,)
+            rows = required_labels(labels).expand(z.shape[:-1]).reshape(-1)  # (N,)
             each = each.view(len(rows), -1, k)[torch.arange(len(rows), device=rows.device), rows]  # (N, K)
         return (torch.logsumexp(each, dim=1) - math.log(k)).reshape(z.shape[:-1])
 
@@ -126,18 +124,14 @@ class VAE(GenerativeModel):
         eps = torch.cat([(pair * stretch).to(noise.dtype), noise[:, 2:]], dim=1)
         index = comp.long().squeeze(1)
         if self.spec.num_classes:
-            if labels is None:
-                raise ValueError("this model is conditional: labels are required")
-            index = index + labels * k
+            index = index + required_labels(labels) * k
         return self.prior_mu[index] + (0.5 * self.prior_logvar[index]).exp() * eps
 
     # --- net space ---------------------------------------------------------------------------------------------
     def encode_net(self, x: Tensor, labels: Tensor | None) -> tuple[Tensor, Tensor]:
         """x (n, *net_shape) -> mu, logvar (n, L)."""
         if self.embed is not None:
-            if labels is None:
-                raise ValueError("this model is conditional: labels are required")
-            e = self.embed(labels)  # (n, label_dim)
+            e = self.embed(required_labels(labels))  # (n, label_dim)
             if self.spec.architecture == "conv":
                 x = torch.cat([x, e[:, :, None, None].expand(-1, -1, *x.shape[2:])], dim=1)  # (n, C + E, H, W)
             else:
