@@ -17,7 +17,12 @@ server's histogram (load = store reads, net build, padding rule; by whether the 
 Last, on an idle server, the first request of `--cold` models never asked before, one at a time (a client's view of
 a cold model), and the same for the first model of each kind in a store that has no padding rules yet.
 
-    python -m bench.many_models [--models 1000] [--clients 64] [--duration 20] [--out FILE]
+With `--py-spy DIR`, py-spy (`pip install py-spy`) samples the API during each single-model run and the measured Zipf
+run, and the server's CPU per request is split into model loads, the forward passes with their encoding
+(`LoadedModel.run_batch`), socket writes, and the rest (HTTP parsing, routing, validation, the event loop): where a
+request's CPU goes when passes serve one request each instead of many.
+
+    python -m bench.many_models [--models 1000] [--clients 64] [--duration 20] [--out FILE] [--py-spy DIR]
 """
 
 from __future__ import annotations
@@ -27,11 +32,14 @@ import contextlib
 import json
 import os
 import platform
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -156,6 +164,56 @@ class MemoryWatch:
         return self.peak
 
 
+PROFILE_HZ = 200
+PROFILE_PARTS = (  # (label, a frame that marks it), first match wins
+    ("model loads", "ModelCache._load"),
+    ("forward passes and encoding", "LoadedModel.run_batch"),
+    ("socket writes", "_SelectorSocketTransport.write"),
+)
+
+
+def py_spy() -> str:
+    """The py-spy executable: on PATH or beside this interpreter (a virtualenv's bin)."""
+    found = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
+    if found is None:
+        raise SystemExit("--py-spy needs py-spy: pip install py-spy")
+    return found
+
+
+@contextlib.contextmanager
+def profiled(pid: int, out: Path | None, seconds: int) -> Iterator[None]:
+    """Sample process `pid` with py-spy into `out` (raw collapsed stacks) while the block runs; nothing if no out."""
+    if out is None:
+        yield
+        return
+    cmd = [py_spy(), "record", "-p", str(pid), "-d", str(seconds), "-r", str(PROFILE_HZ), "-f", "raw"]
+    spy = subprocess.Popen([*cmd, "-o", str(out), "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        time.sleep(0.5)  # py-spy attaches
+        yield
+    finally:
+        spy.wait(timeout=seconds + 30)
+
+
+def cpu_per_request(raw: Path, requests: float) -> dict[str, float]:
+    """Microseconds of the server's CPU per request by part, from py-spy's raw stacks (idle threads excluded)."""
+    parts = dict.fromkeys([label for label, _ in PROFILE_PARTS] + ["the rest: HTTP, routing, the event loop"], 0.0)
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        label = next((lb for lb, mark in PROFILE_PARTS if mark in stack), "the rest: HTTP, routing, the event loop")
+        parts[label] += int(count)
+    return {label: n / PROFILE_HZ / requests * 1e6 for label, n in parts.items()}
+
+
+def print_profiles(profiles: dict[str, dict[str, float]]) -> None:
+    labels = list(next(iter(profiles.values())))
+    print("\n## The server's CPU per request (py-spy, microseconds)\n")
+    print("| run | " + " | ".join(labels) + " | total |")
+    print("|---" * (len(labels) + 2) + "|")
+    for run, parts in profiles.items():
+        print(f"| {run} | " + " | ".join(f"{parts[lb]:.0f}" for lb in labels) + f" | {sum(parts.values()):.0f} |")
+
+
 def first_requests(port: int, ids: list[str]) -> list[float]:
     """Milliseconds of each model's first request, one at a time."""
     times = []
@@ -189,7 +247,11 @@ def main() -> None:
     parser.add_argument("--server-cores", default="0")
     parser.add_argument("--client-cores", default="1")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--py-spy", type=Path, default=None, help="profile the server into this directory (py-spy)")
     args = parser.parse_args()
+    if args.py_spy:
+        py_spy()
+        args.py_spy.mkdir(parents=True, exist_ok=True)
 
     tmp = Path(tempfile.mkdtemp(prefix="genserve-many-"))
     store = tmp / "store"
@@ -227,10 +289,15 @@ def main() -> None:
         print(f"\n## {args.clients} clients, single-sample requests\n| run | requests/s | p50 ms | p99 ms | errors |")
         print("|---|---|---|---|---|", flush=True)
         single = {}
+        profiles: dict[str, dict[str, float]] = {}
         for k, (label, *_) in enumerate(KINDS):
             url = f"http://127.0.0.1:{port}/v1/models/{served[k]}/samples"
             wrk(url, BODY, True, args.clients, 2, args.client_cores)
-            r = wrk(url, BODY, True, args.clients, args.duration, args.client_cores)
+            raw = args.py_spy / f"single-{k}.raw" if args.py_spy else None
+            with profiled(server.proc.pid, raw, args.duration):
+                r = wrk(url, BODY, True, args.clients, args.duration, args.client_cores)
+            if raw is not None:
+                profiles[f"single {label}"] = cpu_per_request(raw, r["rps"] * args.duration)
             single[label] = r
             print(f"| single {label} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']} |")
         shares = zipf_shares(args.models, args.zipf_s)
@@ -243,8 +310,12 @@ def main() -> None:
         )
         before = scrape(port)
         watch = MemoryWatch(port)
-        z = wrk_zipf(port, paths, args.zipf_s, args.clients, args.duration, args.client_cores)
+        raw = args.py_spy / "zipf.raw" if args.py_spy else None
+        with profiled(server.proc.pid, raw, args.duration):
+            z = wrk_zipf(port, paths, args.zipf_s, args.clients, args.duration, args.client_cores)
         peak = watch.done()
+        if raw is not None:
+            profiles[f"zipf over {args.models}"] = cpu_per_request(raw, z["rps"] * args.duration)
         after = scrape(port)
         print(
             f"| zipf s={args.zipf_s} over {args.models}, measured | {z['rps']:.0f} | {z['p50_ms']:.2f} | "
@@ -270,6 +341,8 @@ def main() -> None:
             n, p50 = histogram_quantile(after, rule, 0.5)
             _, p99 = histogram_quantile(after, rule, 0.99)
             print(f"Cold loads since start, rule {rule}: {n}, p50 {p50}, p99 {p99} (server histogram buckets)")
+        if profiles:
+            print_profiles(profiles)
         cold = first_requests(port, cold_ids)
         print(
             f"\nFirst request of {len(cold)} cold models (rule known), idle server, one at a time: p50 "
@@ -277,6 +350,7 @@ def main() -> None:
             f"load of a small model <= 50 ms)"
         )
         results.update(
+            profiles=profiles,
             single=single,
             first_touch=first_touch,
             zipf=z,
