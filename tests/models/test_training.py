@@ -574,8 +574,9 @@ def test_benchmark_recipes_resolve() -> None:
         )
         for dataset_id in ("mnist", "ds_upload")
     }
-    assert (gans["mnist"].steps, gans["mnist"].lr_decay, gans["mnist"].lr_decay_start) == (17_000, "linear", 0.8)
+    assert (gans["mnist"].steps, gans["mnist"].lr_decay, gans["mnist"].lr_decay_start) == (20_000, "linear", 0.8)
     assert (gans["ds_upload"].steps, gans["ds_upload"].lr_decay) == (8000, "none")
+    assert (gans["mnist"].width, gans["ds_upload"].width) == (48, 32)  # a wider net for MNIST only
     assert gans["mnist"].latent_labels and gans["ds_upload"].latent_labels
     seeking = [
         resolve_config(
