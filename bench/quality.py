@@ -445,7 +445,7 @@ def part_mnist_vae(env: Env) -> None:
     splits = mnist(env)
     minutes = float(env.args.minutes)
     base = config_for(env, "mnist", splits.train, "vae", seed=env.args.first_seed)
-    steps, per_step = base.steps, float("nan")  # the recipe's (or --set steps=N)
+    steps, per_step = base.steps, None  # the recipe's (or --set steps=N)
     if env.args.fill_budget and "steps" not in env.overrides:
         steps, per_step = calibrate_steps(env, base, splits, minutes * env.args.budget_fill)
     config = TrainConfig.from_dict({**base.to_dict(), "steps": steps})
@@ -457,7 +457,7 @@ def part_mnist_vae(env: Env) -> None:
     def over_budget() -> bool:
         return time.monotonic() - start > hard_stop
 
-    measured = f" ({per_step * 1000:.0f} ms/step measured)" if per_step == per_step else ""
+    measured = "" if per_step is None else f" ({per_step * 1000:.0f} ms/step measured)"
     print(f"  training {steps} steps{measured} within a {minutes:g}-minute budget", file=sys.stderr, flush=True)
     result, wall_train, _ = run_training(env, config, splits, "mnist-vae", checkpointer=curve, should_stop=over_budget)
     model = result.model.to(env.device)
