@@ -13,7 +13,8 @@ BENCHMARKS.md.
 
 Common options: --mnist PATH (the four IDX files; default ../shared/data/mnist from the repository root),
 --threads N (torch threads), --device cpu|cuda, --set key=value (recipe overrides, repeatable; e.g. --set steps=500
-for a quick run).
+for a quick run), --classifier-store DIR (where the product's feature classifiers are kept between runs, default
+.bench-cache/: the MNIST one is trained once per machine, not once per run).
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ from models.metrics import (
 from models.nets import VAE, GenerativeModel, build_model
 from models.progress import Progress
 from models.recipes import resolve_config
+from models.store import ArtifactStore
 from models.training import TrainResult, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,6 +95,7 @@ class Env:
     args: argparse.Namespace
     device: torch.device
     data_dir: Path  # holds mnist/ (a copy of --mnist)
+    classifiers: ArtifactStore  # the feature classifiers, kept between runs (--classifier-store)
     overrides: dict[str, Any] = field(default_factory=dict)
 
     def command(self) -> str:
@@ -163,6 +166,7 @@ def run_training(
     """(result, training seconds, training + end-of-training metrics seconds)."""
     start = time.perf_counter()
     ticker = Ticker(label)
+    kw.setdefault("classifier_cache", env.classifiers)
     result = train(config, data, device=env.device, on_progress=ticker, progress_interval_s=5.0, **kw)
     return result, ticker.train_s, time.perf_counter() - start
 
@@ -542,7 +546,7 @@ def plot_curve(path: Path, points: list[tuple[float, float]], final: float, reci
 def classifier(env: Env, splits: DatasetSplits) -> tuple[clf.Classifier, float, float]:
     """The product's MNIST classifier (models.classifier, fixed seed), its test accuracy and training time."""
     start = time.perf_counter()
-    net = clf.classifier_for(splits.train, device=env.device)  # the in-process cache the trainings below reuse
+    net = clf.classifier_for(splits.train, device=env.device, cache=env.classifiers)  # the trainings below reuse it
     seconds = time.perf_counter() - start
     _, pred = net.predict(torch.from_numpy(splits.test.float_x()).to(env.device))
     return net, label_accuracy(pred, torch.tensor(splits.test.y)), seconds  # type: ignore[arg-type]
@@ -617,7 +621,7 @@ def part_variety(env: Env) -> None:
     dataset = env.args.dataset
     splits = mnist(env) if dataset == "mnist" else load_builtin(dataset, env.data_dir)
     train_set = splits.train
-    net = clf.classifier_for(train_set, device=env.device)
+    net = clf.classifier_for(train_set, device=env.device, cache=env.classifiers)
     rng = np.random.default_rng(0)
     classes = train_set.num_classes
     halves = [class_halves(train_set, c, rng) for c in range(classes)]
@@ -958,6 +962,12 @@ def main() -> None:
         default=0.0,
         help="stacked, mnist-gan: stop training after this many minutes (0: none), for a fixed budget or lease",
     )
+    parser.add_argument(
+        "--classifier-store",
+        type=Path,
+        default=ROOT / ".bench-cache",
+        help="where the MNIST and shape classifiers are kept between runs (an artifact store; trained once per key)",
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="recipe override")
@@ -976,7 +986,7 @@ def main() -> None:
         )
         if needs_mnist and not (d / "mnist").exists():
             parser.error(f"no MNIST files at {args.mnist}")
-        env = Env(args, torch.device(args.device), d, overrides)
+        env = Env(args, torch.device(args.device), d, ArtifactStore(args.classifier_store), overrides)
         start = time.perf_counter()
         PARTS[args.part](env)
         print(f"\ntotal wall time of this command: {fmt_s(time.perf_counter() - start)}")
