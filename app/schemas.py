@@ -564,6 +564,7 @@ class ModelName(BaseModel):
 
 class ModelNameList(BaseModel):
     items: list[ModelName]
+    next: str | None = Field(None, description="The next page's URL (null on the last page).")
 
 
 class ModelList(BaseModel):

@@ -6,10 +6,11 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from redis.exceptions import RedisError
 
+from app import pages
 from app.auth import CheckedRoute, requires
 from app.deps import ServicesDep
 from app.problems import PROBLEM_SCHEMA
@@ -51,10 +52,16 @@ async def _announce(services: ServicesDep, name: str) -> None:
         log.warning("model name %s changed, but the other replicas were not told: %s", name, exc)
 
 
-@router.get("", response_model=ModelNameList, dependencies=[requires("sample")])
-def list_names(services: ServicesDep) -> ModelNameList:
-    """Every model name with its versions and aliases."""
-    return ModelNameList(items=[_public(e) for e in services.registry.names()])
+@router.get("", response_model=ModelNameList, responses={422: PROBLEM}, dependencies=[requires("sample")])
+def list_names(
+    services: ServicesDep,
+    request: Request,
+    limit: Annotated[int, Query(ge=1, le=pages.MAX_LIMIT, description="Items per page.")] = pages.DEFAULT_LIMIT,
+    cursor: Annotated[str | None, Query(max_length=512, description="From a page's `next` link.")] = None,
+) -> ModelNameList:
+    """The model names with their versions and aliases, by name, a page at a time."""
+    shown, after = pages.page(services.registry.names(), lambda e: [e.name], limit, cursor, newest_first=False)
+    return ModelNameList(items=[_public(e) for e in shown], next=pages.next_link(request, after))
 
 
 @router.get("/{name}", response_model=ModelName, responses={404: PROBLEM}, dependencies=[requires("sample")])

@@ -15,7 +15,7 @@ async def test_the_async_client_answers_as_the_sync_one(service: Service) -> Non
         sync_ids = [d.id for d in sync.datasets.list()]
         async with AsyncClient(service.url, service.api_key) as ac:
             assert [d.id async for d in ac.datasets.list(page_size=2)] == sync_ids
-            training = await ac.trainings.create("ring2d", "gan", steps=200, **TINY)
+            training = await ac.trainings.create("ring2d", "gan", steps=200, model_name="async-lists", **TINY)
             async with aclosing(training.events()) as events:  # leaving early closes the stream at once
                 first = await anext(events)
             assert first.id is not None
@@ -29,6 +29,8 @@ async def test_the_async_client_answers_as_the_sync_one(service: Service) -> Non
             assert len(after) == 1 and after[0].is_terminal and after[0].id is None
             assert model == sync.models.get(model.id) == await ac.models.get(model.id)
             assert [m.id async for m in ac.models.list(dataset="ring2d", page_size=1)][0] == model.id
+            names = await ac.model_names.list(page_size=1)  # every page
+            assert "async-lists" in [n.name for n in names] and names == sync.model_names.list()
             samples = await ac.models.sample(model.id, n=16, seed=3)
             assert samples.content == sync.models.sample(model.id, n=16, seed=3).content
             assert samples.array().shape == (16, 2)

@@ -44,7 +44,8 @@ def test_filters_and_pages_of_trainings_and_models(client: Client, named: tuple[
 
 def test_model_names_and_aliases(client: Client, named: tuple[Training, Model]) -> None:
     _, model = named
-    assert "client-lists" in {n.name for n in client.model_names.list()}
+    names = [n.name for n in client.model_names.list()]
+    assert "client-lists" in names and [n.name for n in client.model_names.list(page_size=1)] == names  # every page
     assert model.name == "client-lists" and model.version is not None
     moved = client.model_names.set_alias("client-lists", "champion", model.version)
     assert moved.aliases["champion"] == model.version

@@ -50,6 +50,20 @@ def test_references_on_every_model_route(client: httpx.Client, settings: Setting
     }
 
 
+def test_names_are_listed_a_page_at_a_time(client: httpx.Client, settings: Settings) -> None:
+    for name in ("gamma", "alpha", "beta"):
+        named_versions(settings, name, 1)
+    first = client.get("/v1/model-names", params={"limit": 2}).json()
+    assert [n["name"] for n in first["items"]] == ["alpha", "beta"] and "cursor=" in first["next"]
+    named_versions(settings, "aardvark", 1)  # sorts before the cursor: not listed on the next page, none skipped
+    last = client.get(first["next"]).json()
+    assert [n["name"] for n in last["items"]] == ["gamma"] and last["next"] is None
+    whole = client.get("/v1/model-names").json()
+    assert [n["name"] for n in whole["items"]] == ["aardvark", "alpha", "beta", "gamma"] and whole["next"] is None
+    assert_problem(client.get("/v1/model-names", params={"limit": 0}), 422, "query.limit")
+    assert_problem(client.get("/v1/model-names", params={"cursor": "not-a-cursor"}), 422, "query.cursor")
+
+
 def test_what_cannot_be_done(client: httpx.Client, settings: Settings) -> None:
     v1, v2 = named_versions(settings, "digits", 2)
     client.put("/v1/model-names/digits/aliases/prod", json={"version": 2})

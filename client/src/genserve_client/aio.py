@@ -269,8 +269,9 @@ class AsyncModelNames:
     def __init__(self, transport: AsyncTransport) -> None:
         self._transport = transport
 
-    async def list(self) -> builtins.list[ModelName]:
-        return await self._transport.call(calls.list_model_names())
+    async def list(self, page_size: int = 100) -> builtins.list[ModelName]:
+        """Every model name, by name (all pages)."""
+        return [name async for name in _every(self._transport, calls.list_model_names(page_size))]
 
     async def get(self, name: str) -> ModelName:
         return await self._transport.call(calls.get_model_name(name))

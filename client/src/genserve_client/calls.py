@@ -268,8 +268,8 @@ def _vectors(z: Any) -> Any:
 # Model names
 
 
-def list_model_names() -> Call[list[ModelName]]:
-    return Call("GET", "/v1/model-names", lambda r: [ModelName.from_record(n) for n in record(r).get("items", [])])
+def list_model_names(page_size: int) -> Call[Page[ModelName]]:
+    return Call("GET", "/v1/model-names", page_of(ModelName.from_record), query(limit=page_size))
 
 
 def get_model_name(name: str) -> Call[ModelName]:

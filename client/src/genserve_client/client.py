@@ -287,8 +287,9 @@ class ModelNames:
     def __init__(self, transport: Transport) -> None:
         self._transport = transport
 
-    def list(self) -> builtins.list[ModelName]:
-        return self._transport.call(calls.list_model_names())
+    def list(self, page_size: int = 100) -> builtins.list[ModelName]:
+        """Every model name, by name (all pages)."""
+        return builtins.list(_every(self._transport, calls.list_model_names(page_size)))
 
     def get(self, name: str) -> ModelName:
         return self._transport.call(calls.get_model_name(name))
