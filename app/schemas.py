@@ -379,6 +379,13 @@ class TrainingRequest(Strict):
         "latent coordinate has its own scale and shift of the continuous coordinates (DeLiGAN), so that a bin can "
         "narrow the noise that would carry its samples out of its mode.",
     )
+    latent_bin_noise: bool | None = Field(
+        None,
+        description="GAN, point data: the latent coordinates after the first latent_binned_dims (as many as the "
+        "data's coordinates) skip the net and are added to its output as noise, scaled by a learned width per bin "
+        "of the first coordinate, so that no continuous input can carry a bin's samples across the gap between two "
+        "modes while the noise spreads them inside one.",
+    )
     g_mmd_weight: PenaltyWeight | None = Field(
         None,
         description="GAN, MLP (point) models: the generator also minimizes this weight times the squared MMD between "

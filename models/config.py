@@ -11,6 +11,7 @@ again when a training starts.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -71,6 +72,7 @@ GAN_OPTIONS = (
     "latent_bin_positions",
     "latent_binned_dims",
     "latent_bin_scales",
+    "latent_bin_noise",
     "d_fourier_features",
     "d_fourier_scale",
     "g_mmd_weight",
@@ -125,6 +127,7 @@ class TrainConfig:
     latent_bin_positions: bool = False  # with K > 0: ... and as its position inside that bin (see `Generator`)
     latent_binned_dims: NonNegativeCount = 0  # with K > 0: only the first B latent coordinates have bins; 0 = all
     latent_bin_scales: bool = False  # with 0 < B < L: each bin of the first coordinate scales and shifts the rest
+    latent_bin_noise: bool = False  # with B = L - D: the rest is noise added to the output, with a width per first bin
     d_fourier_features: FourierFeatures = 0  # MLP discriminators: m random Fourier features of the input (2m columns)
     d_fourier_scale: FourierScale = 10.0  # ... with frequencies ~ N(0, scale^2) cycles per unit of standardized data
     g_mmd_weight: PenaltyWeight = 0.0  # > 0: the generator also minimizes the MMD to a real batch (`losses.mmd2`)
@@ -164,6 +167,16 @@ class TrainConfig:
                 "latent_bin_scales needs latent_categories > 0 and 0 < latent_binned_dims < latent_dim (bins on some "
                 "coordinates, continuous ones to scale)",
                 field=("latent_bin_scales",),
+            )
+        if self.latent_bin_noise and not (self.latent_categories and 0 < self.latent_binned_dims < self.latent_dim):
+            raise Invalid(
+                "latent_bin_noise needs latent_categories > 0 and 0 < latent_binned_dims < latent_dim (bins on some "
+                "coordinates, the rest the noise: as many as the data has coordinates)",
+                field=("latent_bin_noise",),
+            )
+        if self.latent_bin_noise and self.architecture == "conv":
+            raise Invalid(
+                "latent_bin_noise is for MLP models of point data, not conv nets", field=("latent_bin_noise",)
             )
         if self.latent_bin_positions and not self.latent_categories:
             raise Invalid(
@@ -290,6 +303,14 @@ def check_data(
             field=("vamp_components",),
             limit=MAX_VAMP_COMPONENTS // max(1, num_classes),
         )
+    if config.family == "gan" and config.latent_bin_noise:
+        noise, features = config.latent_dim - config.latent_binned_dims, math.prod(sample_shape)
+        if kind != "points" or noise != features:
+            raise Invalid(
+                f"latent_bin_noise adds the {noise} unbinned latent coordinates to the samples' coordinates: it needs "
+                f"points with as many coordinates, not {kind} of shape {tuple(sample_shape)}",
+                field=("latent_bin_noise",),
+            )
     if config.decoder == "bernoulli" and kind == "points":
         raise Invalid("the Bernoulli decoder models data in [0, 1]; use 'gaussian' for points", field=("decoder",))
     if config.binarize and kind != "images":

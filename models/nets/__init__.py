@@ -38,6 +38,7 @@ def spec_for(config: TrainConfig, kind: Kind, sample_shape: tuple[int, ...], num
         latent_bin_positions=config.latent_bin_positions if config.family == "gan" else False,
         latent_binned_dims=config.latent_binned_dims if config.family == "gan" else 0,
         latent_bin_scales=config.latent_bin_scales if config.family == "gan" else False,
+        latent_bin_noise=config.latent_bin_noise if config.family == "gan" else False,
         latent_labels=num_classes if config.family == "gan" and config.latent_labels else 0,
         vamp_components=config.vamp_components if config.family == "vae" else 0,
     )

@@ -8,6 +8,8 @@ never depends on the rest of its batch. Conditional nets: the label embedding is
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
@@ -38,6 +40,13 @@ class Generator(GenerativeModel):
     a mixture of Gaussians as the latent). A linear first layer can only add a bin's code to the continuous part;
     a bin that would carry some of its samples out of its mode (a bridge) can narrow its noise here instead.
 
+    With `spec.latent_bin_noise` (points; the L - B unbinned coordinates as many as the data's) the unbinned
+    coordinates do not enter the net: they are noise added to its output, scaled by a learned width per bin c of
+    the first coordinate and per data coordinate, w_c * eps. The net places each bin's point from the bins alone,
+    so no continuous input can carry a bin's samples across a gap between modes (a bridge), and the noise spreads
+    them inside the mode: a mixture of K Gaussians whose centres a net draws. The widths start at K^(-1/D), about
+    the spacing of K points spread over the standardized data.
+
     With `spec.latent_labels` = K > 0 (an unconditional model of labeled data) the generator is built like a
     conditional one, but draws each sample's label from its own latent: label c where Phi(z_1) falls in c's slice of
     [0, 1), the slices sized by the classes' shares of the training data (`label_cdf`, set by the training). The
@@ -60,7 +69,16 @@ class Generator(GenerativeModel):
         if spec.latent_bin_scales:  # (K, L - B) each: the continuous coordinates' scale and shift per first bin
             self.bin_scale = nn.Parameter(torch.ones(self.categories, spec.latent_dim - self.binned))
             self.bin_shift = nn.Parameter(torch.zeros(self.categories, spec.latent_dim - self.binned))
-        dense = spec.latent_dim + (self.binned if self.positions else 0) + spec.cond_dim
+        self.bin_log_width: nn.Parameter | None = None
+        if spec.latent_bin_noise:  # (K, D): each first bin's noise width per data coordinate, in net space
+            noise = spec.latent_dim - self.binned
+            if not self.categories or noise != spec.features:
+                raise ValueError(
+                    "latent_bin_noise needs latent_categories > 0 and latent_dim - B = the data's features"
+                )
+            self.bin_log_width = nn.Parameter(torch.full((self.categories, noise), -math.log(self.categories) / noise))
+        inputs = self.binned if self.bin_log_width is not None else spec.latent_dim  # the noise skips the net
+        dense = inputs + (self.binned if self.positions else 0) + spec.cond_dim
         self.body = up_body(dense + self.binned * self.categories, spec)  # (n, dense + B*K) -> (n, *net_shape)
         if self.categories:  # takes (n, dense + B): z, cond, [the positions in the bins], the bins
             _bin_input_layer(self.body, dense, self.categories)
@@ -97,11 +115,16 @@ class Generator(GenerativeModel):
                 first = bins[:, 0]
                 continuous = self.bin_shift[first] + self.bin_scale[first] * z[:, self.binned :]
                 z = torch.cat([z[:, : self.binned], continuous], dim=1)
+        noise = None
+        if self.bin_log_width is not None:  # the unbinned coordinates are output noise, not inputs
+            z, noise = z[:, : self.binned], z[:, self.binned :]
         h = self.condition(z, labels)
         if self.categories:  # the bins, which `BinnedInput` reads as one-hot codes
             parts = [h, (position - 0.5) * 12**0.5] if self.positions else [h]  # unit variance
             h = torch.cat([*parts, bins.to(h.dtype)], dim=1)
         out = self.body(h)
+        if noise is not None and self.bin_log_width is not None:
+            return out + self.bin_log_width[bins[:, 0]].exp() * noise
         return torch.tanh(out) if self.spec.kind == "images" else out
 
     def generate(self, z: Tensor, labels: Tensor | None) -> Tensor:

@@ -45,6 +45,7 @@ class ModelSpec:
     latent_bin_positions: bool = False  # GAN generators with K > 0: each coordinate's position inside its bin too
     latent_binned_dims: int = 0  # GAN generators with K > 0: only the first this many coordinates binned; 0 = all
     latent_bin_scales: bool = False  # GAN generators with 0 < B < L: a scale and shift of the rest per first bin
+    latent_bin_noise: bool = False  # GAN point generators, L - B = D: the rest is output noise of a width per bin
     latent_labels: int = 0  # unconditional GAN generators: K > 0 labels drawn from the latent; see `Generator`
     vamp_components: int = 0  # VAEs: K > 0 pseudo-inputs of a VampPrior; see `VAE`
 

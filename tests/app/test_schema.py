@@ -100,6 +100,7 @@ MODEL_OR_DATA_RULES = [
     ("/v1/trainings", ("body", "latent_bin_positions"), "latent_categories"),  # bins from the request or the recipe
     ("/v1/trainings", ("body", "latent_binned_dims"), ""),  # <= latent_dim, with bins (request or recipe)
     ("/v1/trainings", ("body", "latent_bin_scales"), "latent_binned_dims"),  # bins and continuous coordinates
+    ("/v1/trainings", ("body", "latent_bin_noise"), "latent_binned_dims"),  # likewise; and points of L - B coordinates
     ("/v1/trainings", ("body", "d_fourier_features"), "MLP"),  # the architecture, from the request or the data
     ("/v1/trainings", ("body", "g_mmd_weight"), "MLP"),  # likewise
     ("/v1/trainings", ("body", "latent_labels"), ""),  # labels in the dataset; not with conditional and the rest

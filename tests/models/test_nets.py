@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load, save
 
 from models import losses
-from models.config import TrainConfig
+from models.config import TrainConfig, check_data
 from models.errors import Invalid
 from models.nets import VAE, Discriminator, Generator, ModelSpec, build_discriminator, build_model, spec_for
 from models.nets.gan import BinnedInput
@@ -231,6 +231,42 @@ def test_bin_scales_scale_and_shift_the_continuous_coordinates_per_first_bin() -
     d = spec.to_dict()
     del d["latent_bin_scales"]
     assert not ModelSpec.from_dict(d).latent_bin_scales  # older specs load without it
+
+
+def test_bin_noise_adds_the_unbinned_coordinates_to_the_output_at_a_width_per_first_bin() -> None:
+    """latent_bin_noise: the unbinned coordinates never reach the net; a sample is the net's point for its bins plus
+    w_c * eps, so moving eps moves the sample by exactly that, and no eps can move it to another bin's point."""
+    options = {"latent_dim": 3, "latent_categories": 4, "latent_binned_dims": 1}
+    _, spec, model = make("gan", "points", (2,), latent_bin_noise=True, **options)
+    assert isinstance(model, Generator) and spec.latent_bin_noise
+    width = model.bin_log_width
+    assert width is not None and width.shape == (4, 2)
+    assert torch.allclose(width.exp(), torch.full((4, 2), 4 ** (-1 / 2)))  # K^(-1/D): K points' spacing
+    z = torch.randn(64, 3, generator=torch.Generator().manual_seed(1))
+    centre = z.clone()
+    centre[:, 1:] = 0.0
+    bins = model.bins(z)[0][:, 0]
+    with torch.no_grad():
+        width[2] = torch.tensor([0.0, 1.0]).log()  # bin 2: no noise in x, unit noise in y (net space)
+        moved = (model.generate(z, None) - model.generate(centre, None)) / model.data_scale
+        assert torch.allclose(moved, width[bins].exp() * z[:, 1:], atol=1e-5)
+        assert (moved[bins == 2, 0] == 0).all()
+    assert id(width) in {id(p) for p in model.parameters()}  # the optimizer trains the widths
+    for bad in (
+        {"latent_binned_dims": 0},
+        {"latent_binned_dims": 3},
+        {"latent_categories": 0, "latent_binned_dims": 0},
+    ):
+        with pytest.raises(Invalid, match="latent_bin_noise"):
+            TrainConfig.from_dict({"family": "gan", **options, "latent_bin_noise": True, **bad})
+    config = TrainConfig.from_dict({"family": "gan", **options, "latent_bin_noise": True})
+    for kind, shape in (("points", (3,)), ("images", (8, 8))):  # the noise must match the data's coordinates
+        with pytest.raises(Invalid, match="latent_bin_noise"):
+            check_data(config, kind, shape, 0, 100)  # type: ignore[arg-type]
+    check_data(config, "points", (2,), 0, 100)
+    d = spec.to_dict()
+    del d["latent_bin_noise"]
+    assert not ModelSpec.from_dict(d).latent_bin_noise  # older specs load without it
 
 
 def test_conditional_generate_uses_labels() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import replace
 from typing import Any
 
@@ -172,6 +173,16 @@ def test_point_gan_options_train() -> None:
     options = {"latent_categories": 4, "latent_bin_positions": True, "d_fourier_features": 8, "g_mmd_weight": 1.0}
     result, seen = run(config("gan", "points", steps=10, pack=2, **options), splits(blobs(128)))
     assert result.steps == 10 and len(seen) == 10
+    assert_finite(result.model)
+
+
+def test_bin_noise_widths_are_trained() -> None:
+    """latent_bin_noise: the per-bin widths are learned (they leave their start) and stay finite."""
+    options = {"latent_dim": 3, "latent_categories": 4, "latent_binned_dims": 1, "latent_bin_noise": True}
+    result, _ = run(config("gan", "points", steps=10, pack=2, g_mmd_weight=1.0, **options), splits(blobs(128)))
+    width = result.model.state_dict()["bin_log_width"]
+    assert width.shape == (4, 2) and torch.isfinite(width).all()
+    assert not torch.allclose(width, torch.full_like(width, -math.log(4) / 2))
     assert_finite(result.model)
 
 
