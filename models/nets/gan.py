@@ -40,12 +40,13 @@ class Generator(GenerativeModel):
     a mixture of Gaussians as the latent). A linear first layer can only add a bin's code to the continuous part;
     a bin that would carry some of its samples out of its mode (a bridge) can narrow its noise here instead.
 
-    With `spec.latent_bin_noise` (points; the L - B unbinned coordinates as many as the data's) the unbinned
-    coordinates do not enter the net: they are noise added to its output, scaled by a learned width per bin c of
-    the first coordinate and per data coordinate, w_c * eps. The net places each bin's point from the bins alone,
-    so no continuous input can carry a bin's samples across a gap between modes (a bridge), and the noise spreads
-    them inside the mode: a mixture of K Gaussians whose centres a net draws. The widths start at K^(-1/D), about
-    the spacing of K points spread over the standardized data.
+    With `spec.latent_bin_noise` (points; the L - B unbinned coordinates as many as the data's) no latent coordinate
+    enters the net as a raw value: the net sees the bins alone (and the positions in them, if asked for), and the
+    unbinned coordinates are noise added to its output, scaled by a learned width per bin c of the first coordinate
+    and per data coordinate, w_c * eps. No continuous input can carry a bin's samples across a gap between modes (a
+    bridge; with the raw binned coordinate as an input, the net swung each bin's point toward the next mode near
+    the bin's edges), and the noise spreads them inside the mode: a mixture of K Gaussians whose centres a net
+    draws. The widths start at K^(-1/D), about the spacing of K points spread over the standardized data.
 
     With `spec.latent_labels` = K > 0 (an unconditional model of labeled data) the generator is built like a
     conditional one, but draws each sample's label from its own latent: label c where Phi(z_1) falls in c's slice of
@@ -77,7 +78,7 @@ class Generator(GenerativeModel):
                     "latent_bin_noise needs latent_categories > 0 and latent_dim - B = the data's features"
                 )
             self.bin_log_width = nn.Parameter(torch.full((self.categories, noise), -math.log(self.categories) / noise))
-        inputs = self.binned if self.bin_log_width is not None else spec.latent_dim  # the noise skips the net
+        inputs = 0 if self.bin_log_width is not None else spec.latent_dim  # with noise: no raw z, only the bins
         dense = inputs + (self.binned if self.positions else 0) + spec.cond_dim
         self.body = up_body(dense + self.binned * self.categories, spec)  # (n, dense + B*K) -> (n, *net_shape)
         if self.categories:  # takes (n, dense + B): z, cond, [the positions in the bins], the bins
@@ -116,8 +117,8 @@ class Generator(GenerativeModel):
                 continuous = self.bin_shift[first] + self.bin_scale[first] * z[:, self.binned :]
                 z = torch.cat([z[:, : self.binned], continuous], dim=1)
         noise = None
-        if self.bin_log_width is not None:  # the unbinned coordinates are output noise, not inputs
-            z, noise = z[:, : self.binned], z[:, self.binned :]
+        if self.bin_log_width is not None:  # no coordinate enters raw: the bins only, the rest output noise
+            z, noise = z[:, :0], z[:, self.binned :]
         h = self.condition(z, labels)
         if self.categories:  # the bins, which `BinnedInput` reads as one-hot codes
             parts = [h, (position - 0.5) * 12**0.5] if self.positions else [h]  # unit variance

@@ -251,6 +251,11 @@ def test_bin_noise_adds_the_unbinned_coordinates_to_the_output_at_a_width_per_fi
         moved = (model.generate(z, None) - model.generate(centre, None)) / model.data_scale
         assert torch.allclose(moved, width[bins].exp() * z[:, 1:], atol=1e-5)
         assert (moved[bins == 2, 0] == 0).all()
+        inside = centre.clone()  # each first coordinate moved within its bin: its raw value never enters the net
+        u = torch.special.ndtr(z[:, 0]) * 4
+        inside[:, 0] = torch.special.ndtri((u.floor() + 0.5) / 4)
+        assert torch.equal(model.bins(inside)[0], model.bins(centre)[0])
+        assert torch.allclose(model.generate(inside, None), model.generate(centre, None))
     assert id(width) in {id(p) for p in model.parameters()}  # the optimizer trains the widths
     for bad in (
         {"latent_binned_dims": 0},
