@@ -55,10 +55,12 @@ _POINTS_GAN = Recipe(steps=4000, batch_size=256, lr=1e-3, latent_dim=8, mlp_widt
 # bins (1000, about 40 per mode), since with about one bin per mode a bin that straddles two modes is not undone by
 # training while a fine bin between two modes is pushed into one of them; a sharper discriminator (twice the lr, two
 # steps per generator step) for its 25 modes, and a slower weight average (EMA 0.9995), which undoes modes drawn too
-# wide late in training.
-_RING_GAN = Recipe(steps=25_000, batch_size=512, lr=1e-3, latent_dim=1, mlp_width=256, conv_width=0,
+# wide late in training. The ring also spreads its samples inside each mode like the data (issue 24): its latent has
+# two more coordinates, which skip the net as output noise with a learned width per bin (`latent_bin_noise`), and an
+# MMD term at a mode's width (`g_mmd_weight`) sets those widths; without it they stay narrow.
+_RING_GAN = Recipe(steps=25_000, batch_size=512, lr=1e-3, latent_dim=3, mlp_width=256, conv_width=0,
                    options=_opts(pack=4, ema_decay=0.999, lr_decay="linear", lr_decay_start=0.8, gan_loss="hinge",
-                                 latent_categories=8))
+                                 latent_categories=8, latent_binned_dims=1, latent_bin_noise=True, g_mmd_weight=10.0))
 _GRID_GAN = Recipe(steps=25_000, batch_size=512, lr=1e-3, latent_dim=1, mlp_width=256, conv_width=0,
                    options=_opts(pack=4, ema_decay=0.9995, lr_decay="linear", lr_decay_start=0.8, d_lr=2e-3,
                                  d_steps=2, gan_loss="hinge", latent_categories=1000))
@@ -167,6 +169,33 @@ def recipe_for(
     return special or RECIPES[key][family]
 
 
+# A recipe's latent layout (bins on the first coordinates only, the rest as output noise) fits its own latent_dim,
+# bins and data: a request that changes those drops the parts of it that no longer fit, as it does a recipe's
+# `latent_labels` or `vamp_components`, instead of failing at an option it never named.
+LAYOUT_OPTIONS = ("latent_binned_dims", "latent_bin_noise")
+
+
+def _give_way(
+    values: dict[str, Any], given: Mapping[str, Any], kind: Kind, sample_shape: tuple[int, ...], num_classes: int
+) -> None:
+    """Reset each recipe-given `LAYOUT_OPTIONS` entry that the config's rules reject (the first rule broken names
+    it), until none is; a rule broken elsewhere is left for the caller's checks to report."""
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    dropped = True
+    while dropped:
+        dropped = False
+        for name in LAYOUT_OPTIONS:
+            if name in given or not values.get(name):
+                continue
+            try:
+                draft = TrainConfig(**TrainConfig.known(values))
+                check_data(draft, kind, sample_shape, num_classes, None)
+                draft.check_rules()
+            except Invalid as exc:
+                if exc.field == (name,):
+                    values[name], dropped = defaults[name], True
+
+
 def resolve_config(
     overrides: Mapping[str, Any],
     *,
@@ -216,6 +245,7 @@ def resolve_config(
         values["vamp_components"] = 0  # the recipe's, where the request allows
     if given.get("vamp_components") and "free_bits" not in given:
         values["free_bits"] = 0.0  # a recipe's free bits give way to a VampPrior asked for
+    _give_way(values, given, kind, sample_shape, num_classes)
     if "preview_every" not in given:
         values["preview_every"] = auto_interval(values["steps"])
     if "batch_size" not in given and isinstance(values.get("pack"), int) and values["pack"] > 1:

@@ -548,12 +548,41 @@ def test_architecture_and_data_options_train(options: dict[str, Any]) -> None:
     assert_finite(result.model)
 
 
+@pytest.mark.parametrize(
+    ("request_options", "binned", "noise"),
+    [
+        ({}, 1, True),  # the recipe's layout: one binned coordinate, two of noise
+        ({"latent_dim": 2}, 1, False),  # one coordinate left for noise, the data has two: the noise gives way
+        ({"latent_categories": 0}, 0, False),  # no bins: neither binned coordinates nor noise around them
+        ({"latent_binned_dims": 2, "latent_dim": 4}, 2, True),  # asked for, and it still fits
+    ],
+)
+def test_a_recipes_latent_layout_gives_way_to_the_request(
+    request_options: dict[str, Any], binned: int, noise: bool
+) -> None:
+    c = resolve_config(
+        {"family": "gan", **request_options}, dataset_id="ring2d", kind="points", sample_shape=(2,), num_classes=0
+    )
+    assert (c.latent_binned_dims, c.latent_bin_noise) == (binned, noise)
+
+
+def test_a_latent_layout_the_request_names_is_never_dropped() -> None:
+    for options in ({"latent_bin_noise": True, "latent_dim": 2}, {"latent_binned_dims": 1, "latent_categories": 0}):
+        with pytest.raises(Invalid) as err:
+            resolve_config(
+                {"family": "gan", **options}, dataset_id="ring2d", kind="points", sample_shape=(2,), num_classes=0
+            )
+        assert err.value.field in (("latent_bin_noise",), ("latent_binned_dims",))
+        assert err.value.field[0] in options
+
+
 def test_benchmark_recipes_resolve() -> None:
     ring = resolve_config({"family": "gan"}, dataset_id="ring2d", kind="points", sample_shape=(2,), num_classes=0)
     grid = resolve_config({"family": "gan"}, dataset_id="grid2d", kind="points", sample_shape=(2,), num_classes=0)
     for c in (ring, grid):
         assert c.steps <= 25_000 and c.pack > 1 and c.lr_decay == "linear" and c.batch_size % c.pack == 0
-    assert (ring.latent_dim, ring.latent_categories) == (1, 8)  # the measured recipes' discrete latents
+    assert (ring.latent_dim, ring.latent_categories, ring.latent_binned_dims) == (3, 8, 1)  # the measured latents
+    assert ring.latent_bin_noise and ring.g_mmd_weight == 10.0
     assert (grid.latent_dim, grid.latent_categories, grid.ema_decay) == (1, 1000, 0.9995)
     vae = resolve_config({"family": "vae"}, dataset_id="mnist", kind="images", sample_shape=(28, 28), num_classes=10)
     assert (vae.architecture, vae.binarize, vae.decoder, vae.latent_dim) == ("mlp", True, "bernoulli", 50)
