@@ -174,10 +174,6 @@ class TrainConfig:
                 "coordinates, the rest the noise: as many as the data has coordinates)",
                 field=("latent_bin_noise",),
             )
-        if self.latent_bin_noise and self.architecture == "conv":
-            raise Invalid(
-                "latent_bin_noise is for MLP models of point data, not conv nets", field=("latent_bin_noise",)
-            )
         if self.latent_bin_positions and not self.latent_categories:
             raise Invalid(
                 "latent_bin_positions needs latent_categories > 0 (the bins whose positions it feeds)",
