@@ -530,10 +530,12 @@ class _Run:
                     self.snapshot = _capture(self.task, self.data.gen, self.step, to_cpu=False)
                 if report_due:
                     self.report()
-                if save_due:
-                    self.save()
+            # The preview before the checkpoint: a worker killed between the two resumes from the previous checkpoint
+            # and draws this step's preview again, where the other order would leave the step without one.
             if self.on_preview is not None and previews.due(self.c, self.step):
                 self.on_preview(self.step, self.task.served())
+            if save_due:
+                self.save()
         if canceled:
             if self.acc_steps and not self.sync(recover=False):
                 log.warning("non-finite state at cancel time; returning the last good state")

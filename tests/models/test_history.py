@@ -32,8 +32,9 @@ def test_the_history_stays_bounded_and_even_and_keeps_the_latest_point() -> None
     assert max(p["step"] for p in back.shown()) <= 500
 
 
+@pytest.mark.parametrize("crash_at", [17, 20])  # 20: a preview's step, where the checkpoint must follow the preview
 @pytest.mark.parametrize("family", ["gan", "vae"])
-def test_a_resumed_run_has_the_history_and_previews_of_an_uninterrupted_one(family: str) -> None:
+def test_a_resumed_run_has_the_history_and_previews_of_an_uninterrupted_one(family: str, crash_at: int) -> None:
     cfg = replace(config(family, "points", steps=40), preview_every=10)
     data = splits(blobs(128))
     shots: list[tuple[int, bytes]] = []
@@ -49,7 +50,7 @@ def test_a_resumed_run_has_the_history_and_previews_of_an_uninterrupted_one(fami
     assert "lr" in series["series"] and len(series["series"]) > 1  # the losses by name, and the learning rate
     assert series["metrics"] == whole.metrics and len(series["series"]["lr"]) == 40
 
-    ckpt = MemoryCheckpointer(crash_at_step=17)
+    ckpt = MemoryCheckpointer(crash_at_step=crash_at)
     with pytest.raises(Crash):
         run(cfg, data, checkpointer=ckpt, on_preview=shoot)
     resumed, _ = run(cfg, data, checkpointer=ckpt, on_preview=shoot)
