@@ -64,6 +64,26 @@ class GenserveWorker(Worker):
         super().setup_work_horse_signals()
         preempt.install_handler(self.parent_pid)
 
+    def unsubscribe(self) -> None:
+        """RQ's, in an order that cannot hang: the command listener thread is told to stop before UNSUBSCRIBE goes
+        out, so the reply that wakes it also ends it. In RQ's order (UNSUBSCRIBE, then stop) a thread that reads the
+        reply first goes back to wait for a subscription for RQ's whole poll time, and redis-py's `stop()` waits for
+        it without a bound: a worker SIGTERMed on a busy machine hung there. Also the way to end the listener of a
+        worker whose teardown met a Redis outage: a failing UNSUBSCRIBE or close is let go (the thread is a daemon)."""
+        thread, pubsub = self.pubsub_thread, self.pubsub
+        self.pubsub_thread = self.pubsub = None  # once
+        if thread is not None:
+            self.log.info("Worker %s: unsubscribing from channel %s", self.name, self.pubsub_channel_name)
+            thread.stop(timeout=0)  # only clears its flag
+        if pubsub is not None:
+            with contextlib.suppress(RedisError):
+                pubsub.unsubscribe()
+        if thread is not None:
+            thread.join(timeout=1)
+        if pubsub is not None:
+            with contextlib.suppress(Exception):  # closing a connection to a dead server may fail any way it likes
+                pubsub.close()
+
     def maintain_heartbeats(self, job: Any, execution: Any) -> None:
         try:
             super().maintain_heartbeats(job, execution)
@@ -82,17 +102,6 @@ def _wait_for_redis(redis: Redis, stop: threading.Event) -> None:
             pass
         stop.wait(delay)
         delay = min(delay * 2, RECONNECT_MAX_S)
-
-
-def _stop_pubsub(worker: Worker) -> None:
-    """End the command listener thread of a worker whose teardown did not get that far (Redis failed first)."""
-    thread = getattr(worker, "pubsub_thread", None)
-    if thread is not None:
-        thread.stop()
-        thread.join(timeout=1)
-    if worker.pubsub is not None:
-        with contextlib.suppress(Exception):  # closing a connection to a dead server may fail any way it likes
-            worker.pubsub.close()
 
 
 def run_worker(settings: WorkerSettings | None = None, *, burst: bool = False, name: str | None = None) -> bool:
@@ -142,7 +151,7 @@ def run_worker(settings: WorkerSettings | None = None, *, burst: bool = False, n
                 worker.name if worker else name or "-",
             )
             if worker is not None:
-                _stop_pubsub(worker)
+                worker.unsubscribe()  # the teardown did not get that far (Redis failed first)
             stop.wait(RECONNECT_MIN_S)
             _wait_for_redis(redis, stop)
             if stop.is_set():
