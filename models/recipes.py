@@ -49,21 +49,19 @@ _POINTS_GAN = Recipe(steps=4000, batch_size=256, lr=1e-3, latent_dim=8, mlp_widt
                      options=_opts(pack=4, ema_decay=0.999))
 # PacGAN's ring and grid (bench/quality.py ring|grid; BENCHMARKS.md has the figures, docs/benchmarks-history.md how
 # each choice was measured). Both: long trainings with a linear lr decay over the last fifth, a batch of 512, the
-# hinge loss (it evens out the modes), and a one-dimensional latent whose coordinate also enters the generator as one
-# of K equiprobable bins (`latent_categories`), so that the generator jumps between separated modes instead of
-# stretching a connected latent space across the gaps ("bridges"). The ring: 8 bins, one per mode. The grid: many fine
-# bins (1000, about 40 per mode), since with about one bin per mode a bin that straddles two modes is not undone by
-# training while a fine bin between two modes is pushed into one of them; a sharper discriminator (twice the lr, two
-# steps per generator step) for its 25 modes, and a slower weight average (EMA 0.9995), which undoes modes drawn too
-# wide late in training. The ring also spreads its samples inside each mode like the data (issue 24): its latent has
-# two more coordinates, which skip the net as output noise with a learned width per bin (`latent_bin_noise`), and an
-# MMD term at a mode's width (`g_mmd_weight`) sets those widths; without it they stay narrow.
+# hinge loss (it evens out the modes), and a latent whose first coordinate enters the generator only as one of K
+# equiprobable bins (`latent_categories`, one per mode), so that the generator jumps between separated modes instead
+# of stretching a connected latent space across the gaps ("bridges"). The other two coordinates skip the net as
+# output noise with a learned width per bin (`latent_bin_noise`): each bin's samples are a Gaussian around a point,
+# spread like the data's modes (issue 24) where a net fed continuous latents drew a few dozen points per mode. An
+# MMD term at a mode's width (`g_mmd_weight`) sets those widths; without it they stay narrow. The grid's 25 modes
+# need a sharper discriminator (twice the lr, two steps per generator step): with the ring's, whole bins stayed
+# stranded between modes.
 _RING_GAN = Recipe(steps=25_000, batch_size=512, lr=1e-3, latent_dim=3, mlp_width=256, conv_width=0,
                    options=_opts(pack=4, ema_decay=0.999, lr_decay="linear", lr_decay_start=0.8, gan_loss="hinge",
                                  latent_categories=8, latent_binned_dims=1, latent_bin_noise=True, g_mmd_weight=10.0))
-_GRID_GAN = Recipe(steps=25_000, batch_size=512, lr=1e-3, latent_dim=1, mlp_width=256, conv_width=0,
-                   options=_opts(pack=4, ema_decay=0.9995, lr_decay="linear", lr_decay_start=0.8, d_lr=2e-3,
-                                 d_steps=2, gan_loss="hinge", latent_categories=1000))
+_GRID_GAN = dataclasses.replace(_RING_GAN, options=_opts(**{**_RING_GAN.options, "latent_categories": 25},
+                                                          d_lr=2e-3, d_steps=2))
 # 8x8 digits (1797 samples): a two-stage conv net is plenty.
 _DIGITS_VAE = Recipe(steps=2000, batch_size=64, lr=1e-3, latent_dim=16, mlp_width=256, conv_width=32)
 # Conditional: with the label in hand the latents carried almost nothing (each class came out as a few images); free

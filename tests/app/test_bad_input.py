@@ -65,8 +65,8 @@ BAD_TRAININGS: list[tuple[str, dict[str, Any], int, str]] = [
         "body.latent_categories",
     ),
     (
-        "too many latent bins in all",  # grid2d: its recipe bins every coordinate (ring2d's only the first)
-        {"dataset": "grid2d", "family": "gan", "latent_dim": 64, "latent_categories": 1000},
+        "too many latent bins in all",  # moons2d: its recipe sets no bins, so all 64 coordinates are binned
+        {"dataset": "moons2d", "family": "gan", "latent_dim": 64, "latent_categories": 1000},
         422,
         "body.latent_categories",
     ),

@@ -581,9 +581,10 @@ def test_benchmark_recipes_resolve() -> None:
     grid = resolve_config({"family": "gan"}, dataset_id="grid2d", kind="points", sample_shape=(2,), num_classes=0)
     for c in (ring, grid):
         assert c.steps <= 25_000 and c.pack > 1 and c.lr_decay == "linear" and c.batch_size % c.pack == 0
-    assert (ring.latent_dim, ring.latent_categories, ring.latent_binned_dims) == (3, 8, 1)  # the measured latents
-    assert ring.latent_bin_noise and ring.g_mmd_weight == 10.0
-    assert (grid.latent_dim, grid.latent_categories, grid.ema_decay) == (1, 1000, 0.9995)
+    for c, bins in ((ring, 8), (grid, 25)):  # the measured latents: one bin per mode, the rest output noise
+        assert (c.latent_dim, c.latent_categories, c.latent_binned_dims) == (3, bins, 1)
+        assert c.latent_bin_noise and c.g_mmd_weight == 10.0 and c.ema_decay == 0.999
+    assert (grid.d_lr, grid.d_steps, ring.d_lr, ring.d_steps) == (2e-3, 2, None, 1)
     vae = resolve_config({"family": "vae"}, dataset_id="mnist", kind="images", sample_shape=(28, 28), num_classes=10)
     assert (vae.architecture, vae.binarize, vae.decoder, vae.latent_dim) == ("mlp", True, "bernoulli", 50)
     conv = resolve_config(
