@@ -395,6 +395,12 @@ class TrainingRequest(Strict):
     g_mmd_bandwidth: Bandwidth | None = Field(
         None, description="GAN: the MMD kernel's width, in units of standardized data (one mode's width, say)."
     )
+    g_bin_width_bound: PenaltyWeight | None = Field(
+        None,
+        description="GAN, with latent_bin_noise: the generator also minimizes this weight times the sum of squared "
+        "excesses of each bin's log noise width over its starting width K^(-1/D), so that a bin stranded between two "
+        "modes cannot widen its noise to cover both instead of moving to one; 0 = off.",
+    )
     g_mode_seeking: PenaltyWeight | None = Field(
         None,
         description="GAN: weight of MSGAN's mode-seeking term (Mao et al. 2019), which penalizes latents drawn apart "

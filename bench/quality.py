@@ -136,7 +136,7 @@ def describe(c: TrainConfig) -> str:
         if c.family == "vae"
         else ["gan_loss", "pack", "ema_decay", "d_steps", "d_lr", "spectral_norm", "r1_gamma", "latent_categories"]
         + ["latent_bin_positions", "latent_binned_dims", "d_fourier_features", "g_mmd_weight", "g_mmd_bandwidth"]
-        + ["latent_bin_scales", "latent_bin_noise", "g_mode_seeking", "latent_labels"]
+        + ["latent_bin_scales", "latent_bin_noise", "g_bin_width_bound", "g_mode_seeking", "latent_labels"]
     )
     keys += ["lr_decay", "lr_decay_start"]
     return ", ".join(f"{k}={d[k]}" for k in keys)

@@ -77,6 +77,7 @@ GAN_OPTIONS = (
     "d_fourier_scale",
     "g_mmd_weight",
     "g_mmd_bandwidth",
+    "g_bin_width_bound",
     "g_mode_seeking",
     "latent_labels",
 )
@@ -132,6 +133,7 @@ class TrainConfig:
     d_fourier_scale: FourierScale = 10.0  # ... with frequencies ~ N(0, scale^2) cycles per unit of standardized data
     g_mmd_weight: PenaltyWeight = 0.0  # > 0: the generator also minimizes the MMD to a real batch (`losses.mmd2`)
     g_mmd_bandwidth: Bandwidth = 0.02  # ... with an RBF kernel of this width, in units of standardized data
+    g_bin_width_bound: PenaltyWeight = 0.0  # > 0, with latent_bin_noise: penalty on bin widths above their start
     g_mode_seeking: PenaltyWeight = 0.0  # > 0: MSGAN's term against latents drawn apart landing together (`losses`)
     latent_labels: bool = False  # unconditional GANs of labeled data: labels drawn from the latent (see `Generator`)
     eval_iw_k: EvalIwK = 100  # importance samples of the VAE log-likelihood bound in the end-of-training metrics
@@ -173,6 +175,11 @@ class TrainConfig:
                 "latent_bin_noise needs latent_categories > 0 and 0 < latent_binned_dims < latent_dim (bins on some "
                 "coordinates, the rest the noise: as many as the data has coordinates)",
                 field=("latent_bin_noise",),
+            )
+        if self.g_bin_width_bound and not self.latent_bin_noise:
+            raise Invalid(
+                "g_bin_width_bound needs latent_bin_noise (the bins' noise widths it bounds)",
+                field=("g_bin_width_bound",),
             )
         if self.latent_bin_positions and not self.latent_categories:
             raise Invalid(

@@ -199,6 +199,8 @@ class _GANTask:
         loss_g = losses.g_loss(self.d(fake, y), c.gan_loss)
         if c.g_mmd_weight > 0:
             loss_g = loss_g + c.g_mmd_weight * losses.mmd2(fake, data.batch(n)[0], c.g_mmd_bandwidth)
+        if c.g_bin_width_bound > 0 and (excess := self.g.bin_width_excess()) is not None:
+            loss_g = loss_g + c.g_bin_width_bound * excess
         if c.g_mode_seeking > 0:
             loss_g = loss_g + c.g_mode_seeking * losses.mode_seeking(fake, z)
         self.optimizers["g"].zero_grad(set_to_none=True)

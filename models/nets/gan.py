@@ -93,6 +93,21 @@ class Generator(GenerativeModel):
         bins = scaled.long().clamp_(0, self.categories - 1)
         return bins, (scaled - bins).clamp_(0.0, 1.0)
 
+    def bin_width_excess(self) -> Tensor | None:
+        """How far the bins' noise widths have grown above where they started (K^(-1/D)): the sum over bins and
+        coordinates of relu(log w - log w_start)^2; None without `latent_bin_noise`.
+
+        Why (`g_bin_width_bound`): a bin left between modes early on can widen its noise until the tails reach a mode
+        on either side, which the discriminator rewards over staying put, and then it never moves to a mode of its
+        own (a bin of the grid's, BENCHMARKS.md). The start is about the spacing of K points over the standardized
+        data, wider than a mode of a mixture with K modes, so a bin that fits its mode is never pulled on. A soft
+        penalty, not a clamp: a clamped width has no gradient left to bring it back.
+        """
+        if self.bin_log_width is None:
+            return None
+        start = -math.log(self.categories) / self.bin_log_width.shape[1]
+        return torch.relu(self.bin_log_width - start).pow(2).sum()
+
     def set_label_shares(self, shares: Tensor) -> None:
         """The classes' shares of the training data (K,), which `latent_label` draws labels by."""
         assert self.label_cdf is not None
