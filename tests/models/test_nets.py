@@ -274,6 +274,31 @@ def test_bin_noise_adds_the_unbinned_coordinates_to_the_output_at_a_width_per_fi
     assert not ModelSpec.from_dict(d).latent_bin_noise  # older specs load without it
 
 
+def test_bin_width_bound_pulls_only_widths_above_their_start() -> None:
+    """g_bin_width_bound: the penalty is zero at and below the starting width K^(-1/D), grows with the square of
+    the log excess above it, and its gradient narrows only the widths above the start."""
+    options = {"latent_dim": 3, "latent_categories": 4, "latent_binned_dims": 1, "latent_bin_noise": True}
+    _, _, model = make("gan", "points", (2,), **options)
+    assert isinstance(model, Generator) and model.bin_log_width is not None
+    width = model.bin_log_width
+    excess = model.bin_width_excess()
+    assert excess is not None and excess.item() == 0.0
+    start = -math.log(4) / 2
+    with torch.no_grad():
+        width[1, 0] = start + 0.5  # above: pulled back
+        width[2, 1] = start - 1.0  # below: left alone
+    excess = model.bin_width_excess()
+    assert excess is not None and excess.item() == pytest.approx(0.25)
+    excess.backward()
+    assert width.grad is not None
+    assert width.grad[1, 0].item() == pytest.approx(1.0)  # d/dw (w - start)^2 = 2 * 0.5: gradient descent narrows it
+    assert width.grad.count_nonzero().item() == 1
+    _, _, plain = make("gan", "points", (2,), latent_dim=3)
+    assert isinstance(plain, Generator) and plain.bin_width_excess() is None
+    with pytest.raises(Invalid, match="g_bin_width_bound needs latent_bin_noise"):
+        TrainConfig.from_dict({"family": "gan", **options, "latent_bin_noise": False, "g_bin_width_bound": 10.0})
+
+
 def test_conditional_generate_uses_labels() -> None:
     for family in ("vae", "gan"):
         _, spec, model = make(family, "points", (2,), conditional=True)

@@ -184,6 +184,8 @@ def test_bin_noise_widths_are_trained() -> None:
     assert width.shape == (4, 2) and torch.isfinite(width).all()
     assert not torch.allclose(width, torch.full_like(width, -math.log(4) / 2))
     assert_finite(result.model)
+    bounded, seen = run(config("gan", "points", steps=10, pack=2, g_bin_width_bound=10.0, **options), splits(blobs(64)))
+    assert len(seen) == 10 and torch.isfinite(bounded.model.state_dict()["bin_log_width"]).all()
 
 
 @pytest.mark.parametrize(
