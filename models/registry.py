@@ -138,6 +138,10 @@ class ModelRegistry:
 
         def claim(entry: NameEntry | None) -> NameEntry:
             entry = entry or NameEntry(name=name, created_at=utcnow())
+            earlier = [v for v, model_id in entry.versions.items() if model_id == manifest.id]
+            if earlier:  # claimed by an attempt that died before its manifest: the same version again
+                claimed[:] = earlier
+                return entry
             claimed[:] = [entry.next_version]
             entry.versions[entry.next_version] = manifest.id
             entry.next_version += 1

@@ -410,6 +410,15 @@ class ArtifactStore:
         self.put_model_weights(manifest.id, tensors)
         self.put_model_manifest(manifest)
 
+    def drop_unpublished_weights(self, model_id: str) -> None:
+        """Delete the weights of a publication cut short before its manifest (never visible); a published model's
+        weights are left alone."""
+        if self.has_model(model_id):
+            return
+        key = self._key("models", model_id, "weights.safetensors")
+        self.objects.delete(key)
+        self._forget(key)
+
     def get_model(self, model_id: str) -> ModelManifest:
         try:
             return ModelManifest.model_validate_json(self.objects.get(self._key("models", model_id, "manifest.json")))

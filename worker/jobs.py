@@ -10,6 +10,7 @@ checkpoints and puts the training back on the queue (worker/preempt.py).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -30,7 +31,7 @@ from models.nets import GenerativeModel
 from models.plots import PointsFrame
 from models.progress import Progress
 from models.registry import ModelRegistry
-from models.store import ArtifactStore, new_id, utcnow
+from models.store import ArtifactStore, utcnow
 from models.training import TrainResult
 from models.training import train as run_training
 from worker import preempt
@@ -214,14 +215,27 @@ def nonfinite_tensor(tensors: dict[str, torch.Tensor]) -> str | None:
     return next((k for k, t in tensors.items() if t.is_floating_point() and not bool(t.isfinite().all())), None)
 
 
+def model_id_for(training_id: str) -> str:
+    """A training's model id: one per training, so that a retry finds what an attempt that died published."""
+    return "mdl_" + training_id.split("_", 1)[1]
+
+
 def store_model(store: ArtifactStore, record: TrainingRecord, result: TrainResult) -> str:
-    """Publish the trained model; refuses (TrainingDiverged) weights that are not finite."""
+    """Publish the trained model; refuses (TrainingDiverged) weights that are not finite.
+
+    Idempotent per training: a worker that dies after publishing but before the training is marked succeeded is
+    retried, and the retry returns the model already published instead of a second one that nothing points to;
+    weights left by an attempt that died before its manifest (never visible) are replaced."""
     tensors = result.model.state_dict()
     bad = nonfinite_tensor(tensors)
     if bad is not None:
         raise TrainingDiverged(f"training diverged: the final weights are not finite ({bad!r}); no model was stored")
+    model_id = model_id_for(record.id)
+    with contextlib.suppress(NotFound):
+        return store.get_model(model_id).id
+    store.drop_unpublished_weights(model_id)
     manifest = ModelManifest(
-        id=new_id("mdl"),
+        id=model_id,
         dataset=record.dataset,
         classes=record.classes if result.spec.num_classes > 0 else None,
         training_id=record.id,
