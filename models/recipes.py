@@ -56,12 +56,13 @@ _POINTS_GAN = Recipe(steps=4000, batch_size=256, lr=1e-3, latent_dim=8, mlp_widt
 # spread like the data's modes (issue 24) where a net fed continuous latents drew a few dozen points per mode. An
 # MMD term at a mode's width (`g_mmd_weight`) sets those widths; without it they stay narrow. The grid's 25 modes
 # need a sharper discriminator (twice the lr, two steps per generator step): with the ring's, whole bins stayed
-# stranded between modes.
+# stranded between modes; and a bound on the noise widths (`g_bin_width_bound`): a bin stranded between two modes
+# otherwise widened its noise to reach both instead of moving to one.
 _RING_GAN = Recipe(steps=25_000, batch_size=512, lr=1e-3, latent_dim=3, mlp_width=256, conv_width=0,
                    options=_opts(pack=4, ema_decay=0.999, lr_decay="linear", lr_decay_start=0.8, gan_loss="hinge",
                                  latent_categories=8, latent_binned_dims=1, latent_bin_noise=True, g_mmd_weight=10.0))
 _GRID_GAN = dataclasses.replace(_RING_GAN, options=_opts(**{**_RING_GAN.options, "latent_categories": 25},
-                                                          d_lr=2e-3, d_steps=2))
+                                                          d_lr=2e-3, d_steps=2, g_bin_width_bound=10.0))
 # 8x8 digits (1797 samples): a two-stage conv net is plenty.
 _DIGITS_VAE = Recipe(steps=2000, batch_size=64, lr=1e-3, latent_dim=16, mlp_width=256, conv_width=32)
 # Conditional: with the label in hand the latents carried almost nothing (each class came out as a few images); free
@@ -170,7 +171,7 @@ def recipe_for(
 # A recipe's latent layout (bins on the first coordinates only, the rest as output noise) fits its own latent_dim,
 # bins and data: a request that changes those drops the parts of it that no longer fit, as it does a recipe's
 # `latent_labels` or `vamp_components`, instead of failing at an option it never named.
-LAYOUT_OPTIONS = ("latent_binned_dims", "latent_bin_noise")
+LAYOUT_OPTIONS = ("latent_binned_dims", "latent_bin_noise", "g_bin_width_bound")
 
 
 def _give_way(

@@ -566,6 +566,11 @@ def test_a_recipes_latent_layout_gives_way_to_the_request(
         {"family": "gan", **request_options}, dataset_id="ring2d", kind="points", sample_shape=(2,), num_classes=0
     )
     assert (c.latent_binned_dims, c.latent_bin_noise) == (binned, noise)
+    grid = resolve_config(
+        {"family": "gan", **request_options}, dataset_id="grid2d", kind="points", sample_shape=(2,), num_classes=0
+    )
+    assert (grid.latent_binned_dims, grid.latent_bin_noise) == (binned, noise)
+    assert grid.g_bin_width_bound == (10.0 if noise else 0.0)  # the bound goes with the noise it bounds
 
 
 def test_a_latent_layout_the_request_names_is_never_dropped() -> None:
@@ -587,6 +592,7 @@ def test_benchmark_recipes_resolve() -> None:
         assert (c.latent_dim, c.latent_categories, c.latent_binned_dims) == (3, bins, 1)
         assert c.latent_bin_noise and c.g_mmd_weight == 10.0 and c.ema_decay == 0.999
     assert (grid.d_lr, grid.d_steps, ring.d_lr, ring.d_steps) == (2e-3, 2, None, 1)
+    assert (grid.g_bin_width_bound, ring.g_bin_width_bound) == (10.0, 0.0)
     vae = resolve_config({"family": "vae"}, dataset_id="mnist", kind="images", sample_shape=(28, 28), num_classes=10)
     assert (vae.architecture, vae.binarize, vae.decoder, vae.latent_dim) == ("mlp", True, "bernoulli", 50)
     conv = resolve_config(
