@@ -638,6 +638,7 @@ def test_benchmark_recipes_resolve() -> None:
         {"family": "vae", "conditional": True}, dataset_id="digits", kind="images", sample_shape=(8, 8), num_classes=10
     )
     assert (cvae.latent_dim, cvae.free_bits, cvae.steps) == (8, 1.25, 20_000)
+    assert (cvae.lr_decay, cvae.lr_decay_start) == ("linear", 0.8)
     shapes_cgan = resolve_config(
         {"family": "gan", "conditional": True},
         dataset_id="shapes",
