@@ -21,6 +21,7 @@ from models.config import (
     Beta,
     Count,
     Decoder,
+    DecoderOutput,
     Depth,
     DSteps,
     EvalIwK,
@@ -327,6 +328,13 @@ class TrainingRequest(Strict):
     # VAE options (models.config.VAE_OPTIONS)
     beta: Beta | None = Field(None, description="VAE: KL weight β.")
     decoder: Decoder | None = Field(None, description="VAE: decoder likelihood.")
+    decoder_output: DecoderOutput | None = Field(
+        None,
+        description="VAE: what the model serves for a latent (samples, reconstructions, interpolations): 'mean', "
+        "the decoder's mean (gray probabilities for images), or 'mode', the most likely image (each pixel channel "
+        "1 where its probability exceeds 1/2, else 0: a binary image, like binarized training data). 'mode' needs "
+        "decoder 'bernoulli', else 422.",
+    )
     kl_warmup_steps: NonNegativeCount | None = Field(None, description="VAE: steps of linear KL warm-up.")
     free_bits: FreeBits | None = Field(None, description="VAE: free bits, nats per latent dimension.")
     iwae_k: IwaeK | None = Field(None, description="VAE: importance samples for IWAE training.")

@@ -133,7 +133,7 @@ def describe(c: TrainConfig) -> str:
     d = c.to_dict()
     keys = ["steps", "batch_size", "lr", "latent_dim", "architecture", "width", "depth", "activation"]
     keys += (
-        ["decoder", "iwae_k", "kl_warmup_steps", "free_bits", "vamp_components", "binarize"]
+        ["decoder", "decoder_output", "iwae_k", "kl_warmup_steps", "free_bits", "vamp_components", "binarize"]
         if c.family == "vae"
         else ["gan_loss", "pack", "ema_decay", "d_steps", "d_lr", "spectral_norm", "r1_gamma", "latent_categories"]
         + ["latent_bin_positions", "latent_binned_dims", "d_fourier_features", "g_mmd_weight", "g_mmd_bandwidth"]

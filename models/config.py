@@ -30,6 +30,7 @@ ArchitectureChoice = Literal["auto", "mlp", "conv"]  # what a request may ask fo
 Activation = Literal["default", "elu", "silu", "gated"]
 LrDecay = Literal["none", "linear", "cosine"]
 Decoder = Literal["bernoulli", "gaussian"]
+DecoderOutput = Literal["mean", "mode"]
 GanLoss = Literal["ns", "hinge", "wgan-gp"]
 
 MAX_LATENT_CATEGORIES = 1024  # K of the discrete latent part: bins per latent coordinate ...
@@ -58,7 +59,16 @@ FourierFeatures = Annotated[int, Field(ge=0, le=256), WHOLE]
 FourierScale = Annotated[float, Field(gt=0, le=1000, allow_inf_nan=False)]
 Bandwidth = Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)]
 
-VAE_OPTIONS = ("beta", "decoder", "kl_warmup_steps", "free_bits", "iwae_k", "vamp_components", "eval_iw_k")
+VAE_OPTIONS = (
+    "beta",
+    "decoder",
+    "decoder_output",
+    "kl_warmup_steps",
+    "free_bits",
+    "iwae_k",
+    "vamp_components",
+    "eval_iw_k",
+)
 GAN_OPTIONS = (
     "gan_loss",
     "gp_weight",
@@ -111,6 +121,7 @@ class TrainConfig:
     # VAE options
     beta: Beta = 1.0  # KL weight (Higgins et al. 2017); 1 = the ELBO
     decoder: Decoder = "gaussian"
+    decoder_output: DecoderOutput = "mean"  # what the model serves at z: E[x|z], or its most likely x (Bernoulli)
     kl_warmup_steps: NonNegativeCount = 0  # steps of linear KL weight 0 -> beta
     free_bits: FreeBits = 0.0  # nats per latent dimension (Kingma et al. 2016), 0 = off
     iwae_k: IwaeK = 1  # > 1: train on the IWAE bound (Burda et al. 2015)
@@ -198,6 +209,11 @@ class TrainConfig:
             )
         if self.vamp_components and (why := self.vamp_conflict()):
             raise Invalid(why, field=("vamp_components",))
+        if self.decoder_output == "mode" and self.decoder != "bernoulli":
+            raise Invalid(
+                "decoder_output 'mode' needs decoder 'bernoulli' (a Gaussian decoder's most likely value is its mean)",
+                field=("decoder_output",),
+            )
         if self.latent_labels and (why := self.latent_labels_conflict()):
             raise Invalid(why, field=("latent_labels",))
         if self.batch_size % self.pack:

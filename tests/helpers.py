@@ -142,6 +142,7 @@ def store_untrained_model(
     init_seed: int = 0,
     latent_labels: bool = False,
     vamp_components: int = 0,
+    decoder_output: str = "mean",
 ) -> str:
     """A freshly initialized (untrained) model stored as the worker stores models: fast, for serving tests. With
     `classes`, a conditional model, or with `latent_labels` an unconditional GAN that draws those labels itself.
@@ -163,6 +164,7 @@ def store_untrained_model(
             "seed": 0,
             **({"latent_labels": True} if latent_labels else {}),
             **({"vamp_components": vamp_components} if vamp_components else {}),
+            **({"decoder_output": decoder_output} if family == "vae" else {}),
         },
         dataset_id=dataset,
         kind=kind,

@@ -41,6 +41,7 @@ def spec_for(config: TrainConfig, kind: Kind, sample_shape: tuple[int, ...], num
         latent_bin_noise=config.latent_bin_noise if config.family == "gan" else False,
         latent_labels=num_classes if config.family == "gan" and config.latent_labels else 0,
         vamp_components=config.vamp_components if config.family == "vae" else 0,
+        decoder_output=config.decoder_output if config.family == "vae" else "mean",
     )
 
 

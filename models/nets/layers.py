@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from models.config import Activation, Architecture, Decoder, Family, Kind
+from models.config import Activation, Architecture, Decoder, DecoderOutput, Family, Kind
 
 MLP_DEPTH = 3  # hidden layers of every MLP
 LABEL_DIM = 16  # size of the learned label embedding of conditional nets
@@ -48,6 +48,7 @@ class ModelSpec:
     latent_bin_noise: bool = False  # GAN point generators, L - B = D: the rest is output noise of a width per bin
     latent_labels: int = 0  # unconditional GAN generators: K > 0 labels drawn from the latent; see `Generator`
     vamp_components: int = 0  # VAEs: K > 0 pseudo-inputs of a VampPrior; see `VAE`
+    decoder_output: DecoderOutput = "mean"  # VAEs: what `decode` gives, E[x|z] or the most likely x; see `VAE`
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -193,11 +193,17 @@ class VAE(GenerativeModel):
         return self.decode(mu, labels)
 
     def decode(self, z: Tensor, labels: Tensor | None) -> Tensor:
-        """The decoder mean (Bernoulli probabilities for images) at latents z, data space."""
-        return self.from_net(self.mean(self.decode_raw(z, labels)))
+        """What the model shows for latents z, data space: the decoder mean (Bernoulli probabilities for images), or
+        with `decoder_output` "mode" the most likely image, each pixel 1 where its probability exceeds 1/2. A
+        model trained on binarized images draws a blurred gray map as its mean, which no training image resembles;
+        its mode is a binary image like them (bench/quality.py variety, BENCHMARKS.md)."""
+        raw = self.decode_raw(z, labels)
+        if self.spec.decoder_output == "mode":
+            return self.from_net((raw > 0).to(raw.dtype))
+        return self.from_net(self.mean(raw))
 
     def generate(self, z: Tensor, labels: Tensor | None) -> Tensor:
-        """Samples from standard normal noise z: the decoder mean at the prior's latent for z (`prior_sample`)."""
+        """Samples from standard normal noise z: `decode` at the prior's latent for z (`prior_sample`)."""
         return self.decode(self.prior_sample(z, labels), labels)
 
     def log_likelihood_bound(

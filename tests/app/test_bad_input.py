@@ -59,6 +59,12 @@ BAD_TRAININGS: list[tuple[str, dict[str, Any], int, str]] = [
     ("GAN option on a VAE", {"dataset": "ring2d", "family": "vae", "gan_loss": "hinge"}, 422, "body.gan_loss"),
     ("VAE option on a GAN", {"dataset": "ring2d", "family": "gan", "free_bits": 0.5}, 422, "body.free_bits"),
     (
+        "mode of a Gaussian",
+        {"dataset": "ring2d", "family": "vae", "decoder_output": "mode"},
+        422,
+        "body.decoder_output",
+    ),
+    (
         "too many latent categories",
         {"dataset": "ring2d", "family": "gan", "latent_categories": 5000},
         422,

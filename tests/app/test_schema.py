@@ -104,6 +104,7 @@ MODEL_OR_DATA_RULES = [
     ("/v1/trainings", ("body", "d_fourier_features"), "MLP"),  # the architecture, from the request or the data
     ("/v1/trainings", ("body", "g_mmd_weight"), "MLP"),  # likewise
     ("/v1/trainings", ("body", "g_bin_width_bound"), "latent_bin_noise"),  # from the request or the recipe
+    ("/v1/trainings", ("body", "decoder_output"), "bernoulli"),  # the decoder, from the request or the data's kind
     ("/v1/trainings", ("body", "latent_labels"), ""),  # labels in the dataset; not with conditional and the rest
     ("/v1/trainings", ("body", "init_from"), ""),  # a model that exists and fits
     ("/v1/trainings", ("body", "webhook"), ""),  # an address the service may call (GENSERVE_WEBHOOK_ALLOW)

@@ -23,6 +23,7 @@ CASES = [
     {"family": "gan", "kind": "images", "shape": (8, 8), "classes": ["a", "b"], "latent_labels": True},
     {"family": "vae", "kind": "images", "shape": (8, 8), "vamp_components": 5},
     {"family": "vae", "kind": "images", "shape": (8, 8), "classes": ["a", "b"], "vamp_components": 3},
+    {"family": "vae", "kind": "images", "shape": (8, 8), "decoder_output": "mode"},
 ]
 
 
@@ -36,6 +37,7 @@ CASES = [
         "image GAN drawing its labels",
         "image VAE, VampPrior",
         "conditional image VAE, VampPrior",
+        "image VAE serving its mode",
     ],
 )
 def test_exports_match_the_served_model(tmp_path: Path, case: dict) -> None:  # type: ignore[type-arg]

@@ -326,6 +326,25 @@ def test_vae_interfaces(kind: str, shape: tuple[int, ...]) -> None:
     assert iw.mean() >= elbo.mean() - 0.1  # the IWAE bound is tighter (up to Monte Carlo noise)
 
 
+@pytest.mark.parametrize(("kind", "shape"), [SHAPES[2], SHAPES[3]])
+def test_vae_mode_output_is_the_most_likely_image(kind: str, shape: tuple[int, ...]) -> None:
+    """decoder_output "mode": every pixel channel is 1 where the mean is above 1/2, else 0, in samples and
+    reconstructions alike; the weights and the likelihood are the mean model's."""
+    _, spec, mean_model = make("vae", kind, shape, conditional=True)
+    _, mode_spec, mode_model = make("vae", kind, shape, conditional=True, decoder_output="mode")
+    assert mode_spec.decoder_output == "mode" and ModelSpec.from_dict(mode_spec.to_dict()) == mode_spec
+    mode_model.load_state_dict(mean_model.state_dict())
+    z, labels = inputs(spec, n=6)
+    mean, mode = mean_model.generate(z, labels), mode_model.generate(z, labels)
+    assert set(mode.unique().tolist()) <= {0.0, 1.0}
+    assert torch.equal(mode, (mean > 0.5).float())
+    assert torch.equal(mode_model.reconstruct(mean, labels), (mean_model.reconstruct(mean, labels) > 0.5).float())
+    g = torch.Generator().manual_seed(0)
+    before = mean_model.log_likelihood_bound(mode, labels, 4, generator=g)
+    g.manual_seed(0)
+    assert torch.equal(mode_model.log_likelihood_bound(mode, labels, 4, generator=g), before)
+
+
 def test_log_likelihood_is_in_data_space() -> None:
     """Rescaling the data by s shifts the log-likelihood by -D log s: densities are per data unit, not net unit."""
     _, spec, model = make("vae", "points", (2,))

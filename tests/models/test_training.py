@@ -197,6 +197,7 @@ def test_bin_noise_widths_are_trained() -> None:
         {"vamp_components": 8},
         {"vamp_components": 8, "iwae_k": 3},
         {"vamp_components": 3, "conditional": True},
+        {"decoder_output": "mode", "conditional": True},
     ],
 )
 def test_vae_options_train(options: dict[str, Any]) -> None:
@@ -766,6 +767,35 @@ def test_a_vamp_prior_starts_at_training_inputs_and_learns() -> None:
     few, _ = run(replace(cfg, steps=1, lr=1e-12, vamp_components=70), small)
     assert few.model.pseudo_inputs is not None
     assert len({p.detach().numpy().round(4).tobytes() for p in few.model.pseudo_inputs}) == len(small.train)
+
+
+def test_decoder_output_rules() -> None:
+    """decoder_output "mode" needs the Bernoulli decoder (a request's own gets a 422 at the field); a recipe's gives
+    way to a request's Gaussian decoder; "mean" goes with either."""
+    TrainConfig.from_dict({"family": "vae", "decoder": "bernoulli", "decoder_output": "mode"})
+    TrainConfig.from_dict({"family": "vae", "decoder": "gaussian", "decoder_output": "mean"})
+    with pytest.raises(Invalid) as err:
+        TrainConfig.from_dict({"family": "vae", "decoder": "gaussian", "decoder_output": "mode"})
+    assert err.value.field == ("decoder_output",)
+    with pytest.raises(Invalid) as err:
+        TrainConfig.from_dict({"family": "vae", "decoder_output": "median"})
+    assert err.value.field == ("decoder_output",)
+
+    def cvae(**request: Any) -> TrainConfig:
+        return resolve_config(
+            {"family": "vae", "conditional": True, **request},
+            dataset_id="mnist",
+            kind="images",
+            sample_shape=(28, 28),
+            num_classes=10,
+        )
+
+    assert cvae().decoder_output == "mode"  # the conditional MNIST VAE's recipe
+    assert cvae(decoder="gaussian").decoder_output == "mean"
+    assert cvae(decoder_output="mean").decoder_output == "mean"
+    with pytest.raises(Invalid) as err:
+        cvae(decoder="gaussian", decoder_output="mode")
+    assert err.value.field == ("decoder_output",)
 
 
 def test_vamp_prior_rules() -> None:
