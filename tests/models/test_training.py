@@ -648,6 +648,20 @@ def test_benchmark_recipes_resolve() -> None:
         num_classes=4,
     )
     assert (shapes_cgan.steps, shapes_cgan.lr_decay, shapes_cgan.g_mode_seeking) == (14_000, "linear", 0.1)
+    shapes_cvae = resolve_config(
+        {"family": "vae", "conditional": True},
+        dataset_id="ds_upload",
+        kind="images",
+        sample_shape=(32, 48, 3),
+        num_classes=4,
+    )  # a color upload of 32+ px takes the shapes recipe
+    assert (shapes_cvae.steps, shapes_cvae.lr, shapes_cvae.latent_dim, shapes_cvae.vamp_components) == (
+        15_000,
+        5e-4,
+        8,
+        10,
+    )
+    assert (shapes_cvae.lr_decay, shapes_cvae.decoder_output) == ("linear", "mean")
 
 
 @pytest.mark.parametrize(
