@@ -28,6 +28,7 @@ from models.metrics import (
     mode_histogram_kl,
     mode_metrics,
     near_duplicate_share,
+    stacked_kl_parts,
     within_mode_spread,
 )
 from models.nets import build_model, spec_for
@@ -101,6 +102,21 @@ def test_mode_histogram_kl() -> None:
     assert mode_histogram_kl(torch.arange(1000), 1000) == (1000.0, 0.0)
     hits, kl = mode_histogram_kl(torch.zeros(50, dtype=torch.long), 1000)
     assert hits == 1 and kl == pytest.approx(math.log(1000))
+
+
+def test_stacked_kl_parts_add_up_to_the_modes_kl_and_tell_skew_from_dependence() -> None:
+    every = torch.cartesian_prod(torch.arange(10), torch.arange(10), torch.arange(10))  # each mode once
+    assert stacked_kl_parts(every) == ([0.0, 0.0, 0.0], pytest.approx(0.0, abs=1e-12))
+    same = torch.arange(10).repeat(30)[:, None].expand(-1, 3)  # three equal channels: uniform each, fully dependent
+    channel_kl, dependence = stacked_kl_parts(same)
+    assert channel_kl == [pytest.approx(0.0, abs=1e-12)] * 3 and dependence == pytest.approx(2 * math.log(10))
+    g = torch.Generator().manual_seed(0)
+    skewed = torch.cat([torch.randint(0, 10, (40_000, 3), generator=g), torch.zeros(10_000, 3, dtype=torch.long)])
+    skewed[40_000:, 1:] = torch.randint(0, 10, (10_000, 2), generator=g)  # channel 0 draws too many zeros, alone
+    channel_kl, dependence = stacked_kl_parts(skewed)
+    assert channel_kl[0] > 0.05 > max(channel_kl[1:]) and dependence < 0.02  # its noise: about 0.01
+    modes = skewed[:, 0] * 100 + skewed[:, 1] * 10 + skewed[:, 2]
+    assert sum(channel_kl) + dependence == pytest.approx(mode_histogram_kl(modes, 1000)[1])
 
 
 # --- two-sample distances ------------------------------------------------------------------------------------------
